@@ -1,0 +1,145 @@
+"""``mcq``: a thin shell over the library. Each command parses, calls one library function, prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mcq.errors import McqError
+
+_EXAMPLES = {
+    "models": "example:\n  mcq models",
+    "synth": "example:\n  mcq data synth seg --out data/synth-seg --train 240 --val 48",
+    "train": (
+        "examples:\n"
+        "  mcq train seg --backbone mci2                      # the paper's recipe (Table 14)\n"
+        "  mcq train seg --backbone mci0 --max-steps 300 --batch-size 8 --img-size 256   # a CPU run\n"
+        "  mcq train seg --backbone mci2 --init mobileclip_s2.pt --data ADEChallengeData2016\n"
+        "  mcq train seg --backbone mci0 --out runs/x --resume  # continue an interrupted run"
+    ),
+    "eval": "example:\n  mcq eval seg --checkpoint runs/seg-mci0/checkpoints/best.ckpt --json metrics.json",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show a full traceback on error")
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="mcq", description="CLIP-pretrained mobile encoders for on-device dense prediction.",
+                                parents=[common], formatter_class=fmt, epilog=_EXAMPLES["train"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("models", parents=[common], help="list the registered encoders", epilog=_EXAMPLES["models"],
+                   formatter_class=fmt)
+
+    data = sub.add_parser("data", parents=[common], help="datasets").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", parents=[common], help="write an embedded synthetic dataset",
+                            epilog=_EXAMPLES["synth"], formatter_class=fmt)
+    synth.add_argument("task", choices=["seg"])
+    synth.add_argument("--out", required=True, help="folder to write (ADE20K layout)")
+    synth.add_argument("--train", type=int, default=240, help="training images (default 240)")
+    synth.add_argument("--val", type=int, default=48, help="validation images (default 48)")
+    synth.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    synth.add_argument("--seed", type=int, default=0)
+
+    train = sub.add_parser("train", parents=[common], help="train a task model", epilog=_EXAMPLES["train"],
+                           formatter_class=fmt)
+    train.add_argument("task", choices=["seg"])
+    train.add_argument("--backbone", default="mci2", help="encoder name (see `mcq models`; default mci2)")
+    train.add_argument("--head", default="", help="fpn or upernet (default: the encoder's, as in the paper)")
+    train.add_argument("--data", help="dataset folder in ADE20K layout (default: the embedded synthetic data)")
+    train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
+    train.add_argument("--init-partial", action="store_true", help="load what matches even if encoder weights stay unloaded")
+    train.add_argument("--max-steps", type=int, help="iterations (recipe: 40k SemanticFPN, 160k UperNet)")
+    train.add_argument("--batch-size", type=int, help="global batch per device (recipe: 64 / 16)")
+    train.add_argument("--img-size", type=int, help="crop size (recipe: 512)")
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--drop-path", type=float, help="stochastic depth rate (recipe: 0.1; the paper sweeps 0-0.2)")
+    train.add_argument("--val-every", type=int, help="validate every N iterations")
+    train.add_argument("--workers", type=int, default=2, help="data loader workers per process (default 2)")
+    train.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    train.add_argument("--devices", type=int, default=1, help="processes per node (DDP when > 1)")
+    train.add_argument("--num-nodes", type=int, default=1)
+    train.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPUs with bf16, else 32-true)")
+    train.add_argument("--out", help="run directory (default runs/seg-BACKBONE)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--exist-ok", action="store_true", help="overwrite a finished run in --out")
+    train.add_argument("--seed", type=int, default=0)
+
+    ev = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint", epilog=_EXAMPLES["eval"],
+                        formatter_class=fmt)
+    ev.add_argument("task", choices=["seg"])
+    ev.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
+    ev.add_argument("--data", help="dataset folder in ADE20K layout (default: the embedded synthetic data)")
+    ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size)")
+    ev.add_argument("--batch-size", type=int, default=4)
+    ev.add_argument("--workers", type=int, default=2)
+    ev.add_argument("--json", help="also write the metrics to this JSON file")
+    return p
+
+
+def _models(args: argparse.Namespace) -> None:
+    from mcq.models import describe_encoders
+
+    rows = describe_encoders()
+    print(f"{'name':<9} {'params(M)':>9}  {'head':<8} {'strides':<19} {'channels':<29} timm model")
+    for r in rows:
+        print(f"{r['name']:<9} {r['params_m']:>9.1f}  {r['default_head']:<8} {str(r['strides']):<19} "
+              f"{str(r['channels']):<29} {r['timm_name']}")
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from mcq.data import synth_seg
+
+    out = synth_seg(args.out, n_train=args.train, n_val=args.val, size=args.size, seed=args.seed)
+    print(f"wrote {args.train} training + {args.val} validation images to {out}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from mcq.engine.metrics import format_seg_table
+    from mcq.engine.train import SegTrainConfig, train_seg
+
+    fields = SegTrainConfig.__dataclass_fields__
+    cfg = SegTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    run, metrics = train_seg(cfg)
+    print(format_seg_table(metrics))
+    print(f"run written to {run} (metrics.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from mcq.engine.evaluate import evaluate_seg
+    from mcq.engine.metrics import format_seg_table
+
+    metrics = evaluate_seg(args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
+    print(format_seg_table(metrics))
+    if args.json:
+        print(f"metrics written to {args.json}")
+
+
+def _one_line(e: McqError) -> str:
+    """The user's message; errors raised in a DataLoader worker arrive wrapped in a traceback text."""
+    msg = str(e)
+    if "Original Traceback" in msg:
+        msg = msg.strip().splitlines()[-1].split("McqError: ", 1)[-1]
+    return msg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval}
+    try:
+        handlers[args.command](args)
+    except McqError as e:
+        if args.debug:
+            raise
+        print(f"mcq: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mcq: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Joint image/mask transforms of the ADE20K recipe, on torchvision's transforms v2."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+
+class SegTransform:
+    """Train: random resized crop, flip, photometric distortion. Val: resize the image only (single scale).
+
+    Both normalise with the encoder's mean/std. Validation keeps the mask at its own size: metrics are
+    computed at the annotation's resolution, as mmseg does.
+    """
+
+    def __init__(
+        self, img_size: int, train: bool, mean: Sequence[float], std: Sequence[float],
+        crop_scale: Sequence[float] = (0.25, 1.0), crop_ratio: Sequence[float] = (0.75, 1.3333),
+    ):
+        self.train = train
+        geometric = (
+            [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)), v2.RandomHorizontalFlip()]
+            if train else [v2.Resize((img_size, img_size))]
+        )
+        photometric = [v2.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05)] if train else []
+        self.geometric = v2.Compose(geometric)
+        self.pixels = v2.Compose(photometric + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+    def __call__(self, image: Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        img = tv_tensors.Image(v2.functional.pil_to_tensor(image))
+        target = tv_tensors.Mask(torch.from_numpy(mask).long())
+        if self.train:
+            img, target = self.geometric(img, target)
+        else:
+            img = self.geometric(img)
+        return self.pixels(img).as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+
+
+def collate_seg(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Stack images; keep masks as a list (validation masks keep their own sizes)."""
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]

@@ -1,0 +1,1 @@
+"""One engine for all tasks: training, evaluation, metrics, checkpoints."""

@@ -1,0 +1,176 @@
+"""``train_seg``: one function from a dataset and a backbone to a finished run directory.
+
+A run directory holds ``config.json`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
+``logs/metrics.csv`` and, once finished, ``metrics.json``. The same call runs on one CPU or on many
+GPUs and nodes (Lightning DDP; launch with ``torchrun`` or SLURM, or let Lightning spawn local ranks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from mcq.data import ADE20K, SegTransform, collate_seg, default_seg_data
+from mcq.engine.metrics import format_seg_table
+from mcq.engine.seg_module import SegTask
+from mcq.errors import McqError
+from mcq.io import write_json
+from mcq.models.clip_init import load_clip_init
+from mcq.models.encoders import encoder_info
+from mcq.recipes import SegRecipe, load_recipe
+
+
+@dataclass
+class SegTrainConfig:
+    """What ``mcq train seg`` takes. ``None`` means: the recipe's value."""
+
+    backbone: str = "mci2"
+    data: str | None = None
+    head: str = ""
+    init: str | None = None
+    init_partial: bool = False
+    max_steps: int | None = None
+    batch_size: int | None = None
+    img_size: int | None = None
+    lr: float | None = None
+    drop_path: float | None = None
+    val_every: int | None = None
+    workers: int = 2
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    precision: str | None = None
+    out: str | None = None
+    resume: bool = False
+    exist_ok: bool = False
+    seed: int = 0
+
+
+def resolve_recipe(cfg: SegTrainConfig) -> SegRecipe:
+    """The recipe for the backbone's head with the user's overrides applied (the recipe file is untouched)."""
+    head = cfg.head or encoder_info(cfg.backbone).default_head
+    recipe = load_recipe("seg", head)
+    overrides = {k: getattr(cfg, k) for k in ("max_steps", "batch_size", "img_size", "lr", "drop_path", "val_every")}
+    return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _is_rank_zero() -> bool:
+    for var in ("RANK", "SLURM_PROCID"):
+        if var in os.environ:
+            return int(os.environ[var]) == 0
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
+
+
+def default_precision(accelerator: str) -> str:
+    """bf16 autocast where the device has it (recent GPUs), else fp32."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _prepare_run(cfg: SegTrainConfig) -> tuple[Path, bool]:
+    """Resolve the run directory; return it and whether this call created it."""
+    run = Path(cfg.out or f"runs/seg-{cfg.backbone}")
+    if not _is_rank_zero():
+        return run, False
+    if cfg.resume:
+        if not (run / "checkpoints" / "last.ckpt").is_file():
+            raise McqError(f"{run}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
+        return run, False
+    if run.exists() and any(run.iterdir()):
+        if not cfg.exist_ok:
+            raise McqError(f"{run}: already holds a run; pass --resume to continue it, --exist-ok to overwrite, or another --out")
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    return run, True
+
+
+def _loaders(data: Path, recipe: SegRecipe, mean, std, workers: int) -> tuple[DataLoader, DataLoader, list[str]]:
+    train_ds = ADE20K(data, "training", SegTransform(recipe.img_size, True, mean, std, recipe.crop_scale, recipe.crop_ratio))
+    val_ds = ADE20K(data, "validation", SegTransform(recipe.img_size, False, mean, std))
+    if len(train_ds) < recipe.batch_size:
+        raise McqError(f"{data}: {len(train_ds)} training images, fewer than one batch of {recipe.batch_size}; lower --batch-size")
+    kw = dict(num_workers=workers, persistent_workers=workers > 0, collate_fn=collate_seg)
+    return (
+        DataLoader(train_ds, recipe.batch_size, shuffle=True, drop_last=True, **kw),
+        DataLoader(val_ds, max(1, recipe.batch_size // 2), shuffle=False, **kw),
+        train_ds.class_names,
+    )
+
+
+def train_seg(cfg: SegTrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
+    """Train (or resume) a segmentation run; return the run directory and its final validation metrics."""
+    run, created = _prepare_run(cfg)
+    try:
+        return _train(cfg, run, callbacks or [])
+    except BaseException:
+        if created and not any((run / "checkpoints").glob("*.ckpt")):
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+
+
+def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
+    if cfg.resume:
+        saved = json.loads((run / "config.json").read_text())
+        cfg = replace(SegTrainConfig(**saved["train"]), resume=True, out=str(run),
+                      devices=cfg.devices, num_nodes=cfg.num_nodes, accelerator=cfg.accelerator)
+    recipe = resolve_recipe(cfg)
+    data = Path(cfg.data) if cfg.data else default_seg_data()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    from mcq.models import create_encoder  # the encoder decides mean/std and which sizes it takes
+    encoder = create_encoder(cfg.backbone, drop_path=recipe.drop_path)
+    train_dl, val_dl, class_names = _loaders(data, recipe, encoder.mean, encoder.std, cfg.workers)
+    model_cfg = dict(encoder=cfg.backbone, num_classes=len(class_names), head=recipe.head, drop_path=recipe.drop_path)
+    task = SegTask(model=model_cfg, class_names=class_names, optim=asdict(recipe))
+    task.model.check_input_size(recipe.img_size, recipe.img_size)
+    if cfg.init and not cfg.resume:
+        report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
+        if _is_rank_zero():
+            print(report.summary())
+    if _is_rank_zero():
+        write_json(run / "config.json", {"train": asdict(cfg), "recipe": asdict(recipe), "model": model_cfg,
+                                         "data": str(data), "class_names": class_names})
+
+    val_every = min(recipe.val_every, recipe.max_steps)
+    trainer = L.Trainer(
+        max_steps=recipe.max_steps,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if cfg.devices * cfg.num_nodes > 1 else "auto",
+        precision=cfg.precision or default_precision(cfg.accelerator),
+        default_root_dir=run,
+        logger=CSVLogger(run, name="logs", version=""),
+        callbacks=[
+            ModelCheckpoint(run / "checkpoints", filename="best", monitor="val/mIoU", mode="max", save_last=True),
+            TQDMProgressBar(refresh_rate=1),
+            *callbacks,
+        ],
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=1,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+    )
+    ckpt = run / "checkpoints" / "last.ckpt" if cfg.resume else None
+    trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)
+    if task.metrics is None or trainer.global_step % val_every:
+        trainer.validate(task, val_dl, verbose=False)
+    metrics = {"step": trainer.global_step, "encoder": cfg.backbone, "head": recipe.head, "img_size": recipe.img_size,
+               **task.metrics}
+    if trainer.is_global_zero:
+        write_json(run / "metrics.json", metrics)
+    return run, metrics
+
+
+__all__ = ["SegTrainConfig", "train_seg", "resolve_recipe", "format_seg_table"]

@@ -1,0 +1,81 @@
+"""Initialise an encoder's trunk from a CLIP checkpoint on disk.
+
+Three layouts are read: OpenCLIP (``visual.trunk.*``, optionally ``module.``-prefixed and/or under
+``state_dict``), Apple's MobileCLIP ``.pt`` (``image_encoder.model.*``, renamed by timm's own
+``checkpoint_filter_fn``) and timm's native keys. Files are read without executing code.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mcq.errors import McqError
+from mcq.io import load_state
+from mcq.models.encoders import Encoder
+
+
+@dataclass
+class LoadReport:
+    path: str
+    layout: str
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"init {self.path} ({self.layout} layout): {len(self.matched)} matched, {len(self.missing)} missing, "
+            f"{len(self.mismatched)} shape-mismatched, {len(self.unexpected)} unexpected (unused) encoder keys"
+        )
+
+
+def _unwrap(sd: dict) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model"):
+        if isinstance(sd.get(key), dict):
+            sd = sd[key]
+    return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def trunk_state_dict(raw: dict, trunk: torch.nn.Module) -> tuple[str, dict[str, torch.Tensor]]:
+    """Detect the layout of ``raw`` and return it with the image trunk's weights under timm's names."""
+    sd = _unwrap(raw)
+    filter_fn = getattr(sys.modules[type(trunk).__module__], "checkpoint_filter_fn", None)
+    if any(k.startswith("image_encoder.model.") for k in sd):
+        layout = "mobileclip"
+    elif any(k.startswith("visual.trunk.") for k in sd):
+        layout = "openclip"
+        sd = {k.removeprefix("visual.trunk."): v for k, v in sd.items() if k.startswith("visual.trunk.")}
+    else:
+        layout = "timm"
+    if filter_fn is not None:
+        sd = filter_fn(sd, trunk)
+    return layout, sd
+
+
+def load_clip_init(encoder: Encoder, path: str | Path, allow_partial: bool = False) -> LoadReport:
+    """Load ``path`` into ``encoder.trunk``; refuse (``McqError``) if any trunk weight is left unloaded."""
+    layout, sd = trunk_state_dict(load_state(path), encoder.trunk)
+    own = {k: v for k, v in encoder.trunk.state_dict().items() if not k.endswith("num_batches_tracked")}
+    report = LoadReport(str(path), layout)
+    for k, v in own.items():
+        if k not in sd:
+            report.missing.append(k)
+        elif sd[k].shape != v.shape:
+            report.mismatched.append(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}")
+        else:
+            report.matched.append(k)
+    report.unexpected = sorted(k for k in sd if k not in own and not k.endswith("num_batches_tracked"))
+    if (report.missing or report.mismatched) and not allow_partial:
+        example = (report.mismatched or report.missing)[0]
+        raise McqError(
+            f"{path}: not a {encoder.info.name} checkpoint ({len(report.missing)} encoder weights missing, "
+            f"{len(report.mismatched)} of another shape, e.g. {example}); check --backbone, "
+            f"or pass --init-partial to load what matches"
+        )
+    encoder.trunk.load_state_dict({k: sd[k] for k in report.matched}, strict=False)
+    return report

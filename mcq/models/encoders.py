@@ -1,0 +1,141 @@
+"""Encoders: timm trunks that return a feature pyramid, one registered factory per name.
+
+Every encoder returns a list of NCHW maps at increasing strides (``encoder.strides``) with
+``encoder.channels`` channels. ``encoder.trunk`` is the timm model whose weights come from a
+CLIP checkpoint (see ``mcq.models.clip_init``); anything outside the trunk (the ViTDet pyramid)
+is trained from scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import timm
+import torch
+from torch import nn
+
+from mcq.models.pyramid import SimpleFeaturePyramid
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Plain-data description of a registered encoder."""
+
+    name: str
+    timm_name: str
+    default_head: str
+    description: str
+
+
+class Encoder(nn.Module):
+    """A timm trunk returning the maps at ``indices``, optionally followed by a neck."""
+
+    def __init__(self, info: EncoderInfo, trunk: nn.Module, indices: Sequence[int], neck: nn.Module | None = None):
+        super().__init__()
+        self.info = info
+        self.trunk = trunk
+        self.indices = list(indices)
+        trunk.prune_intermediate_layers(self.indices, prune_head=True, prune_norm=True)
+        self.neck = neck
+        feature_info = trunk.feature_info
+        if neck is None:
+            self.channels = [feature_info[i]["num_chs"] for i in self.indices]
+            self.strides = [feature_info[i]["reduction"] for i in self.indices]
+        else:
+            self.channels, self.strides = list(neck.channels), list(neck.strides)
+        cfg = trunk.pretrained_cfg
+        self.mean = tuple(float(v) for v in cfg.get("mean", (0.0, 0.0, 0.0)))
+        self.std = tuple(float(v) for v in cfg.get("std", (1.0, 1.0, 1.0)))
+
+    @property
+    def max_stride(self) -> int:
+        return max(self.strides)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.trunk.forward_intermediates(x, indices=self.indices, intermediates_only=True, output_fmt="NCHW")
+        return self.neck(feats[-1]) if self.neck is not None else list(feats)
+
+
+_REGISTRY: dict[str, tuple[EncoderInfo, Callable[..., Encoder]]] = {}
+
+
+def register_encoder(info: EncoderInfo):
+    """Decorator: register a factory ``fn(drop_path: float) -> Encoder`` under ``info.name``."""
+
+    def wrap(fn: Callable[..., Encoder]) -> Callable[..., Encoder]:
+        _REGISTRY[info.name] = (info, fn)
+        return fn
+
+    return wrap
+
+
+def list_encoders() -> list[EncoderInfo]:
+    return [info for info, _ in _REGISTRY.values()]
+
+
+def encoder_info(name: str) -> EncoderInfo:
+    if name not in _REGISTRY:
+        from mcq.errors import McqError
+
+        raise McqError(f"unknown encoder {name!r}; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name][0]
+
+
+def create_encoder(name: str, drop_path: float = 0.0) -> Encoder:
+    """Build the encoder registered as ``name`` with stochastic depth ``drop_path`` (random init)."""
+    encoder_info(name)
+    return _REGISTRY[name][1](drop_path=drop_path)
+
+
+def _mci(name: str, timm_name: str, levels: int, description: str) -> None:
+    info = EncoderInfo(name, timm_name, "fpn", description)
+
+    @register_encoder(info)
+    def factory(drop_path: float = 0.0) -> Encoder:
+        trunk = timm.create_model(timm_name, pretrained=False, num_classes=0, drop_path_rate=drop_path)
+        return Encoder(info, trunk, range(levels))
+
+    factory.__name__ = name
+
+
+_mci("mci0", "fastvit_mci0", 4, "MobileCLIP-S0 image encoder (MCi0), FastViT hybrid")
+_mci("mci1", "fastvit_mci1", 4, "MobileCLIP-S1 image encoder (MCi1), FastViT hybrid")
+_mci("mci2", "fastvit_mci2", 4, "MobileCLIP-S2 image encoder (MCi2), FastViT hybrid")
+_mci("mci3", "fastvit_mci3", 5, "MobileCLIP2-S3 image encoder (MCi3), five stages to stride 64")
+_mci("mci4", "fastvit_mci4", 5, "MobileCLIP2-S4 image encoder (MCi4), five stages to stride 64")
+
+
+_VIT_B16 = EncoderInfo("vit_b16", "vit_base_mci_224", "upernet", "ViT-B/16 (MobileCLIP-B) + ViTDet simple feature pyramid")
+
+
+@register_encoder(_VIT_B16)
+def vit_b16(drop_path: float = 0.0) -> Encoder:
+    trunk = timm.create_model(
+        _VIT_B16.timm_name, pretrained=False, num_classes=0, drop_path_rate=drop_path, dynamic_img_size=True
+    )
+    last = len(trunk.blocks) - 1
+    return Encoder(_VIT_B16, trunk, [last], neck=SimpleFeaturePyramid(trunk.embed_dim, patch_stride=16))
+
+
+_SWIN_L = EncoderInfo("swin_l", "swin_large_patch4_window12_384", "upernet", "Swin-L (baseline of [profile])")
+
+
+@register_encoder(_SWIN_L)
+def swin_l(drop_path: float = 0.0) -> Encoder:
+    trunk = timm.create_model(
+        _SWIN_L.timm_name, pretrained=False, num_classes=0, drop_path_rate=drop_path,
+        strict_img_size=False, dynamic_img_size=True,
+    )
+    return Encoder(_SWIN_L, trunk, range(4))
+
+
+def describe_encoders() -> list[dict]:
+    """Name, parameters, channels, strides and default head of every registered encoder (built on the meta device)."""
+    rows = []
+    for info in list_encoders():
+        with torch.device("meta"):
+            enc = create_encoder(info.name)
+        rows.append({**vars(info), "params_m": sum(p.numel() for p in enc.parameters()) / 1e6,
+                     "channels": enc.channels, "strides": enc.strides})
+    return rows
