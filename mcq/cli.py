@@ -96,10 +96,21 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {args.train} training + {args.val} validation images to {out}")
 
 
+def _lightning_logs_to_stdout() -> None:
+    """Lightning logs its start-up notes ("GPU available: ...") to stderr; keep stderr for mcq's one-line errors."""
+    import logging
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        for h in logging.getLogger(name).handlers:
+            if type(h) is logging.StreamHandler:  # Lightning's console handlers, bound to stderr at import
+                h.stream = sys.stdout
+
+
 def _train(args: argparse.Namespace) -> None:
     from mcq.engine.metrics import format_seg_table
     from mcq.engine.train import SegTrainConfig, train_seg
 
+    _lightning_logs_to_stdout()
     fields = SegTrainConfig.__dataclass_fields__
     cfg = SegTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     run, metrics = train_seg(cfg)
@@ -111,6 +122,7 @@ def _eval(args: argparse.Namespace) -> None:
     from mcq.engine.evaluate import evaluate_seg
     from mcq.engine.metrics import format_seg_table
 
+    _lightning_logs_to_stdout()
     metrics = evaluate_seg(args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
     print(format_seg_table(metrics))
     if args.json:

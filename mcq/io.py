@@ -7,8 +7,9 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -66,6 +67,10 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # torch's zip format, or a pickle
+            raise McqError(f"{path}: cannot read checkpoint: not a torch (.pt/.ckpt) or safetensors file")
         return torch.load(path, map_location="cpu", weights_only=True)
     except McqError:
         raise
@@ -74,3 +79,29 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             first = "it holds Python objects that would run code on load (only plain tensors are accepted)"
         raise McqError(f"{path}: cannot read checkpoint: {first}") from e
+
+
+@dataclass
+class StateDiff:
+    """How a checkpoint's tensors line up with a model's ``state_dict``."""
+
+    matched: list[str]
+    missing: list[str]
+    mismatched: list[str]  # "key: checkpoint (shape) vs model (shape)"
+    unexpected: list[str]
+
+
+def diff_state(own: Mapping[str, torch.Tensor], theirs: Mapping[str, Any]) -> StateDiff:
+    """Compare names and shapes; BatchNorm's ``num_batches_tracked`` counters are not weights and are ignored."""
+    keep = lambda k: not k.endswith("num_batches_tracked")  # noqa: E731
+    diff = StateDiff([], [], [], sorted(k for k in theirs if k not in own and keep(k)))
+    for k, v in own.items():
+        if not keep(k):
+            continue
+        if k not in theirs:
+            diff.missing.append(k)
+        elif getattr(theirs[k], "shape", None) != v.shape:
+            diff.mismatched.append(f"{k}: checkpoint {tuple(getattr(theirs[k], 'shape', ()))} vs model {tuple(v.shape)}")
+        else:
+            diff.matched.append(k)
+    return diff

@@ -83,7 +83,7 @@ def _prepare_run(cfg: SegTrainConfig) -> tuple[Path, bool]:
     if not _is_rank_zero():
         return run, False
     if cfg.resume:
-        if not (run / "checkpoints" / "last.ckpt").is_file():
+        if _resume_checkpoint(run) is None:
             raise McqError(f"{run}: nothing to resume (no checkpoints/last.ckpt); drop --resume to start a new run")
         return run, False
     if run.exists() and any(run.iterdir()):
@@ -92,6 +92,30 @@ def _prepare_run(cfg: SegTrainConfig) -> tuple[Path, bool]:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     return run, True
+
+
+def _resume_checkpoint(run: Path) -> Path | None:
+    """The checkpoint an interrupted run stopped at, else its last periodic one."""
+    for name in ("interrupted.ckpt", "last.ckpt"):
+        if (run / "checkpoints" / name).is_file():
+            return run / "checkpoints" / name
+    return None
+
+
+class _InterruptedCheckpoint(L.Callback):
+    """Save ``interrupted.ckpt`` when an exception (Ctrl-C included) stops a run after its first step, for
+    ``--resume``; removed when the run finishes. Before the first step (e.g. bad input in the first batch)
+    there is nothing to resume, and ``train_seg`` removes the run directory it made."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+
+    def on_fit_end(self, trainer: L.Trainer, *args) -> None:
+        trainer.strategy.remove_checkpoint(self.path)
 
 
 def _loaders(data: Path, recipe: SegRecipe, mean, std, workers: int) -> tuple[DataLoader, DataLoader, list[str]]:
@@ -152,7 +176,9 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
         default_root_dir=run,
         logger=CSVLogger(run, name="logs", version=""),
         callbacks=[
-            ModelCheckpoint(run / "checkpoints", filename="best", monitor="val/mIoU", mode="max", save_last=True),
+            ModelCheckpoint(run / "checkpoints", filename="best", monitor="val/mIoU", mode="max", save_last=True,
+                            enable_version_counter=False),
+            _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
             *callbacks,
         ],
@@ -162,7 +188,7 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
         num_sanity_val_steps=0,
         enable_model_summary=False,
     )
-    ckpt = run / "checkpoints" / "last.ckpt" if cfg.resume else None
+    ckpt = _resume_checkpoint(run) if cfg.resume else None
     trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)
     if task.metrics is None or trainer.global_step % val_every:
         trainer.validate(task, val_dl, verbose=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from mcq.errors import McqError
-from mcq.io import load_state
+from mcq.io import diff_state, load_state
 from mcq.models.encoders import Encoder
 
 
@@ -57,25 +57,38 @@ def trunk_state_dict(raw: dict, trunk: torch.nn.Module) -> tuple[str, dict[str, 
     return layout, sd
 
 
+def _foreign(keys: list[str], trunk: torch.nn.Module) -> list[str]:
+    """Unused checkpoint keys inside a module the trunk kept (e.g. blocks of a deeper sibling such as MCi1 for MCi0).
+
+    Keys of modules pruned to ``nn.Identity`` (head, final conv/norm) or unknown to the trunk are not counted.
+    """
+    modules = dict(trunk.named_modules())
+    foreign = []
+    for k in keys:
+        parts = k.split(".")[:-1]
+        while parts and ".".join(parts) not in modules:
+            parts.pop()
+        if parts and any(True for _ in modules[".".join(parts)].parameters()):
+            foreign.append(k)
+    return foreign
+
+
 def load_clip_init(encoder: Encoder, path: str | Path, allow_partial: bool = False) -> LoadReport:
-    """Load ``path`` into ``encoder.trunk``; refuse (``McqError``) if any trunk weight is left unloaded."""
-    layout, sd = trunk_state_dict(load_state(path), encoder.trunk)
-    own = {k: v for k, v in encoder.trunk.state_dict().items() if not k.endswith("num_batches_tracked")}
-    report = LoadReport(str(path), layout)
-    for k, v in own.items():
-        if k not in sd:
-            report.missing.append(k)
-        elif sd[k].shape != v.shape:
-            report.mismatched.append(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(v.shape)}")
-        else:
-            report.matched.append(k)
-    report.unexpected = sorted(k for k in sd if k not in own and not k.endswith("num_batches_tracked"))
-    if (report.missing or report.mismatched) and not allow_partial:
-        example = (report.mismatched or report.missing)[0]
+    """Load ``path`` into ``encoder.trunk``; refuse (``McqError``) if any trunk weight is left unloaded
+    or the checkpoint holds trunk weights the encoder has no place for (another architecture)."""
+    raw = load_state(path)
+    if not isinstance(raw, dict):
+        raise McqError(f"{path}: not a checkpoint: it holds a {type(raw).__name__}, not a dict of tensors")
+    layout, sd = trunk_state_dict(raw, encoder.trunk)
+    diff = diff_state(encoder.trunk.state_dict(), sd)
+    report = LoadReport(str(path), layout, diff.matched, diff.missing, diff.unexpected, diff.mismatched)
+    foreign = _foreign(report.unexpected, encoder.trunk)
+    if (report.missing or report.mismatched or foreign) and not allow_partial:
+        example = (report.mismatched or report.missing or foreign)[0]
         raise McqError(
             f"{path}: not a {encoder.info.name} checkpoint ({len(report.missing)} encoder weights missing, "
-            f"{len(report.mismatched)} of another shape, e.g. {example}); check --backbone, "
-            f"or pass --init-partial to load what matches"
+            f"{len(report.mismatched)} of another shape, {len(foreign)} the encoder lacks, e.g. {example}); "
+            f"check --backbone, or pass --init-partial to load what matches"
         )
     encoder.trunk.load_state_dict({k: sd[k] for k in report.matched}, strict=False)
     return report

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny synthetic dataset and one tiny trained run, each made once per session.
+
+Everything is kept small enough for a shared two-core CPU: 64 px images, mci0, two steps.
+``MCQ_HOME`` points into the session's temporary directory so no test writes to the user's home.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+# Options of a CPU training run small enough for a test (CLI spelling, see ``tiny_train_argv``).
+TINY_TRAIN = dict(backbone="mci0", img_size=64, batch_size=2, max_steps=2, val_every=2, workers=0, accelerator="cpu")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mcq_home(tmp_path_factory) -> Path:
+    """``$MCQ_HOME`` for the whole session: the embedded dataset and caches land here, not in ``~/.cache``."""
+    home = tmp_path_factory.mktemp("mcq_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MCQ_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory) -> Path:
+    """A tiny synthetic dataset in the ADE20K layout (6 train / 3 val, 64 px, 8 classes). Do not modify it."""
+    from mcq.data import synth_seg
+
+    return synth_seg(tmp_path_factory.mktemp("data") / "synth", n_train=6, n_val=3, size=64, seed=0)
+
+
+@pytest.fixture
+def data_copy(synth_data, tmp_path) -> Path:
+    """A private copy of ``synth_data`` that a test may break."""
+    return Path(shutil.copytree(synth_data, tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_train_argv() -> list[str]:
+    """``mcq train seg`` options for a tiny CPU run (add ``--data`` and ``--out``)."""
+    argv = []
+    for k, v in TINY_TRAIN.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return argv
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_data, tmp_path_factory) -> Path:
+    """A finished tiny run (config.json, metrics.json, checkpoints/{best,last}.ckpt). Do not modify it."""
+    from mcq.engine.train import SegTrainConfig, train_seg
+
+    out = tmp_path_factory.mktemp("runs") / "seg-mci0"
+    run, _ = train_seg(SegTrainConfig(data=str(synth_data), out=str(out), **TINY_TRAIN))
+    assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(trained_run) -> Path:
+    """The tiny run's ``checkpoints/last.ckpt``."""
+    return trained_run / "checkpoints" / "last.ckpt"

@@ -1,0 +1,204 @@
+"""Bad input: a one-line error naming the file, exit code 2, and no half-written run directory.
+
+The CLI is driven in-process (``mcq.cli.main``); ``capsys`` holds what it printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mcq.cli import main
+from mcq.errors import McqError
+
+
+def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    capsys.readouterr()  # drop what fixtures printed
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _assert_one_line_error(rc: int, err: str, *needles) -> str:
+    assert rc == 2, err
+    assert err.count("\n") == 1 and err.endswith("\n"), f"stderr is not one line:\n{err}"
+    line = err.rstrip("\n")
+    assert line.startswith("mcq: error: "), line
+    assert "Traceback" not in line and "Original" not in line, line
+    assert len(line) < 600, f"a one-line error should be readable, got {len(line)} characters: {line[:800]}"
+    for needle in needles:
+        assert str(needle) in line, f"{needle!s} not in {line!r}"
+    return line
+
+
+def _train(capsys, tiny_train_argv, data, out: Path, *extra) -> tuple[int, str, str]:
+    return _cli(capsys, ["train", "seg", *tiny_train_argv, "--data", data, "--out", out, *extra])
+
+
+def _keep_only(data: Path, split: str, n: int) -> list[Path]:
+    """Drop all but the first ``n`` images (and masks) of ``split``, so one batch holds every image."""
+    images = sorted((data / "images" / split).iterdir())
+    for p in images[n:]:
+        p.unlink()
+        (data / "annotations" / split / f"{p.stem}.png").unlink()
+    return images[:n]
+
+
+def _no_run_left(out: Path) -> None:
+    assert not out.exists(), f"half-written run left: {sorted(p.name for p in out.rglob('*'))}"
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+    assert not leftovers, leftovers
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+def test_missing_data_folder(capsys, tmp_path, tiny_train_argv):
+    data, out = tmp_path / "no-such-data", tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, data, out)
+    _assert_one_line_error(rc, err, data)
+    _no_run_left(out)
+
+
+def test_image_without_mask(capsys, tmp_path, tiny_train_argv, data_copy):
+    image = sorted((data_copy / "images" / "training").iterdir())[2]
+    mask = data_copy / "annotations" / "training" / f"{image.stem}.png"
+    mask.unlink()
+    out = tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, data_copy, out)
+    _assert_one_line_error(rc, err, image, mask)
+    _no_run_left(out)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_mask_label_outside_the_classes(capsys, tmp_path, tiny_train_argv, data_copy, workers):
+    # found lazily, while a batch is loaded (in a DataLoader worker when --workers > 0)
+    good, bad = _keep_only(data_copy, "training", 2)
+    ann = data_copy / "annotations" / "training"
+    m = np.array(Image.open(ann / f"{good.stem}.png"))
+    m[:4, :4], m[4:8, :4] = 255, 8  # 255 (ignore) and the last class are fine
+    Image.fromarray(m).save(ann / f"{good.stem}.png")
+    bad_mask = ann / f"{bad.stem}.png"
+    m = np.array(Image.open(bad_mask))
+    m[10:12, 10:12] = 9  # 8 classes: 9 is outside
+    Image.fromarray(m).save(bad_mask)
+    out = tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, data_copy, out, "--workers", workers)
+    line = _assert_one_line_error(rc, err, bad_mask, "label 9")
+    assert "McqError" not in line and "worker" not in line
+    _no_run_left(out)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_unreadable_or_truncated_jpeg(capsys, tmp_path, tiny_train_argv, data_copy, damage):
+    _, bad = _keep_only(data_copy, "training", 2)
+    raw = bad.read_bytes()
+    bad.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else b"this is not a jpeg" * 10)
+    out = tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, data_copy, out)
+    _assert_one_line_error(rc, err, bad)
+    _no_run_left(out)
+
+
+def test_grayscale_and_rgba_images_train(capsys, tmp_path, tiny_train_argv, data_copy):
+    for split in ("training", "validation"):
+        gray, rgba = _keep_only(data_copy, split, 2)
+        Image.open(gray).convert("L").save(gray)  # a mode-L JPEG
+        Image.open(rgba).convert("RGBA").save(rgba.with_suffix(".png"))
+        rgba.unlink()
+    out = tmp_path / "run"
+    rc, stdout, err = _train(capsys, tiny_train_argv, data_copy, out)
+    assert rc == 0, err
+    assert "mcq: error" not in err
+    assert (out / "metrics.json").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert f"run written to {out}" in stdout
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def _eval(capsys, ckpt: Path, data: Path, tmp_path: Path) -> tuple[int, str, str, Path]:
+    js = tmp_path / "metrics.json"
+    rc, out, err = _cli(capsys, ["eval", "seg", "--checkpoint", ckpt, "--data", data, "--workers", 0, "--json", js])
+    return rc, out, err, js
+
+
+def test_eval_checkpoint_of_another_architecture(capsys, tmp_path, trained_ckpt, synth_data):
+    ckpt = torch.load(trained_ckpt, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"]["model"]["encoder"] = "mci1"
+    other = tmp_path / "other-arch.ckpt"
+    torch.save(ckpt, other)
+    rc, _, err, js = _eval(capsys, other, synth_data, tmp_path)
+    _assert_one_line_error(rc, err, other, "mci1")
+    assert not js.exists()
+
+
+def test_eval_truncated_checkpoint(capsys, tmp_path, trained_ckpt, synth_data):
+    raw = trained_ckpt.read_bytes()
+    bad = tmp_path / "truncated.ckpt"
+    bad.write_bytes(raw[: len(raw) // 2])
+    rc, _, err, js = _eval(capsys, bad, synth_data, tmp_path)
+    _assert_one_line_error(rc, err, bad)
+    assert not js.exists()
+
+
+@pytest.mark.parametrize("kind", ["state_dict", "text", "missing"])
+def test_eval_file_that_is_not_an_mcq_checkpoint(capsys, tmp_path, synth_data, kind):
+    bad = tmp_path / "not-mcq.ckpt"
+    if kind == "state_dict":
+        torch.save({"weight": torch.zeros(3), "bias": torch.ones(3)}, bad)
+    elif kind == "text":
+        bad.write_text("hello, I am a text file\n")
+    rc, _, err, js = _eval(capsys, bad, synth_data, tmp_path)
+    line = _assert_one_line_error(rc, err, bad)
+    assert "run code" not in line  # a text file is no code-running pickle
+    assert not js.exists()
+
+
+def test_eval_of_the_good_checkpoint_works(capsys, tmp_path, trained_ckpt, synth_data):
+    # the control for the cases above
+    rc, out, err, js = _eval(capsys, trained_ckpt, synth_data, tmp_path)
+    assert rc == 0, err
+    assert "mIoU" in out and js.is_file()
+
+
+def test_init_from_a_checkpoint_of_another_architecture(capsys, tmp_path, tiny_train_argv, synth_data):
+    import timm
+
+    init = tmp_path / "fastvit_mci1.pt"
+    torch.save(timm.create_model("fastvit_mci1", pretrained=False).state_dict(), init)
+    out = tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, synth_data, out, "--init", init)
+    _assert_one_line_error(rc, err, init, "mci0")
+    _no_run_left(out)
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def test_image_size_the_model_cannot_take(capsys, tmp_path, tiny_train_argv, synth_data):
+    out = tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, synth_data, out, "--img-size", 100)
+    _assert_one_line_error(rc, err, "100", "multiple of 32")
+    _no_run_left(out)
+
+
+def test_debug_reraises_with_a_traceback(capsys, tmp_path, tiny_train_argv):
+    data, out = tmp_path / "no-such-data", tmp_path / "run"
+    capsys.readouterr()
+    with pytest.raises(McqError, match="no-such-data") as info:
+        main(["train", "seg", *tiny_train_argv, "--data", str(data), "--out", str(out), "--debug"])
+    assert info.traceback  # a real exception with its traceback, not a printed line
+    assert "mcq: error" not in capsys.readouterr().err
+    _no_run_left(out)
+
+
+def test_train_into_a_finished_run_is_refused(capsys, tiny_train_argv, trained_run, synth_data):
+    before = {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")}
+    rc, _, err = _train(capsys, tiny_train_argv, synth_data, trained_run)
+    _assert_one_line_error(rc, err, trained_run, "--resume", "--exist-ok")
+    assert {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")} == before

@@ -1,0 +1,26 @@
+"""The README's main job (`make demo`) on the embedded data reaches the promised accuracy."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_reaches_miou_0_6(tmp_path):
+    demo = tmp_path / "demo"
+    # the Makefile's own recipe, with this interpreter's environment and the set-up step taken as done
+    cmd = ["make", "-C", str(ROOT), "-o", ".venv/.installed", "demo", f"DEMO={demo}", f"BIN={Path(sys.executable).parent}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = json.loads((demo / "train" / "metrics.json").read_text())
+    evaluated = json.loads((demo / "eval.json").read_text())
+    assert trained["encoder"] == "mci0" and trained["head"] == "fpn"
+    assert trained["mIoU"] >= 0.6 and evaluated["mIoU"] >= 0.6
+    assert "mIoU" in proc.stdout and str(demo / "train") in proc.stdout

@@ -1,0 +1,54 @@
+"""The training engine end to end: resume after an interruption, and a two-process DDP run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+
+from mcq.engine.train import SegTrainConfig, train_seg
+
+TINY = dict(backbone="mci0", img_size=64, batch_size=2, workers=0, accelerator="cpu")
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes_where_it_stopped(synth_data, tmp_path):
+    run = tmp_path / "run"
+    cfg = SegTrainConfig(data=str(synth_data), max_steps=4, val_every=4, out=str(run), **TINY)
+    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
+        train_seg(cfg, callbacks=[_StopAt(2)])
+    assert not (run / "metrics.json").exists(), "an interrupted run must not look finished"
+    saved = torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
+
+    _, metrics = train_seg(SegTrainConfig(out=str(run), resume=True, accelerator="cpu"))
+    assert metrics["step"] == 4
+    assert json.loads((run / "metrics.json").read_text())["step"] == 4
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert not (run / "checkpoints" / "interrupted.ckpt").exists()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(synth_data, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "mcq", "train", "seg", "--backbone", "mci0", "--data", str(synth_data), "--img-size", "64",
+           "--batch-size", "2", "--max-steps", "3", "--val-every", "3", "--workers", "0", "--accelerator", "cpu",
+           "--devices", "2", "--out", str(run)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 3 and metrics["mIoU"] is not None
