@@ -14,13 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
 
-# The main job: a small MCi0 SemanticFPN trained on the embedded synthetic data on this CPU, then evaluated.
+# The main job: a small MCi0 SemanticFPN trained on the embedded synthetic data on this CPU, evaluated, then
+# exported to ONNX and ExecuTorch (fp32) and Core ML (fp16), each artifact checked against PyTorch.
 demo: setup
 	$(BIN)/mcq data synth seg --out $(DEMO)/data
 	$(BIN)/mcq train seg --backbone mci0 --data $(DEMO)/data --max-steps 200 --batch-size 8 --img-size 256 \
 		--val-every 100 --out $(DEMO)/train --exist-ok
 	$(BIN)/mcq eval seg --checkpoint $(DEMO)/train/checkpoints/last.ckpt --data $(DEMO)/data \
 		--json $(DEMO)/eval.json
+	$(BIN)/mcq export all --checkpoint $(DEMO)/train/checkpoints/last.ckpt --data $(DEMO)/data \
+		--out $(DEMO)/exports --json $(DEMO)/exports/report.json
 
 test: setup
 	$(BIN)/pytest -q

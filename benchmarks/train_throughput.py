@@ -2,7 +2,9 @@
 
 Same model (SemanticFPN on mci0 / mci2), batch, image size and optimizer (AdamW over the same parameter
 groups, same LR schedule); the bare loop's data is already in memory, the engine reads and augments it
-from disk in its workers. The ratio engine/bare is the engine's overhead (>= 0.9 is the goal).
+from disk in its workers. Runs are ordered bare, engine, engine, bare so that drift in the machine's speed
+cancels; each column is the mean of its two runs. The ratio engine/bare is the engine's overhead (>= 0.9 is
+the goal).
 
     .venv/bin/python benchmarks/train_throughput.py [--img-size 512] [--batch-size 4] [--steps 6] [--warmup 2]
 """
@@ -13,7 +15,7 @@ import argparse
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import lightning as L
 import torch
@@ -32,6 +34,7 @@ class StepClock(L.Callback):
 
     def on_train_batch_end(self, *args) -> None:
         self.ends.append(time.perf_counter())
+        self.threads = torch.get_num_threads()
 
 
 def images_per_s(ends: list[float], warmup: int, batch: int) -> float:
@@ -42,6 +45,7 @@ def images_per_s(ends: list[float], warmup: int, batch: int) -> float:
 def through_engine(cfg: SegTrainConfig, warmup: int) -> float:
     clock = StepClock()
     train_seg(cfg, callbacks=[clock])
+    assert clock.threads == torch.get_num_threads(), "the engine changed the thread count"
     return images_per_s(clock.ends, warmup, cfg.batch_size)
 
 
@@ -87,9 +91,11 @@ def main() -> None:
             cfg = SegTrainConfig(backbone=backbone, data=str(data), max_steps=args.steps, batch_size=args.batch_size,
                                  img_size=args.img_size, val_every=args.steps, workers=args.workers,
                                  accelerator="cpu", precision="32-true", out=f"{tmp}/run-{backbone}")
-            bare = bare_loop(cfg, args.warmup)
-            engine = through_engine(cfg, args.warmup)
-            rows.append((backbone, engine, bare))
+            runs = {"bare": [], "engine": []}
+            for i, kind in enumerate(("bare", "engine", "engine", "bare")):
+                measure = bare_loop if kind == "bare" else through_engine
+                runs[kind].append(measure(replace(cfg, out=f"{cfg.out}-{i}"), args.warmup))
+            rows.append((backbone, sum(runs["engine"]) / 2, sum(runs["bare"]) / 2))
     print(f"\n{'backbone':<9} {'mcq train img/s':>16} {'bare loop img/s':>16} {'ratio':>6}")
     for backbone, engine, bare in rows:
         print(f"{backbone:<9} {engine:>16.3f} {bare:>16.3f} {engine / bare:>6.3f}")

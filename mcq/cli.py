@@ -18,7 +18,17 @@ _EXAMPLES = {
         "  mcq train seg --backbone mci2 --init mobileclip_s2.pt --data ADEChallengeData2016\n"
         "  mcq train seg --backbone mci0 --out runs/x --resume  # continue an interrupted run"
     ),
-    "eval": "example:\n  mcq eval seg --checkpoint runs/seg-mci0/checkpoints/best.ckpt --json metrics.json",
+    "eval": (
+        "examples:\n"
+        "  mcq eval seg --checkpoint runs/seg-mci0/checkpoints/best.ckpt --json metrics.json\n"
+        "  mcq eval seg --model exports/mci0_fpn_512_int8.onnx      # the artifact, through its own runtime"
+    ),
+    "export": (
+        "examples:\n"
+        "  mcq export all --checkpoint runs/seg-mci0/checkpoints/best.ckpt --precision fp32,int8\n"
+        "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json"
+    ),
+    "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
 }
 
 
@@ -52,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
     train.add_argument("--init-partial", action="store_true", help="load what matches even if encoder weights stay unloaded")
     train.add_argument("--max-steps", type=int, help="iterations (recipe: 40k SemanticFPN, 160k UperNet)")
-    train.add_argument("--batch-size", type=int, help="global batch per device (recipe: 64 / 16)")
+    train.add_argument("--batch-size", type=int, help="global batch, split across devices (recipe: 64 / 16)")
     train.add_argument("--img-size", type=int, help="crop size (recipe: 512)")
     train.add_argument("--lr", type=float, help="peak learning rate")
     train.add_argument("--drop-path", type=float, help="stochastic depth rate (recipe: 0.1; the paper sweeps 0-0.2)")
@@ -70,12 +80,33 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint", epilog=_EXAMPLES["eval"],
                         formatter_class=fmt)
     ev.add_argument("task", choices=["seg"])
-    ev.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (evaluated with Lightning)")
+    which.add_argument("--model", help="an exported .onnx / .pte (or a .ckpt), run by its own runtime")
     ev.add_argument("--data", help="dataset folder in ADE20K layout (default: the embedded synthetic data)")
     ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=2)
     ev.add_argument("--json", help="also write the metrics to this JSON file")
+    ev.add_argument("--threads", type=int, help="runtime threads for --model (default: the runtime's)")
+
+    ex = sub.add_parser("export", parents=[common], help="export a checkpoint and check it against PyTorch",
+                        epilog=_EXAMPLES["export"], formatter_class=fmt)
+    ex.add_argument("format", choices=["coreml", "onnx", "executorch", "all"])
+    ex.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
+    ex.add_argument("--precision", default="", help="fp32, fp16, int8, comma-separated (default: fp16 for Core ML, "
+                    "fp32 otherwise)")
+    ex.add_argument("--img-size", type=int, help="fixed input size (default: the training size)")
+    ex.add_argument("--data", help="dataset for the parity check and int8 calibration (default: the embedded data)")
+    ex.add_argument("--out", default="exports", help="folder for the artifacts (default exports/)")
+    ex.add_argument("--json", help="also write the export report to this JSON file")
+
+    pr = sub.add_parser("predict", parents=[common], help="segment images with a checkpoint or an artifact",
+                        epilog=_EXAMPLES["predict"], formatter_class=fmt)
+    pr.add_argument("images", nargs="+", help="image files")
+    pr.add_argument("--model", required=True, help="a .ckpt, .onnx or .pte (with its .json metadata)")
+    pr.add_argument("--out", default="predictions", help="folder for NAME_mask.png and NAME_overlay.png")
+    pr.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
     return p
 
 
@@ -119,14 +150,49 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mcq.engine.evaluate import evaluate_seg
+    from mcq.engine.evaluate import evaluate_seg, evaluate_seg_model
     from mcq.engine.metrics import format_seg_table
 
     _lightning_logs_to_stdout()
-    metrics = evaluate_seg(args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
+    if args.model:
+        metrics = evaluate_seg_model(args.model, args.data, args.json, args.threads)
+        print(f"{args.model} through {metrics['runtime']} ({metrics['precision']}, {metrics['img_size']} px)")
+    else:
+        metrics = evaluate_seg(args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
     print(format_seg_table(metrics))
     if args.json:
         print(f"metrics written to {args.json}")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mcq.export.exporter import export_seg
+    from mcq.export.formats import FORMATS
+    from mcq.export.parity import format_parity_table
+    from mcq.io import write_json
+
+    formats = list(FORMATS) if args.format == "all" else [args.format]
+    precisions = [p for p in args.precision.split(",") if p] or [None]
+    reports = export_seg(args.checkpoint, formats, precisions, args.out, args.img_size, args.data)
+    print(format_parity_table(reports))
+    for r in reports:
+        if r["status"].startswith("ok (numerics"):
+            print(f"{r['artifact']}: {r['parity']['numerics']}")
+    if args.json:
+        write_json(args.json, reports)
+    failed = [r["artifact"] for r in reports if r["status"] == "failed"]
+    if failed:
+        print(f"mcq: error: {len(failed)} artifact(s) failed their check and were not kept: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from mcq.engine.predict import predict_seg
+
+    for row in predict_seg(args.images, args.model, args.out, args.threads):
+        print(f"{row['image']}: {row['model_ms']:.1f} ms ({row['runtime']}) -> {row['overlay']}  "
+              f"[{', '.join(row['classes'])}]")
 
 
 def _one_line(e: McqError) -> str:
@@ -139,9 +205,10 @@ def _one_line(e: McqError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval}
+    handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
+                "predict": _predict}
     try:
-        handlers[args.command](args)
+        rc = handlers[args.command](args)
     except McqError as e:
         if args.debug:
             raise
@@ -150,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mcq: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc or 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The README's main job (`make demo`) on the embedded data reaches the promised accuracy."""
+"""The README's main job (`make demo`) on the embedded data reaches the promised accuracy and exports."""
 
 import json
 import shutil
@@ -24,3 +24,7 @@ def test_make_demo_reaches_miou_0_6(tmp_path):
     assert trained["encoder"] == "mci0" and trained["head"] == "fpn"
     assert trained["mIoU"] >= 0.6 and evaluated["mIoU"] >= 0.6
     assert "mIoU" in proc.stdout and str(demo / "train") in proc.stdout
+    exports = json.loads((demo / "exports" / "report.json").read_text())
+    assert {(r["format"], r["precision"]) for r in exports} == {("onnx", "fp32"), ("executorch", "fp32"), ("coreml", "fp16")}
+    assert all(r["status"].startswith("ok") for r in exports), exports
+    assert "agree %" in proc.stdout

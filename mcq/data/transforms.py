@@ -40,6 +40,11 @@ class SegTransform:
             img = self.geometric(img)
         return self.pixels(img).as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
 
+    def image_only(self, image: Image.Image) -> torch.Tensor:
+        """The validation preprocessing of an image with no mask (prediction)."""
+        img = tv_tensors.Image(v2.functional.pil_to_tensor(image))
+        return self.pixels(self.geometric(img)).as_subclass(torch.Tensor)
+
 
 def collate_seg(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Stack images; keep masks as a list (validation masks keep their own sizes)."""

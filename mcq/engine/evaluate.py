@@ -1,16 +1,30 @@
-"""``evaluate_seg``: single-scale validation of a trained checkpoint on a dataset."""
+"""Single-scale validation on a dataset: of a training checkpoint (``evaluate_seg``) or of any model through
+its own runtime (``evaluate_seg_model``: ONNX, ExecuTorch, or a checkpoint in plain PyTorch)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassConfusionMatrix
+from tqdm import tqdm
 
-from mcq.data import ADE20K, SegTransform, collate_seg, default_seg_data
+from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, collate_seg, default_seg_data
 from mcq.engine.checkpoint import load_seg_task
+from mcq.engine.metrics import accumulate, seg_metrics
+from mcq.export.runtimes import open_model
 from mcq.errors import McqError
 from mcq.io import write_json
+
+
+def _check_classes(ds: ADE20K, data: Path, class_names: list[str], model: str | Path) -> None:
+    if ds.num_classes != len(class_names):
+        raise McqError(
+            f"{data}: {ds.num_classes} classes, but {model} was trained on {len(class_names)}; "
+            f"evaluate on a dataset with the same objectInfo150.txt"
+        )
 
 
 def evaluate_seg(
@@ -24,17 +38,34 @@ def evaluate_seg(
     model.check_input_size(size, size)
     data = Path(data) if data else default_seg_data()
     ds = ADE20K(data, "validation", SegTransform(size, False, model.encoder.mean, model.encoder.std))
-    if ds.num_classes != len(class_names):
-        raise McqError(
-            f"{data}: {ds.num_classes} classes, but {checkpoint} was trained on {len(class_names)}; "
-            f"evaluate on a dataset with the same objectInfo150.txt"
-        )
+    _check_classes(ds, data, class_names, checkpoint)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
     loader = DataLoader(ds, batch_size, num_workers=workers, collate_fn=collate_seg)
     trainer.validate(task, loader, verbose=False)
     metrics = {"checkpoint": str(checkpoint), "data": str(data), "img_size": size,
                "encoder": model.cfg.encoder, "head": model.cfg.head, **task.metrics}
+    if json_out:
+        write_json(json_out, metrics)
+    return metrics
+
+
+def evaluate_seg_model(
+    model: str | Path, data: str | Path | None = None, json_out: str | Path | None = None, threads: int | None = None,
+) -> dict:
+    """Like ``evaluate_seg``, through the model's own runtime: the mIoU of what ships (ONNX, ExecuTorch, ...)."""
+    opened = open_model(model, threads)
+    meta = opened.meta
+    class_names, size = meta["class_names"], meta["input"]["shape"][-1]
+    data = Path(data) if data else default_seg_data()
+    ds = ADE20K(data, "validation", SegTransform(size, False, meta["input"]["mean"], meta["input"]["std"]))
+    _check_classes(ds, data, class_names, model)
+    confusion = MulticlassConfusionMatrix(len(class_names), ignore_index=IGNORE_INDEX)
+    for image, mask in tqdm(ds, desc=f"eval {Path(model).name} ({opened.runtime})", unit="img"):
+        accumulate(confusion, torch.from_numpy(opened.run(image[None].numpy())), [mask])
+    metrics = {"model": str(model), "runtime": opened.runtime, "precision": meta.get("precision", "fp32"),
+               "data": str(data), "img_size": size, "encoder": meta["encoder"], "head": meta["head"],
+               **seg_metrics(confusion.compute(), class_names)}
     if json_out:
         write_json(json_out, metrics)
     return metrics

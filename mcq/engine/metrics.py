@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+
+def accumulate(confusion: MulticlassConfusionMatrix, logits: torch.Tensor, masks: list[torch.Tensor]) -> None:
+    """Add a batch to the confusion matrix at each annotation's own resolution (logits upsampled bilinearly)."""
+    for logit, mask in zip(logits, masks):
+        up = F.interpolate(logit[None].float(), size=mask.shape, mode="bilinear", align_corners=False)
+        confusion.update(up.argmax(1), mask[None])
 
 
 def seg_metrics(confusion: torch.Tensor, class_names: list[str]) -> dict:

@@ -11,7 +11,7 @@ from timm.optim import param_groups_weight_decay
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mcq.data.ade20k import IGNORE_INDEX
-from mcq.engine.metrics import seg_metrics
+from mcq.engine.metrics import accumulate, seg_metrics
 from mcq.models.segmentor import SegModel, SegModelConfig
 
 
@@ -54,9 +54,7 @@ class SegTask(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         images, masks = batch
         logits = self.model(images)
-        for logit, mask in zip(logits, masks):
-            up = F.interpolate(logit[None], size=mask.shape, mode="bilinear", align_corners=False)
-            self.confusion.update(up.argmax(1), mask[None])
+        accumulate(self.confusion, logits, masks)
 
     def on_validation_epoch_end(self) -> None:
         self.metrics = seg_metrics(self.confusion.compute().cpu(), self.class_names)

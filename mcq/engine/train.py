@@ -25,7 +25,7 @@ from mcq.engine.seg_module import SegTask
 from mcq.errors import McqError
 from mcq.io import write_json
 from mcq.models.clip_init import load_clip_init
-from mcq.models.encoders import encoder_info
+from mcq.models.encoders import encoder_info, normalization
 from mcq.recipes import SegRecipe, load_recipe
 
 
@@ -118,15 +118,19 @@ class _InterruptedCheckpoint(L.Callback):
         trainer.strategy.remove_checkpoint(self.path)
 
 
-def _loaders(data: Path, recipe: SegRecipe, mean, std, workers: int) -> tuple[DataLoader, DataLoader, list[str]]:
+def _loaders(data: Path, recipe: SegRecipe, mean, std, workers: int, world: int) -> tuple[DataLoader, DataLoader, list[str]]:
+    """Loaders for one process: the recipe's batch is the global batch, split evenly across ``world`` processes."""
+    if recipe.batch_size % world:
+        raise McqError(f"--batch-size {recipe.batch_size} does not split evenly across {world} processes")
+    per_process = recipe.batch_size // world
     train_ds = ADE20K(data, "training", SegTransform(recipe.img_size, True, mean, std, recipe.crop_scale, recipe.crop_ratio))
     val_ds = ADE20K(data, "validation", SegTransform(recipe.img_size, False, mean, std))
     if len(train_ds) < recipe.batch_size:
         raise McqError(f"{data}: {len(train_ds)} training images, fewer than one batch of {recipe.batch_size}; lower --batch-size")
     kw = dict(num_workers=workers, persistent_workers=workers > 0, collate_fn=collate_seg)
     return (
-        DataLoader(train_ds, recipe.batch_size, shuffle=True, drop_last=True, **kw),
-        DataLoader(val_ds, max(1, recipe.batch_size // 2), shuffle=False, **kw),
+        DataLoader(train_ds, per_process, shuffle=True, drop_last=True, **kw),
+        DataLoader(val_ds, max(1, per_process // 2), shuffle=False, **kw),
         train_ds.class_names,
     )
 
@@ -151,9 +155,9 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
     data = Path(cfg.data) if cfg.data else default_seg_data()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    from mcq.models import create_encoder  # the encoder decides mean/std and which sizes it takes
-    encoder = create_encoder(cfg.backbone, drop_path=recipe.drop_path)
-    train_dl, val_dl, class_names = _loaders(data, recipe, encoder.mean, encoder.std, cfg.workers)
+    mean, std = normalization(cfg.backbone)
+    world = cfg.devices * cfg.num_nodes
+    train_dl, val_dl, class_names = _loaders(data, recipe, mean, std, cfg.workers, world)
     model_cfg = dict(encoder=cfg.backbone, num_classes=len(class_names), head=recipe.head, drop_path=recipe.drop_path)
     task = SegTask(model=model_cfg, class_names=class_names, optim=asdict(recipe))
     task.model.check_input_size(recipe.img_size, recipe.img_size)
@@ -171,7 +175,8 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy="ddp" if cfg.devices * cfg.num_nodes > 1 else "auto",
+        strategy="ddp" if world > 1 else "auto",
+        sync_batchnorm=world > 1,
         precision=cfg.precision or default_precision(cfg.accelerator),
         default_root_dir=run,
         logger=CSVLogger(run, name="logs", version=""),

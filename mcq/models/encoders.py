@@ -44,9 +44,7 @@ class Encoder(nn.Module):
             self.strides = [feature_info[i]["reduction"] for i in self.indices]
         else:
             self.channels, self.strides = list(neck.channels), list(neck.strides)
-        cfg = trunk.pretrained_cfg
-        self.mean = tuple(float(v) for v in cfg.get("mean", (0.0, 0.0, 0.0)))
-        self.std = tuple(float(v) for v in cfg.get("std", (1.0, 1.0, 1.0)))
+        self.mean, self.std = normalization(info.name)
 
     @property
     def max_stride(self) -> int:
@@ -80,6 +78,12 @@ def encoder_info(name: str) -> EncoderInfo:
 
         raise McqError(f"unknown encoder {name!r}; known: {', '.join(_REGISTRY)}")
     return _REGISTRY[name][0]
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input mean/std of encoder ``name`` (RGB in [0, 1]), from its timm pretrained config."""
+    cfg = timm.models.get_pretrained_cfg(encoder_info(name).timm_name)
+    return tuple(map(float, cfg.mean)), tuple(map(float, cfg.std))
 
 
 def create_encoder(name: str, drop_path: float = 0.0) -> Encoder:

@@ -1,0 +1,189 @@
+"""Core ML: an ML program (``.mlpackage``, iOS 17+) converted from the ``torch.export`` program.
+
+The input is an RGB image (``image``, H x W of the export size) with the normalisation folded in: Core ML's
+``ImageType`` computes ``scale * pixel + bias`` with one scale for all channels, so a per-channel std that is
+not uniform is divided inside a thin wrapper module. fp16 and fp32 set the compute precision; int8 is
+weight-only linear symmetric int8 (``coremltools.optimize.coreml``) on the fp16 model. Prediction needs macOS:
+elsewhere ``runner`` is None and ``inspect`` checks the spec, inputs, outputs and metadata instead.
+
+``torch.jit.trace`` + ``ct.convert`` fails on size-based ``interpolate``; the decomposed ``torch.export``
+program converts.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_PRECISION = "fp16"
+SPEC_IOS17 = 8  # Core ML specification version of iOS 17 / macOS 14
+NOT_RUN = "not run: Core ML prediction needs macOS; spec, inputs, outputs and metadata checked"
+
+
+class _DivideStd(nn.Module):
+    """``model(x / std)`` per channel: what the image input's single scale cannot express."""
+
+    def __init__(self, model: nn.Module, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.inv_std)
+
+
+def _image_input(mean, std) -> dict:
+    """How pixels (0-255 RGB) become the model's input: ``scale * pixel + bias`` per channel, then ``/ std``
+    inside the model where the std differs between channels."""
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if len(set(std)) == 1:
+        return {"type": "image", "color_layout": "RGB", "scale": 1.0 / (255.0 * std[0]),
+                "bias": [-m / std[0] for m in mean], "std_in_model": None}
+    return {"type": "image", "color_layout": "RGB", "scale": 1.0 / 255.0, "bias": [-m for m in mean],
+            "std_in_model": std}
+
+
+def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict) -> None:
+    import coremltools as ct
+
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"Core ML precision {precision!r} not supported (fp16, fp32, int8)")
+    fed = _image_input(meta["input"]["mean"], meta["input"]["std"])
+    meta["coreml_input"] = fed  # recorded inside the package and in the sidecar
+    net = _DivideStd(model, fed["std_in_model"]).eval() if fed["std_in_model"] else model
+    example = example[:1].float()
+    with torch.no_grad():
+        ep = torch.export.export(net, (example,)).run_decompositions({})
+    mlmodel = ct.convert(
+        ep, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+        inputs=[ct.ImageType(name="image", shape=tuple(example.shape), color_layout=ct.colorlayout.RGB,
+                             scale=fed["scale"], bias=fed["bias"])],
+        outputs=[ct.TensorType(name="logits", dtype=np.float32)],
+        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+        skip_model_load=True,
+    )
+    if precision == "int8":
+        import coremltools.optimize.coreml as cto
+
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
+        with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero weight gets scale 0 and stays 0
+            mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
+    k, (h, w) = len(meta["class_names"]), example.shape[-2:]
+    mlmodel.short_description = (f"mcq {meta['task']} {meta['encoder']}+{meta['head']}: {k}-class segmentation "
+                                 f"of a {h}x{w} RGB image ({precision})")
+    mlmodel.author = "mcq"
+    mlmodel.version = str(meta.get("mcq_version", ""))
+    mlmodel.input_description["image"] = f"RGB image, {w}x{h}, stretched to this size"
+    mlmodel.output_description["logits"] = f"per-class scores [1, {k}, {h}, {w}]; argmax over dim 1 is the class"
+    mlmodel.user_defined_metadata["mcq"] = json.dumps(meta)
+    mlmodel.user_defined_metadata["com.apple.coreml.model.preview.params"] = json.dumps(
+        {"labels": list(meta["class_names"])})
+    mlmodel.save(str(path))
+
+
+def read_metadata(path: Path) -> dict:
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    return json.loads(spec.description.metadata.userDefined["mcq"])
+
+
+def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """On macOS: normalised NCHW float32 -> pixels -> ``MLModel.predict`` -> logits. Elsewhere None.
+
+    ``threads`` has no Core ML setting; it is ignored.
+    """
+    if platform.system() != "Darwin":
+        return None
+    import coremltools as ct
+    from PIL import Image
+
+    mlmodel = ct.models.MLModel(str(path))
+    meta = json.loads(mlmodel.user_defined_metadata["mcq"])
+    mean = np.asarray(meta["input"]["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(meta["input"]["std"], np.float32).reshape(1, -1, 1, 1)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        pixels = np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255.0), 0, 255).astype(np.uint8)
+        images = [Image.fromarray(np.ascontiguousarray(p.transpose(1, 2, 0))) for p in pixels]
+        outs = [mlmodel.predict({"image": image})["logits"] for image in images]
+        return np.concatenate([np.asarray(o, np.float32).reshape(1, *np.shape(o)[-3:]) for o in outs])
+
+    return run
+
+
+def _ops(spec) -> list[str]:
+    """Every op type in the ML program's main function (nested blocks included)."""
+    types = []
+
+    def walk(block):
+        for op in block.operations:
+            types.append(op.type)
+            for inner in op.blocks:
+                walk(inner)
+
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            walk(block)
+    return types
+
+
+def inspect(path: Path, meta: dict) -> dict:
+    """What can be checked without Core ML's runtime: the program, its input, output and metadata."""
+    import coremltools as ct
+    from coremltools.proto import FeatureTypes_pb2 as ft
+
+    precision = meta.get("precision", "")
+    checks: dict[str, bool] = {}
+    why: list[str] = []
+
+    def check(name: str, ok: bool, fail: str) -> None:
+        checks[name] = bool(ok)
+        if not ok:
+            why.append(fail)
+
+    try:
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    except Exception as e:  # noqa: BLE001 - an unreadable package is a failed check
+        return {"numerics": NOT_RUN, "checks": {"loads": False}, "passed": False, "precision": precision,
+                "thresholds": {}, "why": f"cannot read {Path(path).name}: {e}"}
+    checks["loads"] = True
+    check("ml_program", spec.WhichOneof("Type") == "mlProgram", f"not an ML program ({spec.WhichOneof('Type')})")
+    check("ios17", spec.specificationVersion >= SPEC_IOS17,
+          f"specification version {spec.specificationVersion} < {SPEC_IOS17} (iOS 17)")
+    _, _, h, w = meta["input"]["shape"]
+    k = len(meta["class_names"])
+    inputs, outputs = list(spec.description.input), list(spec.description.output)
+    image = inputs[0].type.imageType if len(inputs) == 1 and inputs[0].name == "image" else None
+    check("input", image is not None and inputs[0].type.WhichOneof("Type") == "imageType"
+          and image.colorSpace == ft.ImageFeatureType.RGB and (image.height, image.width) == (h, w),
+          f"input is not one RGB image 'image' of {h}x{w}: {[(i.name, i.type.WhichOneof('Type')) for i in inputs]}"
+          + (f" {image.height}x{image.width}" if image is not None else ""))
+    logits = outputs[0].type if len(outputs) == 1 and outputs[0].name == "logits" else None
+    shape = list(logits.multiArrayType.shape) if logits is not None else None
+    check("output", logits is not None and logits.WhichOneof("Type") == "multiArrayType"
+          and shape in ([], [1, k, h, w]),
+          f"output is not 'logits' [1, {k}, {h}, {w}]: {[o.name for o in outputs]} shape {shape}")
+    try:
+        inside = json.loads(spec.description.metadata.userDefined["mcq"])
+    except (KeyError, ValueError):
+        inside = None
+    check("metadata", inside is not None and all(inside.get(key) == meta.get(key) for key in
+                                                 ("task", "encoder", "head", "class_names", "palette", "input",
+                                                  "output", "precision")),
+          "the metadata inside the package does not match the export's (class names, input, output, precision)")
+    ops = _ops(spec)
+    if precision == "int8":
+        check("int8_weights", any(op.startswith("constexpr_") for op in ops),
+              "int8 requested but no weight is stored compressed (no constexpr_* dequantize op)")
+    result = {"numerics": NOT_RUN, "checks": checks, "passed": not why, "precision": precision, "thresholds": {},
+              "ops": len(ops)}
+    if why:
+        result["why"] = "; ".join(why)
+    return result

@@ -1,0 +1,52 @@
+"""Open a model by path, whatever it is: a training checkpoint (PyTorch) or an exported artifact (its runtime)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mcq.errors import McqError
+from mcq.export.formats import format_for, format_module
+
+
+@dataclass
+class OpenedModel:
+    """``run`` maps a normalised NCHW float32 batch to logits; ``meta`` is the artifact's metadata."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    meta: dict
+    runtime: str
+
+
+def open_model(path: str | Path, threads: int | None = None) -> OpenedModel:
+    path = Path(path)
+    if not path.exists():
+        raise McqError(f"{path}: no such model file")
+    if path.suffix == ".ckpt":
+        from mcq.engine.checkpoint import load_seg_task
+        from mcq.export.exporter import inference_form
+        from mcq.export.metadata import seg_metadata
+
+        task = load_seg_task(path)
+        model = inference_form(task.model)
+        meta = seg_metadata(model, task.class_names, task.hparams.optim["img_size"], path, task.hparams.optim)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
+
+        return OpenedModel(run, meta, "torch")
+    fmt = format_for(str(path))
+    sidecar = Path(f"{path}.json")
+    if not sidecar.is_file():
+        raise McqError(f"{path}: its metadata {sidecar.name} is missing; re-export with `mcq export`")
+    meta = json.loads(sidecar.read_text())
+    run = format_module(fmt).runner(path, threads)
+    if run is None:
+        raise McqError(f"{path}: {fmt} models cannot run on this machine (Core ML prediction needs macOS)")
+    return OpenedModel(run, meta, {"onnx": "onnxruntime"}.get(fmt, fmt))

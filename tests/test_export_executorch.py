@@ -1,0 +1,74 @@
+"""ExecuTorch export: a .pte lowered to XNNPACK, checked against PyTorch, with its JSON sidecar; refusal of a bad one."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mcq.export import executorch as et_format
+from mcq.export.exporter import dataset_images, export_seg
+from mcq.export.metadata import sha256
+from mcq.export.runtimes import open_model
+
+
+@pytest.fixture(scope="module")
+def exported(trained_ckpt, synth_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("executorch")
+    return out, export_seg(trained_ckpt, ["executorch"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
+                           n_calib=4)
+
+
+def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data):
+    out, reports = exported
+    fp32 = next(r for r in reports if r["precision"] == "fp32")
+    assert fp32["status"] == "ok", fp32
+    assert fp32["parity"]["max_rel"] < 1e-3 and fp32["parity"]["agreement"] >= 0.999
+    path = out / fp32["artifact"]
+    assert path.suffix == ".pte" and path.is_file()
+    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    ckpt_classes = open_model(trained_ckpt).meta["class_names"]
+    assert sidecar["class_names"] == ckpt_classes
+    assert sidecar["input"]["shape"] == [1, 3, 64, 64]
+    assert sidecar["source_checkpoint"]["sha256"] == sha256(trained_ckpt)
+    assert sidecar["format"] == "executorch" and sidecar["precision"] == "fp32" and sidecar["parity"]["passed"]
+    opened = open_model(path)
+    assert opened.runtime == "executorch"
+    enc = sidecar["input"]
+    x = dataset_images(synth_data, "validation", 64, enc["mean"], enc["std"], 1).numpy()
+    logits = opened.run(x)
+    assert logits.shape == (1, len(ckpt_classes), 64, 64) and np.isfinite(logits).all()
+
+
+def test_fp16_passes(exported):
+    out, reports = exported
+    fp16 = next(r for r in reports if r["precision"] == "fp16")
+    assert fp16["status"] == "ok" and fp16["parity"]["agreement"] >= 0.99, fp16
+    assert (out / fp16["artifact"]).is_file()
+
+
+def test_int8_is_checked_and_kept_only_if_it_passes(exported):
+    out, reports = exported
+    int8 = next(r for r in reports if r["precision"] == "int8")
+    agreement = int8["parity"]["agreement"]
+    assert isinstance(agreement, float) and 0.0 <= agreement <= 1.0
+    path = out / int8["artifact"]
+    if int8["status"] == "ok":
+        assert agreement >= 0.99 and path.is_file() and path.with_name(path.name + ".json").is_file()
+    else:  # a two-step model's logits are nearly flat, so int8 may flip many argmaxes: it must be refused cleanly
+        assert int8["status"] == "failed" and "agreement" in int8["why"], int8
+        assert not path.exists() and not path.with_name(path.name + ".json").exists()
+    assert not list(out.glob(".partial-*"))
+
+
+def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_path, monkeypatch):
+    real = et_format.runner
+
+    def corrupt(path, threads=None):
+        run = real(path, threads)
+        return lambda x: np.roll(run(x), 1, axis=1) + np.random.default_rng(0).normal(0, 1, (1,)).astype(np.float32)
+
+    monkeypatch.setattr(et_format, "runner", corrupt)
+    (report,) = export_seg(trained_ckpt, ["executorch"], ["fp32"], out=tmp_path, data=synth_data, n_images=2)
+    assert report["status"] == "failed" and "parity" in report, report
+    assert not report["parity"]["passed"]
+    assert list(tmp_path.iterdir()) == []

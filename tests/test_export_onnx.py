@@ -1,0 +1,67 @@
+"""ONNX export: one self-contained file, checked against PyTorch, carrying its metadata; eval and predict on it."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mcq.cli import main
+from mcq.engine.evaluate import evaluate_seg
+from mcq.export import onnx as onnx_format
+from mcq.export.exporter import export_seg
+from mcq.export.metadata import sha256
+
+
+@pytest.fixture(scope="module")
+def exported(trained_ckpt, synth_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    return out, export_seg(trained_ckpt, ["onnx"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
+                           n_calib=4)
+
+
+def test_fp32_and_fp16_pass_their_thresholds(exported, trained_ckpt):
+    out, reports = exported
+    by_precision = {r["precision"]: r for r in reports}
+    fp32, fp16 = by_precision["fp32"], by_precision["fp16"]
+    assert fp32["status"] == "ok", fp32
+    assert fp32["parity"]["max_rel"] < 1e-3 and fp32["parity"]["agreement"] >= 0.999
+    assert fp16["status"] == "ok" and fp16["parity"]["agreement"] >= 0.99
+    path = out / fp32["artifact"]
+    assert not list(path.parent.glob("*.data")), "the model must be one self-contained file"
+    inside = onnx_format.read_metadata(path)
+    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    assert inside["class_names"] == sidecar["class_names"] and len(sidecar["palette"]) == len(sidecar["class_names"])
+    assert sidecar["source_checkpoint"]["sha256"] == sha256(trained_ckpt)
+    assert sidecar["parity"]["passed"] and sidecar["input"]["shape"] == [1, 3, 64, 64]
+
+
+def test_int8_is_checked_and_kept_only_if_it_passes(exported):
+    out, reports = exported
+    int8 = next(r for r in reports if r["precision"] == "int8")
+    assert 0.0 <= int8["parity"]["agreement"] <= 1.0
+    kept = (out / int8["artifact"]).exists()
+    assert kept == (int8["status"] == "ok"), int8
+    assert not list(out.glob(".partial-*"))
+
+
+def test_dynamic_batch(exported):
+    out, reports = exported
+    run = onnx_format.runner(out / reports[0]["artifact"])
+    assert run(np.zeros((2, 3, 64, 64), np.float32)).shape[:2] == (2, 8)
+
+
+def test_eval_and_predict_through_onnxruntime(exported, trained_ckpt, synth_data, tmp_path, capsys):
+    out, reports = exported
+    model = out / reports[0]["artifact"]
+    assert main(["eval", "seg", "--model", str(model), "--data", str(synth_data), "--json", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["runtime"] == "onnxruntime" and metrics["img_size"] == 64
+    assert metrics["mIoU"] == pytest.approx(evaluate_seg(trained_ckpt, synth_data, workers=0)["mIoU"], abs=0.01)
+    image = sorted((synth_data / "images" / "validation").iterdir())[0]
+    assert main(["predict", str(image), "--model", str(model), "--out", str(tmp_path / "pred")]) == 0
+    mask = Image.open(tmp_path / "pred" / f"{image.stem}_mask.png")
+    overlay = Image.open(tmp_path / "pred" / f"{image.stem}_overlay.png")
+    assert mask.mode == "P" and mask.size == overlay.size == Image.open(image).size
+    assert np.asarray(mask).max() < 8
+    assert " ms (onnxruntime)" in capsys.readouterr().out
