@@ -70,11 +70,13 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
+def _on_gpu(accelerator: str) -> bool:
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
 def default_precision(accelerator: str) -> str:
     """bf16 autocast where the device has it (recent GPUs), else fp32."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
+    return "bf16-mixed" if _on_gpu(accelerator) and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def _prepare_run(cfg: SegTrainConfig) -> tuple[Path, bool]:
@@ -176,7 +178,7 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy="ddp" if world > 1 else "auto",
-        sync_batchnorm=world > 1,
+        sync_batchnorm=world > 1 and _on_gpu(cfg.accelerator),  # SyncBatchNorm is GPU-only
         precision=cfg.precision or default_precision(cfg.accelerator),
         default_root_dir=run,
         logger=CSVLogger(run, name="logs", version=""),
