@@ -32,12 +32,10 @@ class SegTransform:
         self.pixels = v2.Compose(photometric + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
 
     def __call__(self, image: Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.train:
+            return self.image_only(image), torch.from_numpy(mask).long()
         img = tv_tensors.Image(v2.functional.pil_to_tensor(image))
-        target = tv_tensors.Mask(torch.from_numpy(mask).long())
-        if self.train:
-            img, target = self.geometric(img, target)
-        else:
-            img = self.geometric(img)
+        img, target = self.geometric(img, tv_tensors.Mask(torch.from_numpy(mask).long()))
         return self.pixels(img).as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
 
     def image_only(self, image: Image.Image) -> torch.Tensor:

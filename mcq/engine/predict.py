@@ -39,12 +39,13 @@ def predict_seg(images: list[str | Path], model: str | Path, out: str | Path, th
         model_ms = 1000 * (time.perf_counter() - start)
         up = F.interpolate(torch.from_numpy(logits).float(), size=(image.height, image.width), mode="bilinear",
                            align_corners=False)
-        mask = colourize(up.argmax(1)[0].numpy(), meta["palette"])
+        labels = up.argmax(1)[0].numpy()
+        mask = colourize(labels, meta["palette"])
         overlay = Image.blend(image, mask.convert("RGB"), 0.5)
         for suffix, im in (("mask", mask), ("overlay", overlay)):
             with atomic_path(out / f"{path.stem}_{suffix}.png") as tmp:
                 im.save(tmp, format="PNG")
-        present = sorted({meta["class_names"][i] for i in np.unique(np.asarray(mask))})
+        present = sorted({meta["class_names"][i] for i in np.unique(labels)})
         rows.append({"image": str(path), "model_ms": model_ms, "runtime": opened.runtime, "classes": present,
                      "mask": str(out / f"{path.stem}_mask.png"), "overlay": str(out / f"{path.stem}_overlay.png")})
     return rows
