@@ -26,7 +26,8 @@ _EXAMPLES = {
     "export": (
         "examples:\n"
         "  mcq export all --checkpoint runs/seg-mci0/checkpoints/best.ckpt --precision fp32,int8\n"
-        "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json"
+        "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json\n"
+        "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
 }
@@ -100,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--data", help="dataset for the parity check and int8 calibration (default: the embedded data)")
     ex.add_argument("--out", default="exports", help="folder for the artifacts (default exports/)")
     ex.add_argument("--json", help="also write the export report to this JSON file")
+    ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
+                    "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
+    ex.add_argument("--executorch-backend", default="xnnpack", choices=["xnnpack", "coreml"],
+                    help="ExecuTorch delegate (default xnnpack; coreml lowers to Core ML, which runs only on Apple "
+                    "devices)")
 
     pr = sub.add_parser("predict", parents=[common], help="segment images with a checkpoint or an artifact",
                         epilog=_EXAMPLES["predict"], formatter_class=fmt)
@@ -164,7 +170,13 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"metrics written to {args.json}")
 
 
+def _export_options(args: argparse.Namespace) -> dict[str, dict]:
+    """Per-format options that differ from the defaults."""
+    return {"executorch": {"backend": args.executorch_backend}} if args.executorch_backend != "xnnpack" else {}
+
+
 def _export(args: argparse.Namespace) -> int:
+    from mcq.export.explain import format_drift
     from mcq.export.exporter import export_seg
     from mcq.export.formats import FORMATS
     from mcq.export.parity import format_parity_table
@@ -172,11 +184,17 @@ def _export(args: argparse.Namespace) -> int:
 
     formats = list(FORMATS) if args.format == "all" else [args.format]
     precisions = [p for p in args.precision.split(",") if p] or [None]
-    reports = export_seg(args.checkpoint, formats, precisions, args.out, args.img_size, args.data)
+    reports = export_seg(args.checkpoint, formats, precisions, args.out, args.img_size, args.data,
+                         explain=args.explain, options=_export_options(args))
     print(format_parity_table(reports))
     for r in reports:
         if r["status"].startswith("ok (numerics"):
             print(f"{r['artifact']}: {r['parity']['numerics']}")
+        if "drift" in r.get("explain", {}):
+            print(format_drift(r["artifact"], r["explain"]["drift"]))
+            print(f"  error maps: {r['explain']['dir']}/image_*.png")
+        elif "explain" in r:
+            print(f"{r['artifact']}: explain {next(iter(r['explain'].items()))[0]}: {next(iter(r['explain'].values()))}")
     if args.json:
         write_json(args.json, reports)
     failed = [r["artifact"] for r in reports if r["status"] == "failed"]

@@ -72,3 +72,17 @@ def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_p
     assert report["status"] == "failed" and "parity" in report, report
     assert not report["parity"]["passed"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_coreml_delegate_is_lowered_and_inspected(trained_ckpt, synth_data, tmp_path):
+    """The Core ML delegate's program is written and checked; it cannot run here, and the report says so."""
+    (report,) = export_seg(trained_ckpt, ["executorch"], ["fp32"], out=tmp_path, data=synth_data, n_images=1,
+                           options={"executorch": {"backend": "coreml"}})
+    assert report["artifact"].endswith("_fp32-coreml.pte") and report["status"] == "ok (numerics not run here)", report
+    path = tmp_path / report["artifact"]
+    assert et_format.delegates(path) == ["CoreMLBackend"]
+    assert et_format.runner(path) is None
+    assert "CoreMLBackend is not in this ExecuTorch runtime" in report["parity"]["numerics"]
+    assert json.loads(path.with_name(path.name + ".json").read_text())["backend"] == "coreml"
+    with pytest.raises(ValueError, match="Core ML delegate"):
+        et_format.export(None, None, tmp_path / "x.pte", "int8", None, {}, backend="coreml")

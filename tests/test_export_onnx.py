@@ -65,3 +65,27 @@ def test_eval_and_predict_through_onnxruntime(exported, trained_ckpt, synth_data
     assert mask.mode == "P" and mask.size == overlay.size == Image.open(image).size
     assert np.asarray(mask).max() < 8
     assert " ms (onnxruntime)" in capsys.readouterr().out
+
+
+def test_int8_graph_changes_keep_the_model_and_its_output_float(trained_ckpt, synth_data, tmp_path):
+    """int8 runs the patch embeddings depthwise on repeated channels (the same function) and upsamples in float."""
+    import onnx
+    import torch
+
+    from mcq.engine.checkpoint import load_seg_task
+    from mcq.export.exporter import dataset_images, inference_form
+
+    model = inference_form(load_seg_task(trained_ckpt).model)
+    swapped = onnx_format._repeated_depthwise(model)
+    assert sum(isinstance(m, onnx_format._RepeatedDepthwise) for m in swapped.modules()) == 3  # mci0: stages 1-3
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(swapped(x), model(x), rtol=1e-5, atol=1e-5)
+    calib = dataset_images(synth_data, "training", 64, model.encoder.mean, model.encoder.std, 4)
+    onnx_format.export(model, calib[:1], tmp_path / "m.onnx", "int8", calib, {})
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    last = next(n for n in graph.node if graph.output[0].name in n.output)
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert last.op_type == "Resize" and producers[last.input[0]] == "DequantizeLinear"
+    grouped = [n for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert grouped, "the depthwise convolutions are there"

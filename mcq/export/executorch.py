@@ -4,6 +4,10 @@ fp16 casts weights and compute to half inside the graph (input and output stay f
 the convolutions, while ops it has no fp16 kernel for (GELU) run as portable kernels between delegate calls.
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
 dataset images. A ``.pte`` has no room for free-form metadata, so ``meta`` lives only in the JSON sidecar.
+
+``backend="coreml"`` lowers to ExecuTorch's Core ML delegate instead (fp32, fp16). The program is written
+here, but its delegate runs only on Apple devices: ``runner`` is None where the runtime lacks a backend the
+program needs, and ``inspect`` checks what can be checked without it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch
 
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("xnnpack", "coreml", "portable")
 
 
 class _Half(torch.nn.Module):
@@ -26,8 +31,9 @@ class _Half(torch.nn.Module):
         super().__init__()
         self.model = copy.deepcopy(model).half()  # a copy: the caller's model stays float32
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.half()).float()
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.model(x.half())
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
 def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor) -> torch.nn.Module:
@@ -45,12 +51,31 @@ def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tenso
     return convert_pt2e(prepared)
 
 
-def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict) -> None:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+def _partitioners(backend: str) -> list:
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        return [XnnpackPartitioner()]
+    if backend == "coreml":
+        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+        return [CoreMLPartitioner()]
+    if backend == "portable":
+        import executorch.kernels.quantized  # noqa: F401  (out variants of quantize / dequantize, for int8)
+
+        return []
+    raise ValueError(f"ExecuTorch backend {backend!r} not supported ({', '.join(BACKENDS)})")
+
+
+def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
+           backend: str = "xnnpack") -> None:
     from executorch.exir import to_edge_transform_and_lower
 
     if precision not in PRECISIONS:
         raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
+    if backend == "coreml" and precision == "int8":
+        raise ValueError("int8 with the Core ML delegate is not supported here; use `mcq export coreml --precision "
+                         "int8` (weight compression) or the XNNPACK delegate")
     if precision == "int8":
         if calib is None or not len(calib):
             raise ValueError("ExecuTorch int8 needs calibration images")
@@ -58,12 +83,49 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     elif precision == "fp16":
         model = _Half(model).eval()
     ep = torch.export.export(model, (example,))
-    program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
+    program = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend)).to_executorch()
     Path(path).write_bytes(program.buffer)
 
 
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def delegates(path: Path) -> list[str]:
+    """The backends the program's delegated parts need (e.g. ``XnnpackBackend``, ``CoreMLBackend``)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(path).read_bytes())
+    program = getattr(pte, "program", pte)
+    return sorted({d.id for plan in program.execution_plan for d in plan.delegates})
+
+
+def _missing_backends(path: Path) -> list[str]:
+    from executorch.extension.pybindings import portable_lib
+
+    return sorted(set(delegates(path)) - set(portable_lib._get_registered_backend_names()))
+
+
+def inspect(path: Path, meta: dict) -> dict:
+    """What can be checked of a program whose delegate cannot run here: it parses, its method and delegates."""
     from executorch.runtime import Runtime
+
+    found = delegates(path)
+    program = Runtime.get().load_program(str(path))
+    checks = {"loads": True, "forward": "forward" in program.method_names,
+              "delegated": meta.get("backend", "xnnpack") != "coreml" or "CoreMLBackend" in found}
+    why = [k for k, ok in checks.items() if not ok]
+    result = {"numerics": f"not run: {', '.join(_missing_backends(path))} is not in this ExecuTorch runtime (Core ML "
+                          f"runs on Apple devices); program, method and delegates checked",
+              "checks": checks, "delegates": found, "passed": not why, "precision": meta.get("precision", ""),
+              "thresholds": {}}
+    if why:
+        result["why"] = "failed checks: " + ", ".join(why)
+    return result
+
+
+def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]] | None:
+    """Every output of the program for one input batch; None where a backend it needs is not here."""
+    from executorch.runtime import Runtime
+
+    if _missing_backends(path):
+        return None
 
     runtime = Runtime.get()
     if threads:
@@ -75,9 +137,14 @@ def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.
     program = runtime.load_program(str(path))
     method = program.load_method("forward")
 
-    def run(x: np.ndarray) -> np.ndarray:
-        out = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])[0]
-        return out.numpy().copy()
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+        return [o.numpy().copy() for o in outs]
 
     run.runtime, run.program, run.method = runtime, program, method  # kept alive as long as ``run`` is
     return run
+
+
+def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
+    run = run_all(path, threads)
+    return None if run is None else lambda x: run(x)[0]

@@ -13,6 +13,7 @@ from timm.utils import reparameterize_model
 from mcq.data import ADE20K, SegTransform, default_seg_data
 from mcq.engine.checkpoint import load_seg_task
 from mcq.errors import McqError
+from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
 from mcq.export.metadata import seg_metadata
 from mcq.export.parity import parity
@@ -41,11 +42,16 @@ def _remove(path: Path) -> None:
 def export_seg(
     checkpoint: str | Path, formats: list[str], precisions: list[str | None], out: str | Path = "exports",
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
+    explain: bool = False, options: dict[str, dict] | None = None,
 ) -> list[dict]:
     """Export ``checkpoint`` to every format x precision; each artifact is checked before it is kept.
 
     Returns one report per artifact: ``status`` is ``ok``, ``ok (numerics not run here)`` or ``failed``
     (with ``why``). A failed artifact is not left on disk; a kept one has a ``<artifact>.json`` sidecar.
+    With ``explain``, every artifact that can run here, failed or not, also gets ``<artifact>.explain/``
+    (``mcq.export.explain``) and an ``explain`` entry in its report. ``options`` holds extra keyword
+    arguments of a format's ``export`` (e.g. ``{"executorch": {"backend": "coreml"}}``); they are recorded in
+    the metadata and named in the artifact's file name.
     """
     task = load_seg_task(checkpoint)
     model = inference_form(task.model)
@@ -64,21 +70,36 @@ def export_seg(
             precision = precision or module.DEFAULT_PRECISION
             if precision == "int8" and calib is None:
                 calib = dataset_images(data, "training", size, enc.mean, enc.std, n_calib)
-            reports.append(_export_one(module, fmt, model, images, calib, precision, meta, out))
+            opts = (options or {}).get(fmt, {})
+            reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts}, out, explain, opts))
     return reports
 
 
-def _export_one(module, fmt: str, model: SegModel, images, calib, precision: str, meta: dict, out: Path) -> dict:
-    name = f"{meta['encoder']}_{meta['head']}_{meta['input']['shape'][-1]}_{precision}{SUFFIXES[fmt]}"
+def _explain(fmt: str, run, model: SegModel, images, calib, precision: str, meta: dict, out: Path) -> dict:
+    """``explain_artifact``, or why it did not run; its own failure does not fail the artifact."""
+    if run is None:
+        return {"skipped": "the artifact cannot run on this machine"}
+    try:
+        return explain_artifact(fmt, run, model, images, calib, precision, meta, out)
+    except Exception as e:  # noqa: BLE001 - a diagnosis that fails is reported, the artifact stands on its check
+        return {"error": (str(e).strip().splitlines() or [type(e).__name__])[0][:300]}
+
+
+def _export_one(module, fmt: str, model: SegModel, images, calib, precision: str, meta: dict, out: Path,
+                explain: bool, opts: dict) -> dict:
+    tags = "".join(f"-{v}" for v in opts.values())
+    name = f"{meta['encoder']}_{meta['head']}_{meta['input']['shape'][-1]}_{precision}{tags}{SUFFIXES[fmt]}"
     final, staged = out / name, out / f".partial-{name}"
     report = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
               "img_size": meta["input"]["shape"][-1]}
     meta = {**meta, "format": fmt, "precision": precision}
     try:
         _remove(staged)
-        module.export(model, images[:1], staged, precision, calib, meta)
+        module.export(model, images[:1], staged, precision, calib, meta, **opts)
         run = module.runner(staged)
         report["parity"] = parity(run, model, images, precision) if run else module.inspect(staged, meta)
+        if explain:
+            report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
         if not report["parity"]["passed"]:
             raise McqError(report["parity"]["why"])
         _remove(final)

@@ -1,11 +1,16 @@
 """ONNX: one self-contained file from the dynamo exporter, checked by ``onnx.checker``, run by onnxruntime.
 
 fp16 converts weights and compute (inputs and outputs stay float32); int8 is onnxruntime's static QDQ
-quantization (per-channel weights) calibrated on dataset images.
+quantization (per-channel weights) calibrated on dataset images, with two changes that make it pay off on CPUs
+(measured in ``benchmarks/export_latency.py``): grouped convolutions with more than one output channel per group
+(FastViT's stride-2 7x7 patch embedding) become depthwise convolutions on repeated channels, for which
+onnxruntime has a fast int8 kernel (it has none for the grouped form), and the final upsampling of the logits
+stays in float (in uint8 it runs at full resolution with a quantize and dequantize around it).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
 from pathlib import Path
@@ -15,6 +20,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
 
 DEFAULT_PRECISION = "fp32"
 OPSET = 18
@@ -28,6 +34,39 @@ class _Calibration:
 
     def get_next(self):
         return next(self._it, None)
+
+
+class _RepeatedDepthwise(nn.Module):
+    """A conv with ``groups == in_channels`` and k > 1 outputs per group, as the same weights applied
+    depthwise to the input with each channel repeated k times (equal in exact arithmetic)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.repeats = conv.out_channels // conv.in_channels
+        self.conv = nn.Conv2d(conv.out_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                              conv.dilation, groups=conv.out_channels, bias=conv.bias is not None)
+        self.conv.load_state_dict(conv.state_dict())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return self.conv(x.unsqueeze(2).expand(n, c, self.repeats, h, w).reshape(n, c * self.repeats, h, w))
+
+
+def _repeated_depthwise(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every channel-multiplying grouped conv made depthwise (``_RepeatedDepthwise``)."""
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if (isinstance(child, nn.Conv2d) and child.groups == child.in_channels > 1
+                    and child.out_channels != child.in_channels):
+                setattr(parent, name, _RepeatedDepthwise(child))
+    return model
+
+
+def _output_node(path: Path) -> list[str]:
+    """The node that writes the logits (the final upsampling), left in float by int8 quantization."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if graph.output[0].name in n.output]
 
 
 def _sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -50,7 +89,7 @@ def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path) -> N
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        _export_fp32(model, example, fp32)
+        _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32)
         if precision == "fp32":
             proto = onnx.load(fp32)
         elif precision == "fp16":
@@ -65,7 +104,8 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             quantize_static(str(pre), str(q), _Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=_output_node(pre))
             proto = onnx.load(q)
         else:
             raise ValueError(f"ONNX precision {precision!r} not supported (fp32, fp16, int8)")
@@ -74,13 +114,19 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     onnx.save(proto, str(path))
 
 
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """Every output of the model for one input batch."""
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})
+
+
+def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    run = run_all(path, threads)
+    return lambda x: run(x)[0]
 
 
 def read_metadata(path: Path) -> dict:
