@@ -1,0 +1,129 @@
+"""Latency of one segmentation model through every CPU path mcq ships, measured side by side in one run.
+
+For each model: PyTorch eager before and after reparameterization, onnxruntime fp32 and int8, ExecuTorch
+XNNPACK fp32 and int8, all exported by mcq's own export code at the same input size. Each variant runs in a
+block of calls after its own warm-up, the blocks in the order A B C ... C B A, so that drift in the
+machine's speed touches all of them alike (calls are not interleaved one by one: a runtime's worker threads
+keep spinning for a while after a call and would slow the next runtime down); each figure is the median of
+both blocks, with the thread count fixed for every runtime. With
+``--checkpoint`` the model is a trained run (pixel agreement with PyTorch is then meaningful and printed);
+with ``--models`` it is a freshly initialised one with 150 classes (ADE20K's), for speed only.
+
+    .venv/bin/python benchmarks/export_latency.py --models mci0,mci2 --img-size 512 --threads 2
+    .venv/bin/python benchmarks/export_latency.py --checkpoint runs/demo/train/checkpoints/last.ckpt --img-size 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mcq.export import executorch as et_format
+from mcq.export import onnx as onnx_format
+from mcq.export.exporter import dataset_images, inference_form
+from mcq.export.parity import parity
+from mcq.models.segmentor import SegModel, create_seg_model
+
+
+def _torch_runner(model: torch.nn.Module):
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+    return run
+
+
+def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path) -> dict:
+    """name -> runner for every path, exported into ``tmp``."""
+    fused = inference_form(model)
+    example = calib[:1]
+    runs = {"torch eager": _torch_runner(model.eval()), "torch eager, reparameterized": _torch_runner(fused)}
+    for fmt, module, suffix in (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte")):
+        for precision in ("fp32", "int8"):
+            path = tmp / f"{model.cfg.encoder}_{size}_{precision}{suffix}"
+            start = time.perf_counter()
+            module.export(fused, example, path, precision, calib, {})
+            print(f"  exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
+            runs[f"{fmt} {precision}"] = module.runner(path, threads)
+    return runs
+
+
+def measure(runs: dict, x: np.ndarray, rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Milliseconds per call of every runner: blocks of ``rounds`` calls in the order A B ... B A."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for name in [*runs, *reversed(runs)]:
+        for i in range(warmup + rounds):
+            start = time.perf_counter()
+            runs[name](x)
+            if i >= warmup:
+                times[name].append(1000 * (time.perf_counter() - start))
+    return times
+
+
+def report(title: str, times: dict[str, list[float]], agreement: dict[str, float] | None) -> str:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    eager = med["torch eager"]
+    best_fp32 = min(v for k, v in med.items() if not k.endswith("int8"))
+    lines = [title, f"{'variant':<32} {'median ms':>10} {'p90 ms':>8} {'x eager':>8} {'x best fp32':>12} {'agree %':>8}"]
+    for name, ms in med.items():
+        p90 = float(np.percentile(times[name], 90))
+        agree = f"{100 * agreement[name]:>8.3f}" if agreement and name in agreement else f"{'-':>8}"
+        lines.append(f"{name:<32} {ms:>10.1f} {p90:>8.1f} {eager / ms:>8.2f} {best_fp32 / ms:>12.2f} {agree}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="mci0,mci2", help="encoders, freshly initialised (ignored with --checkpoint)")
+    ap.add_argument("--checkpoint", action="append", help="a trained run's .ckpt (repeatable)")
+    ap.add_argument("--img-size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=8, help="calls per block (two blocks per variant)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--calib", type=int, default=16, help="calibration images for int8 (embedded data)")
+    ap.add_argument("--data", help="dataset for calibration and agreement (default: the embedded data)")
+    ap.add_argument("--json", help="also write the medians here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        from mcq.engine.checkpoint import load_seg_task
+
+        models = [(Path(c).name, load_seg_task(c).model) for c in args.checkpoint]
+    else:
+        torch.manual_seed(0)
+        models = [(name, create_seg_model(name, 150)) for name in args.models.split(",")]
+    print(f"{platform.processor() or platform.machine()}, {args.threads} threads for every runtime, "
+          f"{args.img_size}x{args.img_size}, median of 2 blocks of {args.rounds} calls (A B .. B A), {args.warmup} warm-up "
+          f"calls before each; "
+          f"torch {torch.__version__}, onnxruntime {onnx_format.ort.__version__}")
+    results = {}
+    for label, model in models:
+        enc = model.encoder
+        calib = dataset_images(args.data, "training", args.img_size, enc.mean, enc.std, args.calib)
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{model.cfg.encoder} ({label}):", flush=True)
+            runs = variants(model, args.img_size, args.threads, calib, Path(tmp))
+            agreement = None
+            if args.checkpoint:
+                images = dataset_images(args.data, "validation", args.img_size, enc.mean, enc.std, 8)
+                ref = inference_form(model)
+                agreement = {k: parity(r, ref, images, "int8" if k.endswith("int8") else "fp32")["agreement"]
+                             for k, r in runs.items()}
+            x = calib[:1].numpy()
+            times = measure(runs, x, args.rounds, args.warmup)
+        print(report(f"{model.cfg.encoder} SemanticFPN at {args.img_size} px, {args.threads} threads", times, agreement))
+        results[label] = {k: statistics.median(v) for k, v in times.items()}
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "img_size": args.img_size,
+                                               "median_ms": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
