@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -10,18 +11,29 @@ from mcq.errors import McqError
 
 _EXAMPLES = {
     "models": "example:\n  mcq models",
-    "synth": "example:\n  mcq data synth seg --out data/synth-seg --train 240 --val 48",
+    "synth": (
+        "examples:\n"
+        "  mcq data synth seg --out data/synth-seg --train 240 --val 48      # ADE20K layout\n"
+        "  mcq data synth depth --out data/synth-nyu --train 240 --val 48    # NYUv2 (BTS) layout; --val: test frames\n"
+        "  mcq data synth cls --out data/synth-in --train 24 --val 8         # ImageNet folders; counts per class"
+    ),
     "train": (
         "examples:\n"
         "  mcq train seg --backbone mci2                      # the paper's recipe (Table 14)\n"
         "  mcq train seg --backbone mci0 --max-steps 300 --batch-size 8 --img-size 256   # a CPU run\n"
         "  mcq train seg --backbone mci2 --init mobileclip_s2.pt --data ADEChallengeData2016\n"
-        "  mcq train seg --backbone mci0 --out runs/x --resume  # continue an interrupted run"
+        "  mcq train seg --backbone mci0 --out runs/x --resume  # continue an interrupted run\n"
+        "  mcq train depth --backbone mci2 --data nyu_depth_v2                # Table 15 (25 epochs, batch 24)\n"
+        "  mcq train depth --backbone mci0 --max-steps 100 --batch-size 4 --img-size 128   # a CPU run\n"
+        "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt   # fine-tune (Table 12)\n"
+        "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt --linear-probe"
     ),
     "eval": (
         "examples:\n"
         "  mcq eval seg --checkpoint runs/seg-mci0/checkpoints/best.ckpt --json metrics.json\n"
-        "  mcq eval seg --model exports/mci0_fpn_512_int8.onnx      # the artifact, through its own runtime"
+        "  mcq eval seg --model exports/mci0_fpn_512_int8.onnx      # the artifact, through its own runtime\n"
+        "  mcq eval depth --checkpoint runs/depth-mci0/checkpoints/best.ckpt --data nyu_depth_v2\n"
+        "  mcq eval cls --checkpoint runs/cls-mci0/checkpoints/best.ckpt --data imagenet --json val.json"
     ),
     "export": (
         "examples:\n"
@@ -47,44 +59,49 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", parents=[common], help="datasets").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", parents=[common], help="write an embedded synthetic dataset",
                             epilog=_EXAMPLES["synth"], formatter_class=fmt)
-    synth.add_argument("task", choices=["seg"])
-    synth.add_argument("--out", required=True, help="folder to write (ADE20K layout)")
-    synth.add_argument("--train", type=int, default=240, help="training images (default 240)")
-    synth.add_argument("--val", type=int, default=48, help="validation images (default 48)")
-    synth.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    synth.add_argument("task", choices=["seg", "depth", "cls"])
+    synth.add_argument("--out", required=True, help="folder to write (in the task's dataset layout)")
+    synth.add_argument("--train", type=int, help="training images (default 240; cls: 24 per class)")
+    synth.add_argument("--val", type=int, help="validation (depth: test) images (default 48; cls: 8 per class)")
+    synth.add_argument("--size", type=int, help="image width in pixels (default 256; cls: 128)")
     synth.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", parents=[common], help="train a task model", epilog=_EXAMPLES["train"],
                            formatter_class=fmt)
-    train.add_argument("task", choices=["seg"])
+    train.add_argument("task", choices=["seg", "depth", "cls"])
     train.add_argument("--backbone", default="mci2", help="encoder name (see `mcq models`; default mci2)")
-    train.add_argument("--head", default="", help="fpn or upernet (default: the encoder's, as in the paper)")
-    train.add_argument("--data", help="dataset folder in ADE20K layout (default: the embedded synthetic data)")
+    train.add_argument("--head", default="", help="seg: fpn or upernet (default: the encoder's, as in the paper)")
+    train.add_argument("--linear-probe", action="store_true",
+                       help="cls: freeze the encoder, train a linear layer (Table 12's linear-probe recipe)")
+    train.add_argument("--data", help="dataset folder: ADE20K, NYUv2 (BTS) or ImageNet-folder layout "
+                       "(default: the embedded synthetic data)")
     train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
     train.add_argument("--init-partial", action="store_true", help="load what matches even if encoder weights stay unloaded")
-    train.add_argument("--max-steps", type=int, help="iterations (recipe: 40k SemanticFPN, 160k UperNet)")
-    train.add_argument("--batch-size", type=int, help="global batch, split across devices (recipe: 64 / 16)")
-    train.add_argument("--img-size", type=int, help="crop size (recipe: 512)")
+    train.add_argument("--max-steps", type=int, help="iterations (recipe: 40k SemanticFPN, 160k UperNet; depth "
+                       "25 epochs, cls 100 epochs: --max-steps shortens those, keeping the warm-up's share)")
+    train.add_argument("--batch-size", type=int, help="global batch, split across devices (recipe: seg 64 / 16, "
+                       "depth 24, cls 1024)")
+    train.add_argument("--img-size", type=int, help="crop size (recipe: seg 512, depth 480, cls 224)")
     train.add_argument("--lr", type=float, help="peak learning rate")
     train.add_argument("--drop-path", type=float, help="stochastic depth rate (recipe: 0.1; the paper sweeps 0-0.2)")
-    train.add_argument("--val-every", type=int, help="validate every N iterations")
+    train.add_argument("--val-every", type=int, help="validate every N iterations (depth, cls: every epoch)")
     train.add_argument("--workers", type=int, default=2, help="data loader workers per process (default 2)")
     train.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     train.add_argument("--devices", type=int, default=1, help="processes per node (DDP when > 1)")
     train.add_argument("--num-nodes", type=int, default=1)
     train.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPUs with bf16, else 32-true)")
-    train.add_argument("--out", help="run directory (default runs/seg-BACKBONE)")
+    train.add_argument("--out", help="run directory (default runs/TASK-BACKBONE, cls linear probe runs/cls-BACKBONE-lp)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--exist-ok", action="store_true", help="overwrite a finished run in --out")
     train.add_argument("--seed", type=int, default=0)
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint", epilog=_EXAMPLES["eval"],
                         formatter_class=fmt)
-    ev.add_argument("task", choices=["seg"])
+    ev.add_argument("task", choices=["seg", "depth", "cls"])
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (evaluated with Lightning)")
-    which.add_argument("--model", help="an exported .onnx / .pte (or a .ckpt), run by its own runtime")
-    ev.add_argument("--data", help="dataset folder in ADE20K layout (default: the embedded synthetic data)")
+    which.add_argument("--model", help="seg: an exported .onnx / .pte (or a .ckpt), run by its own runtime")
+    ev.add_argument("--data", help="dataset folder in the task's layout (default: the embedded synthetic data)")
     ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=2)
@@ -127,10 +144,15 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _synth(args: argparse.Namespace) -> None:
-    from mcq.data import synth_seg
+    from mcq.data import SYNTH
 
-    out = synth_seg(args.out, n_train=args.train, n_val=args.val, size=args.size, seed=args.seed)
-    print(f"wrote {args.train} training + {args.val} validation images to {out}")
+    write, layout = SYNTH[args.task]
+    given = dict(n_train=args.train, n_val=args.val, size=args.size)
+    n = {k: v if v is not None else inspect.signature(write).parameters[k].default for k, v in given.items()}
+    out = write(args.out, seed=args.seed, **n)
+    val = "test" if args.task == "depth" else "validation"
+    per_class = " per class" if args.task == "cls" else ""
+    print(f"wrote {n['n_train']} training + {n['n_val']} {val} images{per_class} to {out} ({layout} layout)")
 
 
 def _lightning_logs_to_stdout() -> None:
@@ -144,28 +166,29 @@ def _lightning_logs_to_stdout() -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from mcq.engine.metrics import format_seg_table
-    from mcq.engine.train import SegTrainConfig, train_seg
+    from mcq.engine.tasks import task_spec
+    from mcq.engine.train import TrainConfig, train
 
     _lightning_logs_to_stdout()
-    fields = SegTrainConfig.__dataclass_fields__
-    cfg = SegTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    run, metrics = train_seg(cfg)
-    print(format_seg_table(metrics))
+    fields = TrainConfig.__dataclass_fields__
+    run, metrics = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    print(task_spec(args.task).format_table(metrics))
     print(f"run written to {run} (metrics.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mcq.engine.evaluate import evaluate_seg, evaluate_seg_model
-    from mcq.engine.metrics import format_seg_table
+    from mcq.engine.evaluate import evaluate, evaluate_seg_model
+    from mcq.engine.tasks import task_spec
 
     _lightning_logs_to_stdout()
     if args.model:
+        if args.task != "seg":
+            raise McqError(f"--model evaluates exported segmentation models; use --checkpoint for {args.task}")
         metrics = evaluate_seg_model(args.model, args.data, args.json, args.threads)
         print(f"{args.model} through {metrics['runtime']} ({metrics['precision']}, {metrics['img_size']} px)")
     else:
-        metrics = evaluate_seg(args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
-    print(format_seg_table(metrics))
+        metrics = evaluate(args.task, args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
+    print(task_spec(args.task).format_table(metrics))
     if args.json:
         print(f"metrics written to {args.json}")
 

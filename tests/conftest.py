@@ -62,3 +62,33 @@ def trained_run(synth_data, tmp_path_factory) -> Path:
 def trained_ckpt(trained_run) -> Path:
     """The tiny run's ``checkpoints/last.ckpt``."""
     return trained_run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def synth_depth_data(tmp_path_factory) -> Path:
+    """A tiny synthetic NYUv2 (BTS layout): 6 train / 3 test frames of 64x48. Do not modify it."""
+    from mcq.data import synth_depth
+
+    return synth_depth(tmp_path_factory.mktemp("data") / "nyu", n_train=6, n_val=3, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth_cls_data(tmp_path_factory) -> Path:
+    """A tiny synthetic ImageFolder: 10 classes, 2 train / 1 val images each, 64 px. Do not modify it."""
+    from mcq.data import synth_cls
+
+    return synth_cls(tmp_path_factory.mktemp("data") / "cls", n_train=2, n_val=1, size=64, seed=0)
+
+
+@pytest.fixture
+def copy_of(request, tmp_path):
+    """``copy_of("synth_depth_data")``: a private copy of a session dataset fixture that a test may break."""
+    return lambda name: Path(shutil.copytree(request.getfixturevalue(name), tmp_path / name))
+
+
+def tiny_argv(task: str, data: Path, out: Path, **overrides) -> list[str]:
+    """``mcq train TASK`` argv for a tiny CPU run on ``data`` into ``out``."""
+    argv = ["train", task, "--data", str(data), "--out", str(out)]
+    for k, v in {**TINY_TRAIN, **overrides}.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return argv

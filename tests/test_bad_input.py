@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_argv
 from mcq.cli import main
+from mcq.data.nyu import TRAIN_LIST
 from mcq.errors import McqError
 
 
@@ -118,6 +120,70 @@ def test_grayscale_and_rgba_images_train(capsys, tmp_path, tiny_train_argv, data
     assert f"run written to {out}" in stdout
 
 
+# --- depth (NYUv2 layout) and classification (ImageNet folders) ----------------------------------
+
+
+def _keep_train_frames(nyu: Path, n: int) -> list[Path]:
+    """Cut the train list to its first ``n`` frames (one batch) and return their depth PNGs."""
+    listing = nyu / TRAIN_LIST
+    lines = listing.read_text().splitlines()[:n]
+    listing.write_text("\n".join(lines) + "\n")
+    return [nyu / "sync" / line.split()[1].lstrip("/") for line in lines]
+
+
+def test_depth_png_of_the_wrong_bit_depth(capsys, tmp_path, copy_of):
+    nyu = copy_of("synth_depth_data")
+    _, bad = _keep_train_frames(nyu, 2)
+    Image.fromarray((np.array(Image.open(bad)) // 256).astype(np.uint8)).save(bad)  # an 8-bit PNG
+    out = tmp_path / "run"
+    rc, _, err = _cli(capsys, tiny_argv("depth", nyu, out))
+    _assert_one_line_error(rc, err, bad, "16-bit")
+    _no_run_left(out)
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty"])
+def test_train_file_list_missing_or_empty(capsys, tmp_path, copy_of, damage):
+    nyu = copy_of("synth_depth_data")
+    listing = nyu / TRAIN_LIST
+    if damage == "missing":
+        listing.unlink()
+    else:
+        listing.write_text("\n")
+    out = tmp_path / "run"
+    rc, _, err = _cli(capsys, tiny_argv("depth", nyu, out))
+    _assert_one_line_error(rc, err, listing)
+    _no_run_left(out)
+
+
+def test_test_frame_without_depth(capsys, tmp_path, copy_of):
+    nyu = copy_of("synth_depth_data")
+    depth = sorted((nyu / "official_splits" / "test").rglob("sync_depth_*.png"))[1]
+    depth.unlink()
+    out = tmp_path / "run"
+    rc, _, err = _cli(capsys, tiny_argv("depth", nyu, out))
+    _assert_one_line_error(rc, err, depth)
+    _no_run_left(out)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_empty_class_folder(capsys, tmp_path, copy_of, split):
+    cls = copy_of("synth_cls_data")
+    folder = cls / split / "ring"
+    for p in folder.iterdir():
+        p.unlink()
+    out = tmp_path / "run"
+    rc, _, err = _cli(capsys, tiny_argv("cls", cls, out, batch_size=4))
+    _assert_one_line_error(rc, err, folder, "empty class folder")
+    _no_run_left(out)
+
+
+def test_option_of_another_task(capsys, tmp_path, tiny_train_argv, synth_data):
+    out = tmp_path / "run"
+    rc, _, err = _train(capsys, tiny_train_argv, synth_data, out, "--linear-probe")
+    _assert_one_line_error(rc, err, "--linear-probe", "cls")
+    _no_run_left(out)
+
+
 # --- checkpoints -------------------------------------------------------------------------------
 
 
@@ -156,6 +222,13 @@ def test_eval_file_that_is_not_an_mcq_checkpoint(capsys, tmp_path, synth_data, k
     rc, _, err, js = _eval(capsys, bad, synth_data, tmp_path)
     line = _assert_one_line_error(rc, err, bad)
     assert "run code" not in line  # a text file is no code-running pickle
+    assert not js.exists()
+
+
+def test_eval_checkpoint_of_another_task(capsys, tmp_path, trained_ckpt, synth_depth_data):
+    js = tmp_path / "metrics.json"
+    rc, _, err = _cli(capsys, ["eval", "depth", "--checkpoint", trained_ckpt, "--data", synth_depth_data, "--json", js])
+    _assert_one_line_error(rc, err, trained_ckpt, "seg checkpoint", "mcq eval seg")
     assert not js.exists()
 
 

@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import torch
 
-from mcq.engine.train import SegTrainConfig, train_seg
+from mcq.engine.train import TrainConfig, train
 
 TINY = dict(backbone="mci0", img_size=64, batch_size=2, workers=0, accelerator="cpu")
 
@@ -23,16 +23,17 @@ class _StopAt(L.Callback):
             raise KeyboardInterrupt
 
 
-def test_interrupted_run_resumes_where_it_stopped(synth_data, tmp_path):
+@pytest.mark.parametrize("task, data", [("seg", "synth_data"), ("cls", "synth_cls_data")])
+def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data):
     run = tmp_path / "run"
-    cfg = SegTrainConfig(data=str(synth_data), max_steps=4, val_every=4, out=str(run), **TINY)
+    cfg = TrainConfig(task=task, data=str(request.getfixturevalue(data)), max_steps=4, val_every=4, out=str(run), **TINY)
     with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
-        train_seg(cfg, callbacks=[_StopAt(2)])
+        train(cfg, callbacks=[_StopAt(2)])
     assert not (run / "metrics.json").exists(), "an interrupted run must not look finished"
     saved = torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)
     assert saved["global_step"] == 2
 
-    _, metrics = train_seg(SegTrainConfig(out=str(run), resume=True, accelerator="cpu"))
+    _, metrics = train(TrainConfig(out=str(run), resume=True, accelerator="cpu"))  # task and all else from config.json
     assert metrics["step"] == 4
     assert json.loads((run / "metrics.json").read_text())["step"] == 4
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

@@ -7,7 +7,7 @@ import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mcq.engine.metrics import format_seg_table, seg_metrics
-from mcq.engine.seg_module import warmup_poly
+from mcq.engine.module import warmup_poly
 from mcq.recipes import load_recipe
 
 

@@ -1,8 +1,13 @@
 """Datasets in their official layouts, and the embedded synthetic ones."""
 
 from mcq.data.ade20k import ADE20K, IGNORE_INDEX, ade20k_class_names, read_class_names
-from mcq.data.synth import SEG_CLASSES, default_seg_data, synth_seg
-from mcq.data.transforms import SegTransform, collate_seg
+from mcq.data.imagefolder import ImageFolder
+from mcq.data.nyu import NYUv2, read_depth
+from mcq.data.synth import (
+    CLS_CLASSES, SEG_CLASSES, SYNTH, default_cls_data, default_depth_data, default_seg_data, synth_cls, synth_depth, synth_seg,
+)
+from mcq.data.transforms import ClsTransform, DepthTransform, SegTransform, collate_seg
 
-__all__ = ["ADE20K", "IGNORE_INDEX", "ade20k_class_names", "read_class_names", "SEG_CLASSES", "default_seg_data", "synth_seg",
-           "SegTransform", "collate_seg"]
+__all__ = ["ADE20K", "IGNORE_INDEX", "ade20k_class_names", "read_class_names", "ImageFolder", "NYUv2", "read_depth",
+           "CLS_CLASSES", "SEG_CLASSES", "SYNTH", "default_cls_data", "default_depth_data", "default_seg_data", "synth_cls",
+           "synth_depth", "synth_seg", "ClsTransform", "DepthTransform", "SegTransform", "collate_seg"]

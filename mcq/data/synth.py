@@ -1,8 +1,10 @@
-"""The embedded default dataset: procedurally drawn scenes in the ADE20K layout.
+"""The embedded default datasets, procedurally drawn, each in its real dataset's layout.
 
-Each scene has a sky above a horizon, grass or road below it, and a few objects (sun, house, tree,
-rock, water). Classes differ by colour and texture with per-image jitter, so a small model learns
-them in minutes on a CPU while still having to look at texture and shape.
+Segmentation (ADE20K layout): a sky above a horizon, grass or road below it, and a few objects (sun, house,
+tree, rock, water). Classes differ by colour and texture with per-image jitter, so a small model learns them in
+minutes on a CPU while still having to look at texture and shape.
+Depth (NYUv2 layout): a room seen by a pinhole camera (floor, ceiling, walls, boxes, a ball), depth known exactly.
+Classification (ImageFolder layout): ten classes of shapes and patterns in random colours, places and sizes.
 """
 
 from __future__ import annotations
@@ -108,9 +110,167 @@ def synth_seg(out: str | Path, n_train: int = 240, n_val: int = 48, size: int = 
     return out
 
 
+def mcq_home() -> Path:
+    """Where the embedded datasets are written: ``$MCQ_HOME``, default ``~/.cache/mcq``."""
+    return Path(os.environ.get("MCQ_HOME", Path.home() / ".cache" / "mcq"))
+
+
 def default_seg_data() -> Path:
     """The embedded dataset, written once to ``$MCQ_HOME/synth-seg`` (default ``~/.cache/mcq``)."""
-    root = Path(os.environ.get("MCQ_HOME", Path.home() / ".cache" / "mcq")) / "synth-seg"
+    root = mcq_home() / "synth-seg"
     if not (root / "objectInfo150.txt").is_file():
         synth_seg(root)
     return root
+
+
+# --- depth: a room in front of a pinhole camera, NYUv2's intrinsics scaled to the image ------------------------
+
+NYU_FOCAL, NYU_WIDTH = 518.8579, 640
+
+
+def synth_room(width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One RGB uint8 image (``width`` x 3/4 ``width``) and its depth in metres (z along the optical axis)."""
+    h = width * 3 // 4
+    f = NYU_FOCAL * width / NYU_WIDTH
+    v, u = np.mgrid[:h, :width].astype(np.float64)
+    dx, dy = (u - width / 2 + 0.5) / f, -(v - h / 2 + 0.5) / f  # ray (dx, dy, 1), y up
+    half_w, cam_h, room_h, back = rng.uniform(1.4, 3.0), rng.uniform(1.0, 1.6), rng.uniform(2.4, 3.2), rng.uniform(4.0, 9.0)
+    with np.errstate(divide="ignore"):
+        planes = {  # depth at which each ray meets each surface (inf: never)
+            "wall": np.where(dx != 0, half_w / np.abs(dx), np.inf),
+            "floor": np.where(dy < 0, cam_h / -dy, np.inf),
+            "ceiling": np.where(dy > 0, (room_h - cam_h) / dy, np.inf),
+            "back": np.full_like(dx, back),
+        }
+    names = list(planes)
+    stack = np.stack([planes[n] for n in names])
+    depth, surface = stack.min(0), stack.argmin(0)
+    x, y = dx * depth, dy * depth
+    img = np.zeros((h, width, 3))
+    for k, name in enumerate(names):  # each surface: its own colour and a texture in world units
+        rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.6), rng.uniform(0.5, 0.9)))
+        tile = rng.uniform(0.3, 0.7)
+        a, b = {"wall": (depth, y), "floor": (x, depth), "ceiling": (x, depth), "back": (x, y)}[name]
+        pattern = 0.8 + 0.2 * (((a // tile) + (b // tile)) % 2)
+        img[surface == k] = (pattern[..., None] * rgb)[surface == k]
+    for _ in range(rng.integers(1, 4)):  # boxes standing on the floor, front faces towards the camera
+        z0, xc = rng.uniform(1.5, back - 0.3), rng.uniform(-half_w, half_w)
+        bw, bh = rng.uniform(0.4, 1.2), rng.uniform(0.4, 1.4)
+        hit = (np.abs(dx * z0 - xc) < bw / 2) & (dy * z0 > -cam_h) & (dy * z0 < -cam_h + bh) & (z0 < depth)
+        depth[hit] = z0
+        img[hit] = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.5, 0.9), rng.uniform(0.4, 0.9))
+    c = np.array([rng.uniform(-1, 1), rng.uniform(-cam_h + 0.3, 0.5), rng.uniform(1.5, back - 1)])  # a ball
+    r = rng.uniform(0.2, 0.5)
+    d2 = dx**2 + dy**2 + 1
+    bq = dx * c[0] + dy * c[1] + c[2]
+    disc = bq**2 - d2 * (c @ c - r * r)
+    t = (bq - np.sqrt(np.maximum(disc, 0))) / d2
+    hit = (disc > 0) & (t < depth)
+    depth[hit] = t[hit]
+    normal_z = (c[2] - t) / r  # the normal's component towards the camera: bright centre, darker rim
+    img[hit] = np.outer(0.3 + 0.7 * np.clip(normal_z[hit], 0, 1), colorsys.hsv_to_rgb(rng.uniform(), 0.8, 0.9))
+    img *= (1 / (1 + 0.02 * depth**2))[..., None]  # a light at the camera: far is darker
+    img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1)
+    return (img * 255).astype(np.uint8), depth.astype(np.float32)
+
+
+def _save_frame(folder: Path, i: int, img: np.ndarray, depth: np.ndarray) -> None:
+    """rgb_N.jpg and sync_depth_N.png (uint16 millimetres; NYUv2's unmeasured border is 0)."""
+    mm = np.clip(np.rint(depth * 1000), 0, 2**16 - 1).astype(np.uint16)
+    b = max(1, img.shape[1] // 64)
+    mm[:b], mm[-b:], mm[:, :b], mm[:, -b:] = 0, 0, 0, 0
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(folder / f"rgb_{i:05d}.jpg", quality=95)
+    Image.fromarray(mm).save(folder / f"sync_depth_{i:05d}.png")
+
+
+def synth_depth(out: str | Path, n_train: int = 240, n_val: int = 48, size: int = 256, seed: int = 0,
+                per_scene: int = 8) -> Path:
+    """Write a synthetic depth dataset in the NYUv2 (BTS) layout to ``out``: ``n_train`` training and ``n_val``
+    test frames of ``size`` x 3/4 ``size`` pixels."""
+    from mcq.data.nyu import TEST_DIR, TRAIN_LIST
+
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    focal = NYU_FOCAL * size / NYU_WIDTH
+    with staged_dir(out) as tmp:
+        lines = []
+        for i in tqdm(range(n_train), desc="synth depth train", unit="img", leave=False):
+            scene = f"room_{i // per_scene:04d}"
+            _save_frame(tmp / "sync" / scene, i, *synth_room(size, rng))
+            lines.append(f"/{scene}/rgb_{i:05d}.jpg /{scene}/sync_depth_{i:05d}.png {focal:.4f}")
+        (tmp / TRAIN_LIST).write_text("\n".join(lines) + "\n")
+        for i in tqdm(range(n_val), desc="synth depth test", unit="img", leave=False):
+            _save_frame(tmp / TEST_DIR / f"room_test_{i // per_scene:04d}", i, *synth_room(size, rng))
+    return out
+
+
+def default_depth_data() -> Path:
+    """The embedded depth dataset, written once to ``$MCQ_HOME/synth-depth``."""
+    from mcq.data.nyu import TRAIN_LIST
+
+    root = mcq_home() / "synth-depth"
+    if not (root / TRAIN_LIST).is_file():
+        synth_depth(root)
+    return root
+
+
+# --- classification: shapes and patterns ------------------------------------------------------------------------
+
+CLS_CLASSES = ["circle", "square", "triangle", "ring", "cross", "diamond", "hstripes", "vstripes", "checker", "dots"]
+
+
+def synth_object(cls: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One RGB uint8 image of class ``cls``: a shape (or a patterned patch) on a noisy background."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+    cx, cy = rng.uniform(0.3, 0.7, 2) * size
+    r = rng.uniform(0.18, 0.35) * size
+    u, v = (xx - cx) / r, (yy - cy) / r
+    period = rng.uniform(0.25, 0.45) * r
+    region = {
+        "circle": u**2 + v**2 < 1,
+        "square": np.maximum(np.abs(u), np.abs(v)) < 0.8,
+        "triangle": (v < 0.7) & (np.abs(u) < (v + 0.9) * 0.6),
+        "ring": np.abs(np.sqrt(u**2 + v**2) - 0.75) < 0.2,
+        "cross": (np.minimum(np.abs(u), np.abs(v)) < 0.25) & (np.maximum(np.abs(u), np.abs(v)) < 1),
+        "diamond": np.abs(u) + np.abs(v) < 1,
+        "hstripes": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((yy // period) % 2 == 0),
+        "vstripes": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((xx // period) % 2 == 0),
+        "checker": (np.maximum(np.abs(u), np.abs(v)) < 1) & (((xx // period) + (yy // period)) % 2 == 0),
+        "dots": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2
+                                                          < (period / 3) ** 2),
+    }[cls]
+    hue = rng.uniform()
+    img = np.empty((size, size, 3))
+    img[:] = colorsys.hsv_to_rgb((hue + 0.5) % 1, rng.uniform(0, 0.5), rng.uniform(0.2, 0.8))
+    img[region] = colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1), rng.uniform(0.6, 1))
+    return (np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1) * 255).astype(np.uint8)
+
+
+def synth_cls(out: str | Path, n_train: int = 24, n_val: int = 8, size: int = 128, seed: int = 0) -> Path:
+    """Write a synthetic classification dataset in the ImageFolder layout (``train/<class>/*.JPEG``, ``val/...``),
+    ``n_train`` and ``n_val`` images per class, to ``out``."""
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    with staged_dir(out) as tmp:
+        for split, n in (("train", n_train), ("val", n_val)):
+            for cls in tqdm(CLS_CLASSES, desc=f"synth cls {split}", unit="class", leave=False):
+                (tmp / split / cls).mkdir(parents=True)
+                for i in range(n):
+                    Image.fromarray(synth_object(cls, size, rng)).save(tmp / split / cls / f"{cls}_{i:05d}.JPEG", quality=95)
+    return out
+
+
+def default_cls_data() -> Path:
+    """The embedded classification dataset, written once to ``$MCQ_HOME/synth-cls``."""
+    root = mcq_home() / "synth-cls"
+    if not (root / "val").is_dir():
+        synth_cls(root)
+    return root
+
+
+SYNTH = {  # task: (writer, the layout it writes)
+    "seg": (synth_seg, "ADE20K"),
+    "depth": (synth_depth, "NYUv2 (BTS)"),
+    "cls": (synth_cls, "ImageNet folder"),
+}

@@ -47,3 +47,40 @@ class SegTransform:
 def collate_seg(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Stack images; keep masks as a list (validation masks keep their own sizes)."""
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class DepthTransform(SegTransform):
+    """``SegTransform`` for an image and its depth in metres: the depth travels as integer millimetres, so crops
+    resample it nearest (no invented depths at edges). Val resizes the image to ``val_size`` (h, w) and keeps the
+    depth at its own size (metrics are computed there)."""
+
+    def __init__(
+        self, img_size: int, train: bool, mean: Sequence[float], std: Sequence[float],
+        crop_scale: Sequence[float] = (0.5, 1.0), crop_ratio: Sequence[float] = (0.75, 1.3333),
+        val_size: tuple[int, int] | None = None,
+    ):
+        super().__init__(img_size, train, mean, std, crop_scale, crop_ratio)
+        if not train and val_size:
+            self.geometric = v2.Compose([v2.Resize(val_size)])
+
+    def __call__(self, image: Image.Image, depth: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        img, mm = super().__call__(image, np.rint(depth * 1000).astype(np.int64))
+        return img, mm.float() / 1000
+
+
+class ClsTransform:
+    """Train: random resized crop and flip. Val: resize to ``img_size / crop_pct``, centre crop (timm's eval)."""
+
+    def __init__(
+        self, img_size: int, train: bool, mean: Sequence[float], std: Sequence[float],
+        crop_scale: Sequence[float] = (0.08, 1.0), crop_ratio: Sequence[float] = (0.75, 1.3333), crop_pct: float = 0.875,
+    ):
+        geometric = (
+            [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)), v2.RandomHorizontalFlip()]
+            if train else [v2.Resize(round(img_size / crop_pct)), v2.CenterCrop(img_size)]
+        )
+        self.transform = v2.Compose([v2.PILToTensor(), *geometric, v2.ToDtype(torch.float32, scale=True),
+                                     v2.Normalize(list(mean), list(std))])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.transform(image)

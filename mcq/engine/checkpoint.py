@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
+from mcq.engine.module import TaskModule
 from mcq.engine.seg_module import SegTask
+from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
 from mcq.io import diff_state, load_state
 
 
-def load_seg_task(path: str | Path) -> SegTask:
-    """Rebuild the segmentation task stored in ``path`` with its weights (eval mode)."""
+def load_task(path: str | Path, task: str) -> TaskModule:
+    """Rebuild the ``task`` module ("seg", "depth", "cls") stored in ``path`` with its weights (eval mode)."""
+    spec = task_spec(task)
     ckpt = load_state(path)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not hp or not {"model", "class_names", "optim"} <= set(hp) or not isinstance(ckpt.get("state_dict"), dict):
-        raise McqError(f"{path}: not an mcq segmentation checkpoint (no model config); pass a run's checkpoints/*.ckpt")
-    task = SegTask(model=hp["model"], class_names=hp["class_names"], optim=hp["optim"])
-    d = diff_state(task.state_dict(), ckpt["state_dict"])
+    wanted = set(inspect.signature(spec.module).parameters)
+    if not hp or not wanted <= set(hp) or not isinstance(ckpt.get("state_dict"), dict):
+        raise McqError(f"{path}: not an mcq {spec.title} checkpoint (no model config); pass a run's checkpoints/*.ckpt")
+    found = hp["optim"].get("task", "seg") if isinstance(hp["optim"], dict) else None
+    if found != task:
+        raise McqError(f"{path}: a {found} checkpoint, not a {spec.title} one; use `mcq eval {found}`")
+    module = spec.module(**{k: hp[k] for k in wanted})
+    d = diff_state(module.state_dict(), ckpt["state_dict"])
     if d.missing or d.unexpected or d.mismatched:  # summarised: the full key lists run to thousands of characters
         example = (d.mismatched or d.missing or d.unexpected)[0]
         raise McqError(
             f"{path}: weights do not fit a {hp['model']['encoder']} model ({len(d.missing)} missing, "
             f"{len(d.mismatched)} of another shape, {len(d.unexpected)} unexpected, e.g. {example})"
         )
-    task.load_state_dict(ckpt["state_dict"])
-    return task.eval()
+    module.load_state_dict(ckpt["state_dict"])
+    return module.eval()
+
+
+def load_seg_task(path: str | Path) -> SegTask:
+    """Rebuild the segmentation task stored in ``path`` with its weights (eval mode)."""
+    return load_task(path, "seg")

@@ -1,5 +1,5 @@
-"""Single-scale validation on a dataset: of a training checkpoint (``evaluate_seg``) or of any model through
-its own runtime (``evaluate_seg_model``: ONNX, ExecuTorch, or a checkpoint in plain PyTorch)."""
+"""Single-scale validation on a dataset: of a training checkpoint of any task (``evaluate``) or of a segmentation
+model through its own runtime (``evaluate_seg_model``: ONNX, ExecuTorch, or a checkpoint in plain PyTorch)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,34 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm import tqdm
 
-from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, collate_seg, default_seg_data
-from mcq.engine.checkpoint import load_seg_task
+from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, default_seg_data
+from mcq.engine.checkpoint import load_task
 from mcq.engine.metrics import accumulate, seg_metrics
+from mcq.engine.tasks import check_classes, task_spec
 from mcq.export.runtimes import open_model
-from mcq.errors import McqError
 from mcq.io import write_json
 
 
-def _check_classes(ds: ADE20K, data: Path, class_names: list[str], model: str | Path) -> None:
-    if ds.num_classes != len(class_names):
-        raise McqError(
-            f"{data}: {ds.num_classes} classes, but {model} was trained on {len(class_names)}; "
-            f"evaluate on a dataset with the same objectInfo150.txt"
-        )
+def evaluate(
+    task: str, checkpoint: str | Path, data: str | Path | None = None, img_size: int | None = None, batch_size: int = 4,
+    workers: int = 2, json_out: str | Path | None = None, accelerator: str = "auto",
+) -> dict:
+    """The ``task`` metrics of ``checkpoint`` on the validation split of ``data`` (default: the embedded dataset)."""
+    spec = task_spec(task)
+    module = load_task(checkpoint, task)
+    size = img_size or module.hparams.optim["img_size"]
+    module.model.encoder.check_input_size(size, size)
+    data = Path(data) if data else spec.default_data()
+    ds = spec.val_set(data, size, module.model.cfg.encoder)
+    spec.check_eval_data(ds, module, data, checkpoint)
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False)
+    trainer.validate(module, DataLoader(ds, batch_size, num_workers=workers, collate_fn=spec.collate), verbose=False)
+    metrics = {"checkpoint": str(checkpoint), "data": str(data), "img_size": size, **spec.describe(module),
+               **module.metrics}
+    if json_out:
+        write_json(json_out, metrics)
+    return metrics
 
 
 def evaluate_seg(
@@ -32,22 +46,7 @@ def evaluate_seg(
     workers: int = 2, json_out: str | Path | None = None, accelerator: str = "auto",
 ) -> dict:
     """mIoU, mAcc, aAcc and per-class figures of ``checkpoint`` on the validation split of ``data``."""
-    task = load_seg_task(checkpoint)
-    model, class_names = task.model, task.class_names
-    size = img_size or task.hparams.optim["img_size"]
-    model.check_input_size(size, size)
-    data = Path(data) if data else default_seg_data()
-    ds = ADE20K(data, "validation", SegTransform(size, False, model.encoder.mean, model.encoder.std))
-    _check_classes(ds, data, class_names, checkpoint)
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False)
-    loader = DataLoader(ds, batch_size, num_workers=workers, collate_fn=collate_seg)
-    trainer.validate(task, loader, verbose=False)
-    metrics = {"checkpoint": str(checkpoint), "data": str(data), "img_size": size,
-               "encoder": model.cfg.encoder, "head": model.cfg.head, **task.metrics}
-    if json_out:
-        write_json(json_out, metrics)
-    return metrics
+    return evaluate("seg", checkpoint, data, img_size, batch_size, workers, json_out, accelerator)
 
 
 def evaluate_seg_model(
@@ -59,7 +58,7 @@ def evaluate_seg_model(
     class_names, size = meta["class_names"], meta["input"]["shape"][-1]
     data = Path(data) if data else default_seg_data()
     ds = ADE20K(data, "validation", SegTransform(size, False, meta["input"]["mean"], meta["input"]["std"]))
-    _check_classes(ds, data, class_names, model)
+    check_classes(ds.class_names, class_names, data, model, "the same objectInfo150.txt")
     confusion = MulticlassConfusionMatrix(len(class_names), ignore_index=IGNORE_INDEX)
     for image, mask in tqdm(ds, desc=f"eval {Path(model).name} ({opened.runtime})", unit="img"):
         accumulate(confusion, torch.from_numpy(opened.run(image[None].numpy())), [mask])

@@ -1,9 +1,11 @@
-"""Segmentation metrics with mmseg's definitions, from a whole-set confusion matrix."""
+"""Task metrics: segmentation with mmseg's definitions (from a whole-set confusion matrix), NYUv2 depth with the
+standard evaluation, classification tables."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 
@@ -49,3 +51,88 @@ def format_seg_table(metrics: dict) -> str:
     lines += [f"{n:<{width}} {pct(m['IoU'])} {pct(m['Acc'])}" for n, m in metrics["per_class"].items()]
     lines.append(f"mIoU {pct(metrics['mIoU'])}  mAcc {pct(metrics['mAcc'])}  aAcc {pct(metrics['aAcc'])}")
     return "\n".join(lines)
+
+
+# --- depth: the standard NYUv2 evaluation (Eigen et al.; as in BTS, GLPDepth, "Dark Secrets of MIM") ----------
+
+DEPTH_KEYS = ("d1", "d2", "d3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
+MIN_DEPTH, MAX_DEPTH = 1e-3, 10.0
+# Eigen's crop on NYUv2's 480x640 frames: rows 45..470, columns 41..600 (as fractions, so any size has one)
+EIGEN_CROP = (45 / 480, 471 / 480, 41 / 640, 601 / 640)
+
+
+def eigen_mask(height: int, width: int) -> torch.Tensor:
+    """The pixels inside Eigen's crop for a ``height`` x ``width`` frame (exactly Eigen's on 480x640)."""
+    top, bottom, left, right = EIGEN_CROP
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[round(top * height):round(bottom * height), round(left * width):round(right * width)] = True
+    return mask
+
+
+def depth_errors(pred: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
+    """The standard errors over matching 1-D tensors of valid pixels (metres): delta < 1.25^k, AbsRel, SqRel,
+    RMSE, RMSE log, log10."""
+    pred, gt = pred.double(), gt.double()
+    ratio = torch.maximum(gt / pred, pred / gt)
+    return {
+        "d1": float((ratio < 1.25).double().mean()),
+        "d2": float((ratio < 1.25**2).double().mean()),
+        "d3": float((ratio < 1.25**3).double().mean()),
+        "abs_rel": float(((gt - pred).abs() / gt).mean()),
+        "sq_rel": float(((gt - pred) ** 2 / gt).mean()),
+        "rmse": float(((gt - pred) ** 2).mean().sqrt()),
+        "rmse_log": float(((gt.log() - pred.log()) ** 2).mean().sqrt()),
+        "log10": float((gt.log10() - pred.log10()).abs().mean()),
+    }
+
+
+class DepthMetrics(Metric):
+    """Per-image errors averaged over images (as BTS and GLPDepth report them), on pixels inside Eigen's crop
+    with ``min_depth < gt < max_depth``; predictions are upsampled to the ground truth and clamped to that range."""
+
+    full_state_update = False
+
+    def __init__(self, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH):
+        super().__init__()
+        self.min_depth, self.max_depth = min_depth, max_depth
+        for k in DEPTH_KEYS:
+            self.add_state(k, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("images", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, gts: list[torch.Tensor]) -> None:
+        """``preds``: N x 1 x h x w depths in metres; ``gts``: N depth maps at their own sizes (0 = no measurement)."""
+        for pred, gt in zip(preds, gts):
+            up = F.interpolate(pred[None].float(), size=gt.shape, mode="bilinear", align_corners=False)[0, 0]
+            valid = (gt > self.min_depth) & (gt < self.max_depth) & eigen_mask(*gt.shape).to(gt.device)
+            if not valid.any():
+                continue
+            errors = depth_errors(up[valid].clamp(self.min_depth, self.max_depth), gt[valid])
+            for k, v in errors.items():
+                setattr(self, k, getattr(self, k) + v)
+            self.images += 1
+
+    def compute(self) -> dict[str, float | None]:
+        n = int(self.images)
+        return {k: float(getattr(self, k)) / n if n else None for k in DEPTH_KEYS} | {"images": n}
+
+
+def format_depth_table(metrics: dict) -> str:
+    """The standard NYUv2 row: accuracies (higher is better) then errors (lower is better)."""
+    def cell(v: float | None) -> str:
+        return f"{'-':>9}" if v is None else f"{v:9.4f}"
+
+    return "\n".join([
+        "".join(f"{k:>9}" for k in DEPTH_KEYS),
+        "".join(cell(metrics[k]) for k in DEPTH_KEYS),
+        f"RMSE {cell(metrics['rmse']).strip()} m over {metrics['images']} images (Eigen crop, {MIN_DEPTH:g} < depth < "
+        f"{MAX_DEPTH:g} m)",
+    ])
+
+
+# --- classification -----------------------------------------------------------------------------------------------
+
+
+def format_cls_table(metrics: dict) -> str:
+    """Top-1 and top-5 accuracy in percent."""
+    return "\n".join([f"{'top1':>7} {'top5':>7}  images",
+                      f"{100 * metrics['top1']:7.2f} {100 * metrics['top5']:7.2f}  {metrics['images']}"])

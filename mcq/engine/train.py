@@ -1,8 +1,9 @@
-"""``train_seg``: one function from a dataset and a backbone to a finished run directory.
+"""``train``: one function from a dataset and a backbone to a finished run directory, for every task.
 
 A run directory holds ``config.json`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
 ``logs/metrics.csv`` and, once finished, ``metrics.json``. The same call runs on one CPU or on many
 GPUs and nodes (Lightning DDP; launch with ``torchrun`` or SLURM, or let Lightning spawn local ranks).
+What differs between tasks (recipe, datasets, module, monitored metric) comes from ``mcq.engine.tasks``.
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from mcq.data import ADE20K, SegTransform, collate_seg, default_seg_data
 from mcq.engine.metrics import format_seg_table
-from mcq.engine.seg_module import SegTask
+from mcq.engine.tasks import TaskSpec, task_spec
 from mcq.errors import McqError
 from mcq.io import write_json
 from mcq.models.clip_init import load_clip_init
-from mcq.models.encoders import encoder_info, normalization
-from mcq.recipes import SegRecipe, load_recipe
+from mcq.recipes import Recipe
 
 
 @dataclass
-class SegTrainConfig:
-    """What ``mcq train seg`` takes. ``None`` means: the recipe's value."""
+class TrainConfig:
+    """What ``mcq train TASK`` takes. ``None`` means: the recipe's value."""
 
+    task: str = "seg"
     backbone: str = "mci2"
     data: str | None = None
     head: str = ""
+    linear_probe: bool = False
     init: str | None = None
     init_partial: bool = False
     max_steps: int | None = None
@@ -55,12 +56,18 @@ class SegTrainConfig:
     seed: int = 0
 
 
-def resolve_recipe(cfg: SegTrainConfig) -> SegRecipe:
-    """The recipe for the backbone's head with the user's overrides applied (the recipe file is untouched)."""
-    head = cfg.head or encoder_info(cfg.backbone).default_head
-    recipe = load_recipe("seg", head)
+SegTrainConfig = TrainConfig  # the name segmentation code and tests use; ``task`` defaults to "seg"
+
+
+def resolve_recipe(cfg: TrainConfig) -> Recipe:
+    """The task's recipe with the user's overrides applied (the recipe file is untouched)."""
+    recipe = task_spec(cfg.task).recipe(cfg)
     overrides = {k: getattr(cfg, k) for k in ("max_steps", "batch_size", "img_size", "lr", "drop_path", "val_every")}
     return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    return Path(f"runs/{cfg.task}-{cfg.backbone}" + ("-lp" if cfg.linear_probe else ""))
 
 
 def _is_rank_zero() -> bool:
@@ -79,9 +86,9 @@ def default_precision(accelerator: str) -> str:
     return "bf16-mixed" if _on_gpu(accelerator) and torch.cuda.is_bf16_supported() else "32-true"
 
 
-def _prepare_run(cfg: SegTrainConfig) -> tuple[Path, bool]:
+def _prepare_run(cfg: TrainConfig) -> tuple[Path, bool]:
     """Resolve the run directory; return it and whether this call created it."""
-    run = Path(cfg.out or f"runs/seg-{cfg.backbone}")
+    run = Path(cfg.out) if cfg.out else default_run_dir(cfg)
     if not _is_rank_zero():
         return run, False
     if cfg.resume:
@@ -107,7 +114,7 @@ def _resume_checkpoint(run: Path) -> Path | None:
 class _InterruptedCheckpoint(L.Callback):
     """Save ``interrupted.ckpt`` when an exception (Ctrl-C included) stops a run after its first step, for
     ``--resume``; removed when the run finishes. Before the first step (e.g. bad input in the first batch)
-    there is nothing to resume, and ``train_seg`` removes the run directory it made."""
+    there is nothing to resume, and ``train`` removes the run directory it made."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -120,25 +127,28 @@ class _InterruptedCheckpoint(L.Callback):
         trainer.strategy.remove_checkpoint(self.path)
 
 
-def _loaders(data: Path, recipe: SegRecipe, mean, std, workers: int, world: int) -> tuple[DataLoader, DataLoader, list[str]]:
-    """Loaders for one process: the recipe's batch is the global batch, split evenly across ``world`` processes."""
+def _loaders(spec: TaskSpec, data: Path, recipe: Recipe, backbone: str, workers: int,
+             world: int) -> tuple[Dataset, DataLoader, DataLoader]:
+    """The training set and the loaders for one process: the recipe's batch is the global batch, split evenly
+    across ``world`` processes."""
     if recipe.batch_size % world:
         raise McqError(f"--batch-size {recipe.batch_size} does not split evenly across {world} processes")
     per_process = recipe.batch_size // world
-    train_ds = ADE20K(data, "training", SegTransform(recipe.img_size, True, mean, std, recipe.crop_scale, recipe.crop_ratio))
-    val_ds = ADE20K(data, "validation", SegTransform(recipe.img_size, False, mean, std))
+    train_ds = spec.train_set(data, recipe, backbone)
+    val_ds = spec.val_set(data, recipe.img_size, backbone)
     if len(train_ds) < recipe.batch_size:
         raise McqError(f"{data}: {len(train_ds)} training images, fewer than one batch of {recipe.batch_size}; lower --batch-size")
-    kw = dict(num_workers=workers, persistent_workers=workers > 0, collate_fn=collate_seg)
+    kw = dict(num_workers=workers, persistent_workers=workers > 0, collate_fn=spec.collate)
     return (
+        train_ds,
         DataLoader(train_ds, per_process, shuffle=True, drop_last=True, **kw),
         DataLoader(val_ds, max(1, per_process // 2), shuffle=False, **kw),
-        train_ds.class_names,
     )
 
 
-def train_seg(cfg: SegTrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
-    """Train (or resume) a segmentation run; return the run directory and its final validation metrics."""
+def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
+    """Train (or resume) a run of ``cfg.task``; return the run directory and its final validation metrics."""
+    task_spec(cfg.task)
     run, created = _prepare_run(cfg)
     try:
         return _train(cfg, run, callbacks or [])
@@ -148,28 +158,33 @@ def train_seg(cfg: SegTrainConfig, callbacks: list | None = None) -> tuple[Path,
         raise
 
 
-def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
+def train_seg(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
+    """``train`` for segmentation (``cfg.task`` is set to "seg")."""
+    return train(replace(cfg, task="seg"), callbacks)
+
+
+def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
     if cfg.resume:
         saved = json.loads((run / "config.json").read_text())
-        cfg = replace(SegTrainConfig(**saved["train"]), resume=True, out=str(run),
+        cfg = replace(TrainConfig(**saved["train"]), resume=True, out=str(run),
                       devices=cfg.devices, num_nodes=cfg.num_nodes, accelerator=cfg.accelerator)
+    spec = task_spec(cfg.task)
     recipe = resolve_recipe(cfg)
-    data = Path(cfg.data) if cfg.data else default_seg_data()
+    data = Path(cfg.data) if cfg.data else spec.default_data()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    mean, std = normalization(cfg.backbone)
     world = cfg.devices * cfg.num_nodes
-    train_dl, val_dl, class_names = _loaders(data, recipe, mean, std, cfg.workers, world)
-    model_cfg = dict(encoder=cfg.backbone, num_classes=len(class_names), head=recipe.head, drop_path=recipe.drop_path)
-    task = SegTask(model=model_cfg, class_names=class_names, optim=asdict(recipe))
-    task.model.check_input_size(recipe.img_size, recipe.img_size)
+    train_ds, train_dl, val_dl = _loaders(spec, data, recipe, cfg.backbone, cfg.workers, world)
+    recipe = recipe.resolve(steps_per_epoch=len(train_ds) // recipe.batch_size)
+    task = spec.build(cfg, recipe, train_ds)
+    task.model.encoder.check_input_size(recipe.img_size, recipe.img_size)
     if cfg.init and not cfg.resume:
         report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
         if _is_rank_zero():
             print(report.summary())
     if _is_rank_zero():
-        write_json(run / "config.json", {"train": asdict(cfg), "recipe": asdict(recipe), "model": model_cfg,
-                                         "data": str(data), "class_names": class_names})
+        write_json(run / "config.json", {"train": asdict(cfg), "recipe": asdict(recipe), "data": str(data),
+                                         **{k: v for k, v in task.hparams.items() if k != "optim"}})
 
     val_every = min(recipe.val_every, recipe.max_steps)
     trainer = L.Trainer(
@@ -183,7 +198,7 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
         default_root_dir=run,
         logger=CSVLogger(run, name="logs", version=""),
         callbacks=[
-            ModelCheckpoint(run / "checkpoints", filename="best", monitor="val/mIoU", mode="max", save_last=True,
+            ModelCheckpoint(run / "checkpoints", filename="best", monitor=spec.monitor, mode=spec.mode, save_last=True,
                             enable_version_counter=False),
             _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
@@ -199,11 +214,10 @@ def _train(cfg: SegTrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]
     trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)
     if task.metrics is None or trainer.global_step % val_every:
         trainer.validate(task, val_dl, verbose=False)
-    metrics = {"step": trainer.global_step, "encoder": cfg.backbone, "head": recipe.head, "img_size": recipe.img_size,
-               **task.metrics}
+    metrics = {"step": trainer.global_step, **spec.describe(task), "img_size": recipe.img_size, **task.metrics}
     if trainer.is_global_zero:
         write_json(run / "metrics.json", metrics)
     return run, metrics
 
 
-__all__ = ["SegTrainConfig", "train_seg", "resolve_recipe", "format_seg_table"]
+__all__ = ["TrainConfig", "SegTrainConfig", "train", "train_seg", "resolve_recipe", "format_seg_table"]

@@ -50,6 +50,17 @@ class Encoder(nn.Module):
     def max_stride(self) -> int:
         return max(self.strides)
 
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise a one-line error unless the encoder can take an image of this size."""
+        s = self.max_stride
+        if height % s or width % s or height < s or width < s:
+            from mcq.errors import McqError
+
+            raise McqError(
+                f"image size {height}x{width} does not suit {self.info.name}: use a multiple of {s} "
+                f"(e.g. --img-size {max(s, round(max(height, width) / s) * s)})"
+            )
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.trunk.forward_intermediates(x, indices=self.indices, intermediates_only=True, output_fmt="NCHW")
         return self.neck(feats[-1]) if self.neck is not None else list(feats)

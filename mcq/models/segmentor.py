@@ -47,12 +47,7 @@ class SegModel(nn.Module):
 
     def check_input_size(self, height: int, width: int) -> None:
         """Raise a one-line error unless the model can take an image of this size."""
-        s = self.encoder.max_stride
-        if height % s or width % s or height < s or width < s:
-            raise McqError(
-                f"image size {height}x{width} does not suit {self.cfg.encoder}: use a multiple of {s} "
-                f"(e.g. --img-size {max(s, round(max(height, width) / s) * s)})"
-            )
+        self.encoder.check_input_size(height, width)
 
 
 def create_seg_model(encoder: str, num_classes: int, head: str = "", drop_path: float = 0.0) -> SegModel:

@@ -1,43 +1,89 @@
-"""The paper's recipes as plain data: one JSON file per task + head (../shared/paper.md, Tables 11-15)."""
+"""The paper's recipes as plain data: one JSON file per task (+ head or variant) (../shared/paper.md, Tables 11-15).
+
+Segmentation recipes count iterations (``max_steps``); depth and classification recipes count epochs, and their
+``max_steps`` / ``warmup_steps`` are derived from the dataset size (``Recipe.resolve``) unless overridden
+(``--max-steps``, the CPU override, keeps the warm-up's share of the run).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 
 from mcq.errors import McqError
 
 
 @dataclass(frozen=True)
-class SegRecipe:
+class Recipe:
+    """What every task's recipe has: optimizer, schedule, augmentation, stochastic depth."""
+
     source: str
     task: str
-    head: str
     img_size: int
-    max_steps: int
     batch_size: int
     optimizer: str
     lr: float
     lr_sweep: list[float]
     betas: list[float]
     weight_decay: float
-    warmup_steps: int
-    schedule: str
-    poly_power: float
+    schedule: str  # "poly", "cosine" or "half_cycle" (see mcq.engine.module.lr_multiplier)
     min_lr: float
     drop_path: float
     drop_path_sweep: list[float]
     crop_scale: list[float]
     crop_ratio: list[float]
-    val_every: int
+    max_steps: int | None
+    warmup_steps: int
+    val_every: int | None
+
+    def resolve(self, steps_per_epoch: int) -> "Recipe":
+        """The recipe with ``max_steps``, ``warmup_steps`` and ``val_every`` in iterations (iteration recipes: as is)."""
+        return self
 
 
-def load_recipe(task: str, head: str) -> SegRecipe:
-    """The shipped recipe for ``task`` with ``head`` (e.g. ``load_recipe("seg", "fpn")``)."""
-    path = resources.files("mcq.recipes").joinpath(f"{task}_{head}.json")
-    if not path.is_file():
-        raise McqError(f"no recipe for task {task!r} with head {head!r}")
+@dataclass(frozen=True)
+class SegRecipe(Recipe):
+    head: str
+    poly_power: float
+
+
+@dataclass(frozen=True)
+class EpochRecipe(Recipe):
+    epochs: int
+    warmup_epochs: float
+
+    def resolve(self, steps_per_epoch: int) -> "EpochRecipe":
+        full = self.epochs * steps_per_epoch
+        total = self.max_steps or full
+        warmup = round(total * self.warmup_epochs / self.epochs)  # a shortened run keeps the warm-up's share
+        return replace(self, max_steps=total, warmup_steps=warmup, val_every=self.val_every or min(steps_per_epoch, total))
+
+
+@dataclass(frozen=True)
+class DepthRecipe(EpochRecipe):
+    layer_decay: float
+    poly_power: float
+    max_depth: float
+    silog_lambda: float
+
+
+@dataclass(frozen=True)
+class ClsRecipe(EpochRecipe):
+    linear_probe: bool
+    label_smoothing: float
+
+
+RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe}
+
+
+def load_recipe(task: str, variant: str = "") -> Recipe:
+    """The shipped recipe ``TASK_VARIANT.json`` (``TASK.json`` without a variant), e.g. ``load_recipe("seg", "fpn")``,
+    ``load_recipe("depth")``, ``load_recipe("cls", "linear_probe")``."""
+    name = f"{task}_{variant}" if variant else task
+    path = resources.files("mcq.recipes").joinpath(f"{name}.json")
+    if not path.is_file() or task not in RECIPES:
+        raise McqError(f"no recipe for task {task!r}" + (f" with {variant!r}" if variant else ""))
     data = json.loads(path.read_text())
-    names = {f.name for f in fields(SegRecipe)}
-    return SegRecipe(**{k: v for k, v in data.items() if k in names})
+    kind = RECIPES[task]
+    return kind(**{f.name: data.get(f.name) for f in fields(kind)})

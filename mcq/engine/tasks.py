@@ -1,0 +1,155 @@
+"""What the one engine (``mcq.engine.train``, ``mcq.engine.evaluate``) needs to know about each task.
+
+A ``TaskSpec`` names the recipe, the datasets and their collate function, the LightningModule, the metric that picks
+``best.ckpt`` and the table ``mcq`` prints; everything else (run directory, resume, DDP, checkpoints, clean-up of
+failed runs, progress bar) is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from torch.utils.data import Dataset
+
+from mcq.data import (
+    ADE20K, ClsTransform, DepthTransform, ImageFolder, NYUv2, SegTransform, collate_seg, default_cls_data,
+    default_depth_data, default_seg_data,
+)
+from mcq.engine.cls_module import ClsTask
+from mcq.engine.depth_module import DepthTask
+from mcq.engine.metrics import format_cls_table, format_depth_table, format_seg_table
+from mcq.engine.module import TaskModule
+from mcq.engine.seg_module import SegTask
+from mcq.errors import McqError
+from mcq.models.encoders import encoder_info, normalization
+from mcq.recipes import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from mcq.engine.train import TrainConfig
+
+
+class TaskSpec:
+    """Base of the per-task specs; subclasses fill in the class attributes and the dataset/module builders."""
+
+    name: str
+    title: str  # what a checkpoint of this task is called in messages
+    module: type[TaskModule]
+    dataset: Callable[..., Dataset]  # dataset(root, split, transform)
+    splits: tuple[str, str]  # (training, validation) split names in the dataset's layout
+    transform: Callable  # transform(img_size, train, mean, std, crop_scale, crop_ratio)
+    monitor: str  # the logged validation metric that selects best.ckpt
+    mode: str  # "max" or "min"
+    collate: Callable | None = None
+    default_data: Callable[[], Path]
+    format_table: Callable[[dict], str]
+
+    def recipe(self, cfg: "TrainConfig") -> Recipe:
+        """The shipped recipe this run starts from (before the user's overrides)."""
+        if cfg.head:
+            raise McqError(f"--head is for seg; {self.name} has a single head")
+        if cfg.linear_probe:
+            raise McqError("--linear-probe is for cls")
+        return load_recipe(self.name)
+
+    def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
+        transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
+        return self.dataset(data, self.splits[0], transform)
+
+    def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
+        return self.dataset(data, self.splits[1], self.transform(img_size, False, *normalization(backbone)))
+
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: Dataset) -> TaskModule:
+        """A fresh module for this run (random init; ``--init`` is loaded by the engine)."""
+        raise NotImplementedError
+
+    def check_eval_data(self, val_set: Dataset, task: TaskModule, data: Path, checkpoint: str | Path) -> None:
+        """Refuse evaluation data the checkpoint cannot be scored on (e.g. other classes)."""
+
+    def describe(self, task: TaskModule) -> dict:
+        """The model's identity, as reported in metrics.json."""
+        return {"encoder": task.model.cfg.encoder}
+
+
+class SegSpec(TaskSpec):
+    name, title, module = "seg", "segmentation", SegTask
+    dataset, splits, transform = ADE20K, ("training", "validation"), SegTransform
+    monitor, mode = "val/mIoU", "max"
+    collate = staticmethod(collate_seg)
+    default_data = staticmethod(default_seg_data)
+    format_table = staticmethod(format_seg_table)
+
+    def recipe(self, cfg: "TrainConfig") -> Recipe:
+        if cfg.linear_probe:
+            raise McqError("--linear-probe is for cls")
+        return load_recipe("seg", cfg.head or encoder_info(cfg.backbone).default_head)
+
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: ADE20K) -> SegTask:
+        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, head=recipe.head, drop_path=recipe.drop_path)
+        return SegTask(model=model, class_names=train_set.class_names, optim=asdict(recipe))
+
+    def check_eval_data(self, val_set: ADE20K, task: SegTask, data: Path, checkpoint: str | Path) -> None:
+        check_classes(val_set.class_names, task.class_names, data, checkpoint, "the same objectInfo150.txt")
+
+    def describe(self, task: SegTask) -> dict:
+        return {"encoder": task.model.cfg.encoder, "head": task.model.cfg.head}
+
+
+class DepthSpec(TaskSpec):
+    name, title, module = "depth", "depth", DepthTask
+    dataset, splits, transform = NYUv2, ("train", "test"), DepthTransform
+    monitor, mode = "val/rmse", "min"
+    collate = staticmethod(collate_seg)  # depth maps stay a list: test frames keep their own size
+    default_data = staticmethod(default_depth_data)
+    format_table = staticmethod(format_depth_table)
+
+    def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
+        """Test frames resized to ``img_size`` high and NYUv2's 4:3 wide, the width a multiple of 64 (every
+        encoder's stride; 480 -> 480x640, NYUv2's own size)."""
+        width = max(64, round(img_size * 4 / 3 / 64) * 64)
+        return NYUv2(data, "test", DepthTransform(img_size, False, *normalization(backbone), val_size=(img_size, width)))
+
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: Dataset) -> DepthTask:
+        model = dict(encoder=cfg.backbone, max_depth=recipe.max_depth, drop_path=recipe.drop_path)
+        return DepthTask(model=model, optim=asdict(recipe))
+
+
+class ClsSpec(TaskSpec):
+    name, title, module = "cls", "classification", ClsTask
+    dataset, splits, transform = ImageFolder, ("train", "val"), ClsTransform
+    monitor, mode = "val/top1", "max"
+    default_data = staticmethod(default_cls_data)
+    format_table = staticmethod(format_cls_table)
+
+    def recipe(self, cfg: "TrainConfig") -> Recipe:
+        if cfg.head:
+            raise McqError("--head is for seg; cls has a single linear layer")
+        return load_recipe("cls", "linear_probe" if cfg.linear_probe else "finetune")
+
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: ImageFolder) -> ClsTask:
+        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, linear_probe=recipe.linear_probe,
+                     drop_path=recipe.drop_path)
+        return ClsTask(model=model, class_names=train_set.classes, optim=asdict(recipe))
+
+    def check_eval_data(self, val_set: ImageFolder, task: ClsTask, data: Path, checkpoint: str | Path) -> None:
+        check_classes(val_set.classes, task.class_names, data, checkpoint, "the same class folders")
+
+    def describe(self, task: ClsTask) -> dict:
+        return {"encoder": task.model.cfg.encoder, "linear_probe": task.model.cfg.linear_probe}
+
+
+def check_classes(found: list[str], trained: list[str], data: Path, model: str | Path, hint: str) -> None:
+    """A one-line error unless ``data`` has as many classes as ``model`` was trained on."""
+    if len(found) != len(trained):
+        raise McqError(f"{data}: {len(found)} classes, but {model} was trained on {len(trained)}; "
+                       f"evaluate on a dataset with {hint}")
+
+
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (SegSpec(), DepthSpec(), ClsSpec())}
+
+
+def task_spec(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise McqError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
