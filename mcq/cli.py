@@ -213,11 +213,14 @@ def _export(args: argparse.Namespace) -> int:
     for r in reports:
         if r["status"].startswith("ok (numerics"):
             print(f"{r['artifact']}: {r['parity']['numerics']}")
-        if "drift" in r.get("explain", {}):
-            print(format_drift(r["artifact"], r["explain"]["drift"]))
-            print(f"  error maps: {r['explain']['dir']}/image_*.png")
-        elif "explain" in r:
-            print(f"{r['artifact']}: explain {next(iter(r['explain'].items()))[0]}: {next(iter(r['explain'].values()))}")
+        ex = r.get("explain", {})
+        if "drift" in ex:
+            print(format_drift(r["artifact"], ex["drift"]))
+        for key in ("drift_skipped", "skipped", "error"):
+            if key in ex:
+                print(f"{r['artifact']}: explain {key.replace('_', ' ')}: {ex[key]}")
+        if "dir" in ex:
+            print(f"  error maps: {ex['dir']}/image_*.png")
     if args.json:
         write_json(args.json, reports)
     failed = [r["artifact"] for r in reports if r["status"] == "failed"]

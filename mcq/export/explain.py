@@ -172,6 +172,8 @@ def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: n
     (``image_NN.png``, ``layers.json``); returns the summary that goes into the export report."""
     with staged_dir(out) as tmp:
         maps = error_maps(run, model, images, meta, tmp)
+        if not hasattr(format_module(fmt), "run_all"):
+            return {"dir": str(out), "error_maps": maps, "drift_skipped": f"layer drift is not available for {fmt}"}
         drift = layer_drift(fmt, model, images[:1], precision, calib)
         write_json(tmp / "layers.json", drift)
     summary = {k: drift[k] for k in ("threshold_db", "first_drift", "output", "worst")}

@@ -8,6 +8,7 @@ A format module provides:
     runner(path, threads=None) -> Callable[[np.ndarray], np.ndarray] | None
         run one batch through the format's own runtime (``threads`` intra-op threads where it has the
         setting), or None where it cannot run on this machine
+    run_all(path, threads=None)                        (ONNX, ExecuTorch) the same, returning every output
     inspect(path, meta) -> dict                        (only where runner can be None) the checks that can run
 """
 
