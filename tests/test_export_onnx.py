@@ -87,5 +87,12 @@ def test_int8_graph_changes_keep_the_model_and_its_output_float(trained_ckpt, sy
     last = next(n for n in graph.node if graph.output[0].name in n.output)
     producers = {o: n.op_type for n in graph.node for o in n.output}
     assert last.op_type == "Resize" and producers[last.input[0]] == "DequantizeLinear"
-    grouped = [n for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
-    assert grouped, "the depthwise convolutions are there"
+    weights = {i.name: list(i.dims) for i in graph.initializer}
+    producer_inputs = {o: n.input for n in graph.node for o in n.output}
+    grouped = []  # (groups, output channels) of every grouped conv; the weight arrives through a DequantizeLinear
+    for n in graph.node:
+        groups = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if n.op_type == "Conv" and groups > 1:
+            w = n.input[1] if n.input[1] in weights else producer_inputs[n.input[1]][0]
+            grouped.append((groups, weights[w][0]))
+    assert len(grouped) >= 3 and all(g == out for g, out in grouped), grouped  # all depthwise, none multiplying
