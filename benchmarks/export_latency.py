@@ -105,14 +105,13 @@ def main() -> None:
           f"torch {torch.__version__}, onnxruntime {onnx_format.ort.__version__}")
     results = {}
     for label, model in models:
-        enc = model.encoder
-        calib = dataset_images(args.data, "training", args.img_size, enc.mean, enc.std, args.calib)
+        calib = dataset_images(args.data, "training", args.img_size, model.cfg.encoder, args.calib)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
             runs = variants(model, args.img_size, args.threads, calib, Path(tmp))
             agreement = None
             if args.checkpoint:
-                images = dataset_images(args.data, "validation", args.img_size, enc.mean, enc.std, 8)
+                images = dataset_images(args.data, "validation", args.img_size, model.cfg.encoder, 8)
                 ref = inference_form(model)
                 agreement = {k: parity(r, ref, images, "int8" if k.endswith("int8") else "fp32")["agreement"]
                              for k, r in runs.items()}

@@ -39,7 +39,8 @@ _EXAMPLES = {
         "examples:\n"
         "  mcq export all --checkpoint runs/seg-mci0/checkpoints/best.ckpt --precision fp32,int8\n"
         "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json\n"
-        "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?"
+        "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?\n"
+        "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth and cls models take every path"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
 }
@@ -108,14 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="also write the metrics to this JSON file")
     ev.add_argument("--threads", type=int, help="runtime threads for --model (default: the runtime's)")
 
-    ex = sub.add_parser("export", parents=[common], help="export a checkpoint and check it against PyTorch",
+    ex = sub.add_parser("export", parents=[common], help="export a checkpoint (seg, depth or cls) and check it against "
+                        "PyTorch",
                         epilog=_EXAMPLES["export"], formatter_class=fmt)
     ex.add_argument("format", choices=["coreml", "onnx", "executorch", "all"])
     ex.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
     ex.add_argument("--precision", default="", help="fp32, fp16, int8, comma-separated (default: fp16 for Core ML, "
                     "fp32 otherwise)")
-    ex.add_argument("--img-size", type=int, help="fixed input size (default: the training size)")
-    ex.add_argument("--data", help="dataset for the parity check and int8 calibration (default: the embedded data)")
+    ex.add_argument("--img-size", type=int, help="fixed input size, square (depth: the height of a 4:3 input) "
+                    "(default: the training size)")
+    ex.add_argument("--data", help="dataset in the task's layout for the parity check and int8 calibration (default: "
+                    "the embedded data)")
     ex.add_argument("--out", default="exports", help="folder for the artifacts (default exports/)")
     ex.add_argument("--json", help="also write the export report to this JSON file")
     ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
@@ -200,15 +204,15 @@ def _export_options(args: argparse.Namespace) -> dict[str, dict]:
 
 def _export(args: argparse.Namespace) -> int:
     from mcq.export.explain import format_drift
-    from mcq.export.exporter import export_seg
+    from mcq.export.exporter import export_checkpoint
     from mcq.export.formats import FORMATS
     from mcq.export.parity import format_parity_table
     from mcq.io import write_json
 
     formats = list(FORMATS) if args.format == "all" else [args.format]
     precisions = [p for p in args.precision.split(",") if p] or [None]
-    reports = export_seg(args.checkpoint, formats, precisions, args.out, args.img_size, args.data,
-                         explain=args.explain, options=_export_options(args))
+    reports = export_checkpoint(args.checkpoint, formats, precisions, args.out, args.img_size, args.data,
+                                explain=args.explain, options=_export_options(args))
     print(format_parity_table(reports))
     for r in reports:
         if r["status"].startswith("ok (numerics"):

@@ -80,6 +80,26 @@ def synth_cls_data(tmp_path_factory) -> Path:
     return synth_cls(tmp_path_factory.mktemp("data") / "cls", n_train=2, n_val=1, size=64, seed=0)
 
 
+def _tiny_run(task: str, data: Path, out: Path) -> Path:
+    """``checkpoints/last.ckpt`` of a tiny finished ``task`` run on ``data``."""
+    from mcq.engine.train import TrainConfig, train
+
+    run, _ = train(TrainConfig(task=task, data=str(data), out=str(out), **TINY_TRAIN))
+    return run / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def trained_depth_ckpt(synth_depth_data, tmp_path_factory) -> Path:
+    """A tiny depth run's ``last.ckpt``. Do not modify it."""
+    return _tiny_run("depth", synth_depth_data, tmp_path_factory.mktemp("runs") / "depth")
+
+
+@pytest.fixture(scope="session")
+def trained_cls_ckpt(synth_cls_data, tmp_path_factory) -> Path:
+    """A tiny classification run's ``last.ckpt``. Do not modify it."""
+    return _tiny_run("cls", synth_cls_data, tmp_path_factory.mktemp("runs") / "cls")
+
+
 @pytest.fixture
 def copy_of(request, tmp_path):
     """``copy_of("synth_depth_data")``: a private copy of a session dataset fixture that a test may break."""

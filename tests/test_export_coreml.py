@@ -9,7 +9,7 @@ import torch
 
 from mcq.errors import McqError
 from mcq.export import coreml
-from mcq.export.exporter import export_seg
+from mcq.export.exporter import export_checkpoint
 from mcq.export.formats import SUFFIXES, format_for
 from mcq.export.runtimes import open_model
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 @pytest.fixture(scope="module")
 def exported(trained_ckpt, synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml")
-    reports = export_seg(trained_ckpt, ["coreml"], ["fp16", "fp32", "int8"], out=out, data=synth_data, n_images=2)
+    reports = export_checkpoint(trained_ckpt, ["coreml"], ["fp16", "fp32", "int8"], out=out, data=synth_data, n_images=2)
     return out, {r["precision"]: r for r in reports}
 
 
@@ -93,7 +93,8 @@ def test_per_channel_std_is_divided_inside(tmp_path):
     k, size = 4, 16
     meta = {"task": "seg", "encoder": "toy", "head": "none", "class_names": list("abcd"), "palette": [],
             "input": {"shape": [1, 3, size, size], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "output": {"shape": [1, k, size, size]}, "precision": "fp32", "mcq_version": "0"}
+            "output": {"name": "logits", "shape": [1, k, size, size], "meaning": "scores"}, "precision": "fp32",
+            "mcq_version": "0"}
     pkg = tmp_path / f"toy{SUFFIXES['coreml']}"
     coreml.export(model, torch.randn(1, 3, size, size), pkg, "fp32", None, meta)
     assert meta["coreml_input"]["std_in_model"] == meta["input"]["std"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mcq.export import executorch as et_format
-from mcq.export.exporter import dataset_images, export_seg
+from mcq.export.exporter import dataset_images, export_checkpoint
 from mcq.export.metadata import sha256
 from mcq.export.runtimes import open_model
 
@@ -14,7 +14,7 @@ from mcq.export.runtimes import open_model
 @pytest.fixture(scope="module")
 def exported(trained_ckpt, synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("executorch")
-    return out, export_seg(trained_ckpt, ["executorch"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
+    return out, export_checkpoint(trained_ckpt, ["executorch"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
                            n_calib=4)
 
 
@@ -34,7 +34,7 @@ def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data)
     opened = open_model(path)
     assert opened.runtime == "executorch"
     enc = sidecar["input"]
-    x = dataset_images(synth_data, "validation", 64, enc["mean"], enc["std"], 1).numpy()
+    x = dataset_images(synth_data, "validation", 64, "mci0", 1).numpy()
     logits = opened.run(x)
     assert logits.shape == (1, len(ckpt_classes), 64, 64) and np.isfinite(logits).all()
 
@@ -68,7 +68,7 @@ def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_p
         return lambda x: np.roll(run(x), 1, axis=1) + np.random.default_rng(0).normal(0, 1, (1,)).astype(np.float32)
 
     monkeypatch.setattr(et_format, "runner", corrupt)
-    (report,) = export_seg(trained_ckpt, ["executorch"], ["fp32"], out=tmp_path, data=synth_data, n_images=2)
+    (report,) = export_checkpoint(trained_ckpt, ["executorch"], ["fp32"], out=tmp_path, data=synth_data, n_images=2)
     assert report["status"] == "failed" and "parity" in report, report
     assert not report["parity"]["passed"]
     assert list(tmp_path.iterdir()) == []
@@ -76,7 +76,7 @@ def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_p
 
 def test_coreml_delegate_is_lowered_and_inspected(trained_ckpt, synth_data, tmp_path):
     """The Core ML delegate's program is written and checked; it cannot run here, and the report says so."""
-    (report,) = export_seg(trained_ckpt, ["executorch"], ["fp32"], out=tmp_path, data=synth_data, n_images=1,
+    (report,) = export_checkpoint(trained_ckpt, ["executorch"], ["fp32"], out=tmp_path, data=synth_data, n_images=1,
                            options={"executorch": {"backend": "coreml"}})
     assert report["artifact"].endswith("_fp32-coreml.pte") and report["status"] == "ok (numerics not run here)", report
     path = tmp_path / report["artifact"]

@@ -17,8 +17,7 @@ from mcq.export.explain import DRIFT_DB, layer_drift, snr_db
 @pytest.fixture(scope="module")
 def model_and_image(trained_ckpt, synth_data):
     model = inference_form(load_seg_task(trained_ckpt).model)
-    enc = model.encoder
-    return model, dataset_images(synth_data, "validation", 64, enc.mean, enc.std, 1)
+    return model, dataset_images(synth_data, "validation", 64, "mci0", 1)
 
 
 def test_snr():
@@ -72,8 +71,7 @@ def test_finds_the_layer_an_exporter_broke(model_and_image, monkeypatch):
 @pytest.mark.slow
 def test_executorch_int8_layers_run_on_portable_kernels(model_and_image, synth_data):
     model, image = model_and_image
-    enc = model.encoder
-    calib = dataset_images(synth_data, "training", 64, enc.mean, enc.std, 4)
+    calib = dataset_images(synth_data, "training", 64, "mci0", 4)
     drift = layer_drift("executorch", model, image, "int8", calib)
     snrs = [row["snr_db"] for row in drift["layers"]]
     assert len(snrs) > 50 and all(np.isfinite(s) for s in snrs)  # int8 rounding: no layer is exact

@@ -9,14 +9,14 @@ from PIL import Image
 from mcq.cli import main
 from mcq.engine.evaluate import evaluate_seg
 from mcq.export import onnx as onnx_format
-from mcq.export.exporter import export_seg
+from mcq.export.exporter import export_checkpoint
 from mcq.export.metadata import sha256
 
 
 @pytest.fixture(scope="module")
 def exported(trained_ckpt, synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
-    return out, export_seg(trained_ckpt, ["onnx"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
+    return out, export_checkpoint(trained_ckpt, ["onnx"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
                            n_calib=4)
 
 
@@ -81,7 +81,7 @@ def test_int8_graph_changes_keep_the_model_and_its_output_float(trained_ckpt, sy
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(swapped(x), model(x), rtol=1e-5, atol=1e-5)
-    calib = dataset_images(synth_data, "training", 64, model.encoder.mean, model.encoder.std, 4)
+    calib = dataset_images(synth_data, "training", 64, "mci0", 4)
     onnx_format.export(model, calib[:1], tmp_path / "m.onnx", "int8", calib, {})
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     last = next(n for n in graph.node if graph.output[0].name in n.output)

@@ -12,16 +12,17 @@ from mcq.errors import McqError
 from mcq.io import diff_state, load_state
 
 
-def load_task(path: str | Path, task: str) -> TaskModule:
-    """Rebuild the ``task`` module ("seg", "depth", "cls") stored in ``path`` with its weights (eval mode)."""
-    spec = task_spec(task)
+def load_task(path: str | Path, task: str | None = None) -> TaskModule:
+    """Rebuild the ``task`` module ("seg", "depth", "cls") stored in ``path`` with its weights (eval mode);
+    ``None`` takes whichever task the checkpoint holds (its name is ``module.hparams.optim["task"]``)."""
     ckpt = load_state(path)
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    found = hp["optim"].get("task", "seg") if hp and isinstance(hp.get("optim"), dict) else None
+    spec = task_spec(task or found or "seg")
     wanted = set(inspect.signature(spec.module).parameters)
     if not hp or not wanted <= set(hp) or not isinstance(ckpt.get("state_dict"), dict):
         raise McqError(f"{path}: not an mcq {spec.title} checkpoint (no model config); pass a run's checkpoints/*.ckpt")
-    found = hp["optim"].get("task", "seg") if isinstance(hp["optim"], dict) else None
-    if found != task:
+    if found != spec.name:
         raise McqError(f"{path}: a {found} checkpoint, not a {spec.title} one; use `mcq eval {found}`")
     module = spec.module(**{k: hp[k] for k in wanted})
     d = diff_state(module.state_dict(), ckpt["state_dict"])

@@ -53,7 +53,7 @@ def evaluate_seg_model(
     model: str | Path, data: str | Path | None = None, json_out: str | Path | None = None, threads: int | None = None,
 ) -> dict:
     """Like ``evaluate_seg``, through the model's own runtime: the mIoU of what ships (ONNX, ExecuTorch, ...)."""
-    opened = open_model(model, threads)
+    opened = open_model(model, threads, task="seg")
     meta = opened.meta
     class_names, size = meta["class_names"], meta["input"]["shape"][-1]
     data = Path(data) if data else default_seg_data()

@@ -25,7 +25,7 @@ def colourize(mask: np.ndarray, palette: list[list[int]]) -> Image.Image:
 
 def predict_seg(images: list[str | Path], model: str | Path, out: str | Path, threads: int | None = None) -> list[dict]:
     """For each image write ``NAME_mask.png`` (class indices, palette) and ``NAME_overlay.png``; return timings."""
-    opened = open_model(model, threads)
+    opened = open_model(model, threads, task="seg")
     meta = opened.meta
     tf = SegTransform(meta["input"]["shape"][-1], False, meta["input"]["mean"], meta["input"]["std"])
     out = Path(out)

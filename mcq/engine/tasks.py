@@ -58,7 +58,11 @@ class TaskSpec:
         return self.dataset(data, self.splits[0], transform)
 
     def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
-        return self.dataset(data, self.splits[1], self.transform(img_size, False, *normalization(backbone)))
+        return self.eval_set(data, self.splits[1], img_size, backbone)
+
+    def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> Dataset:
+        """``split`` of ``data`` with the evaluation transform (no augmentation)."""
+        return self.dataset(data, split, self.transform(img_size, False, *normalization(backbone)))
 
     def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: Dataset) -> TaskModule:
         """A fresh module for this run (random init; ``--init`` is loaded by the engine)."""
@@ -104,11 +108,11 @@ class DepthSpec(TaskSpec):
     default_data = staticmethod(default_depth_data)
     format_table = staticmethod(format_depth_table)
 
-    def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
-        """Test frames resized to ``img_size`` high and NYUv2's 4:3 wide, the width a multiple of 64 (every
+    def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> Dataset:
+        """Frames resized to ``img_size`` high and NYUv2's 4:3 wide, the width a multiple of 64 (every
         encoder's stride; 480 -> 480x640, NYUv2's own size)."""
         width = max(64, round(img_size * 4 / 3 / 64) * 64)
-        return NYUv2(data, "test", DepthTransform(img_size, False, *normalization(backbone), val_size=(img_size, width)))
+        return NYUv2(data, split, DepthTransform(img_size, False, *normalization(backbone), val_size=(img_size, width)))
 
     def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: Dataset) -> DepthTask:
         model = dict(encoder=cfg.backbone, max_depth=recipe.max_depth, drop_path=recipe.drop_path)

@@ -64,7 +64,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         ep, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
         inputs=[ct.ImageType(name="image", shape=tuple(example.shape), color_layout=ct.colorlayout.RGB,
                              scale=fed["scale"], bias=fed["bias"])],
-        outputs=[ct.TensorType(name="logits", dtype=np.float32)],
+        outputs=[ct.TensorType(name=meta["output"]["name"], dtype=np.float32)],
         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
         skip_model_load=True,
     )
@@ -74,16 +74,17 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
         with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero weight gets scale 0 and stays 0
             mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
-    k, (h, w) = len(meta["class_names"]), example.shape[-2:]
-    mlmodel.short_description = (f"mcq {meta['task']} {meta['encoder']}+{meta['head']}: {k}-class segmentation "
-                                 f"of a {h}x{w} RGB image ({precision})")
+    (h, w), output = example.shape[-2:], meta["output"]
+    mlmodel.short_description = (f"mcq {meta['task']} {meta['encoder']}+{meta['head']} on a {h}x{w} RGB image "
+                                 f"({precision})")
     mlmodel.author = "mcq"
     mlmodel.version = str(meta.get("mcq_version", ""))
     mlmodel.input_description["image"] = f"RGB image, {w}x{h}, stretched to this size"
-    mlmodel.output_description["logits"] = f"per-class scores [1, {k}, {h}, {w}]; argmax over dim 1 is the class"
+    mlmodel.output_description[output["name"]] = f"{output['shape']}: {output['meaning']}"
     mlmodel.user_defined_metadata["mcq"] = json.dumps(meta)
-    mlmodel.user_defined_metadata["com.apple.coreml.model.preview.params"] = json.dumps(
-        {"labels": list(meta["class_names"])})
+    if meta.get("class_names"):
+        mlmodel.user_defined_metadata["com.apple.coreml.model.preview.params"] = json.dumps(
+            {"labels": list(meta["class_names"])})
     mlmodel.save(str(path))
 
 
@@ -112,8 +113,8 @@ def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.
     def run(x: np.ndarray) -> np.ndarray:
         pixels = np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255.0), 0, 255).astype(np.uint8)
         images = [Image.fromarray(np.ascontiguousarray(p.transpose(1, 2, 0))) for p in pixels]
-        outs = [mlmodel.predict({"image": image})["logits"] for image in images]
-        return np.concatenate([np.asarray(o, np.float32).reshape(1, *np.shape(o)[-3:]) for o in outs])
+        outs = [mlmodel.predict({"image": image})[meta["output"]["name"]] for image in images]
+        return np.concatenate([np.asarray(o, np.float32).reshape(meta["output"]["shape"]) for o in outs])
 
     return run
 
@@ -158,18 +159,17 @@ def inspect(path: Path, meta: dict) -> dict:
     check("ios17", spec.specificationVersion >= SPEC_IOS17,
           f"specification version {spec.specificationVersion} < {SPEC_IOS17} (iOS 17)")
     _, _, h, w = meta["input"]["shape"]
-    k = len(meta["class_names"])
+    name, want = meta["output"]["name"], meta["output"]["shape"]
     inputs, outputs = list(spec.description.input), list(spec.description.output)
     image = inputs[0].type.imageType if len(inputs) == 1 and inputs[0].name == "image" else None
     check("input", image is not None and inputs[0].type.WhichOneof("Type") == "imageType"
           and image.colorSpace == ft.ImageFeatureType.RGB and (image.height, image.width) == (h, w),
           f"input is not one RGB image 'image' of {h}x{w}: {[(i.name, i.type.WhichOneof('Type')) for i in inputs]}"
           + (f" {image.height}x{image.width}" if image is not None else ""))
-    logits = outputs[0].type if len(outputs) == 1 and outputs[0].name == "logits" else None
-    shape = list(logits.multiArrayType.shape) if logits is not None else None
-    check("output", logits is not None and logits.WhichOneof("Type") == "multiArrayType"
-          and shape in ([], [1, k, h, w]),
-          f"output is not 'logits' [1, {k}, {h}, {w}]: {[o.name for o in outputs]} shape {shape}")
+    found = outputs[0].type if len(outputs) == 1 and outputs[0].name == name else None
+    shape = list(found.multiArrayType.shape) if found is not None else None
+    check("output", found is not None and found.WhichOneof("Type") == "multiArrayType" and shape in ([], want),
+          f"output is not {name!r} {want}: {[o.name for o in outputs]} shape {shape}")
     try:
         inside = json.loads(spec.description.metadata.userDefined["mcq"])
     except (KeyError, ValueError):

@@ -1,6 +1,6 @@
 """Where an export diverges: error maps per image, and the first layer whose output drifts from PyTorch.
 
-``error_maps`` draws, for each parity image, the image, PyTorch's classes, the artifact's classes and the
+``error_maps`` draws, for each parity image of a segmentation model, the image, PyTorch's classes, the artifact's classes and the
 pixels where they differ. ``layer_drift`` exports the model again with the output of every leaf module
 (convolution, activation, upsampling, ...) exposed as an extra output, through the same format code and
 precision (the same quantization and calibration for int8), runs it in the format's own runtime next to
@@ -168,10 +168,10 @@ def error_maps(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, images
 
 def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: nn.Module, images: torch.Tensor,
                      calib: torch.Tensor | None, precision: str, meta: dict, out: Path) -> dict:
-    """Error maps for ``images`` and the layer drift on the first of them, written to the folder ``out``
-    (``image_NN.png``, ``layers.json``); returns the summary that goes into the export report."""
+    """Error maps for ``images`` (segmentation) and the layer drift on the first of them, written to the folder
+    ``out`` (``image_NN.png``, ``layers.json``); returns the summary that goes into the export report."""
     with staged_dir(out) as tmp:
-        maps = error_maps(run, model, images, meta, tmp)
+        maps = error_maps(run, model, images, meta, tmp) if meta["task"] == "seg" else []
         if not hasattr(format_module(fmt), "run_all"):
             return {"dir": str(out), "error_maps": maps, "drift_skipped": f"layer drift is not available for {fmt}"}
         drift = layer_drift(fmt, model, images[:1], precision, calib)

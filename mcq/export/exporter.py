@@ -1,4 +1,8 @@
-"""``export_seg``: checkpoint -> inference form -> artifact per format and precision -> parity check -> metadata."""
+"""``export_checkpoint``: checkpoint -> inference form -> artifact per format and precision -> parity check -> metadata.
+
+Every task takes the same path (segmentation, depth, classification); what differs is the metadata
+(``mcq.export.metadata``) and the comparison the parity check makes (``mcq.export.parity``).
+"""
 
 from __future__ import annotations
 
@@ -9,26 +13,28 @@ from pathlib import Path
 
 import torch
 from timm.utils import reparameterize_model
+from torch import nn
 
-from mcq.data import ADE20K, SegTransform, default_seg_data
-from mcq.engine.checkpoint import load_seg_task
+from mcq.engine.checkpoint import load_task
+from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
 from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
-from mcq.export.metadata import seg_metadata
+from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
 from mcq.io import write_json
-from mcq.models.segmentor import SegModel
 
 
-def inference_form(model: SegModel) -> SegModel:
+def inference_form(model: nn.Module) -> nn.Module:
     """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder)."""
     return reparameterize_model(copy.deepcopy(model).eval())
 
 
-def dataset_images(data: str | Path | None, split: str, size: int, mean, std, n: int) -> torch.Tensor:
-    """The first ``n`` images of ``split``, preprocessed as the artifact expects them."""
-    ds = ADE20K(data or default_seg_data(), split, SegTransform(size, False, mean, std))
+def dataset_images(data: str | Path | None, split: str, size: int, backbone: str, n: int, task: str = "seg") -> torch.Tensor:
+    """The first ``n`` images of ``split`` (default data: the embedded dataset of ``task``), preprocessed as the
+    artifact expects them."""
+    spec = task_spec(task)
+    ds = spec.eval_set(Path(data) if data else spec.default_data(), split, size, backbone)
     return torch.stack([ds[i][0] for i in range(min(n, len(ds)))])
 
 
@@ -39,28 +45,32 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def export_seg(
+def export_checkpoint(
     checkpoint: str | Path, formats: list[str], precisions: list[str | None], out: str | Path = "exports",
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
     explain: bool = False, options: dict[str, dict] | None = None,
 ) -> list[dict]:
-    """Export ``checkpoint`` to every format x precision; each artifact is checked before it is kept.
+    """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
+    is kept.
 
     Returns one report per artifact: ``status`` is ``ok``, ``ok (numerics not run here)`` or ``failed``
     (with ``why``). A failed artifact is not left on disk; a kept one has a ``<artifact>.json`` sidecar.
-    With ``explain``, every artifact that can run here, failed or not, also gets ``<artifact>.explain/``
-    (``mcq.export.explain``) and an ``explain`` entry in its report. ``options`` holds extra keyword
-    arguments of a format's ``export`` (e.g. ``{"executorch": {"backend": "coreml"}}``); they are recorded in
-    the metadata and named in the artifact's file name.
+    The input size is ``img_size`` (default: the training size) square, or for depth NYUv2's 4:3 at that height.
+    ``data`` (default: the task's embedded dataset) gives the parity images (validation split) and the int8
+    calibration images (training split). With ``explain``, every artifact that can run here, failed or not,
+    also gets ``<artifact>.explain/`` (``mcq.export.explain``) and an ``explain`` entry in its report.
+    ``options`` holds extra keyword arguments of a format's ``export`` (e.g. ``{"executorch": {"backend":
+    "coreml"}}``); they are recorded in the metadata and named in the artifact's file name.
     """
-    task = load_seg_task(checkpoint)
+    task = load_task(checkpoint)
+    spec = task_spec(task.task_name)
     model = inference_form(task.model)
     size = img_size or task.hparams.optim["img_size"]
-    model.check_input_size(size, size)
-    enc = model.encoder
-    images = dataset_images(data, "validation", size, enc.mean, enc.std, n_images)
+    backbone = model.cfg.encoder
+    images = dataset_images(data, spec.splits[1], size, backbone, n_images, spec.name)
+    model.encoder.check_input_size(*images.shape[-2:])
     calib = None
-    meta = seg_metadata(model, task.class_names, size, checkpoint, task.hparams.optim)
+    meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -69,13 +79,13 @@ def export_seg(
         for precision in precisions:
             precision = precision or module.DEFAULT_PRECISION
             if precision == "int8" and calib is None:
-                calib = dataset_images(data, "training", size, enc.mean, enc.std, n_calib)
+                calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
             reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts}, out, explain, opts))
     return reports
 
 
-def _explain(fmt: str, run, model: SegModel, images, calib, precision: str, meta: dict, out: Path) -> dict:
+def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, meta: dict, out: Path) -> dict:
     """``explain_artifact``, or why it did not run; its own failure does not fail the artifact."""
     if run is None:
         return {"skipped": "the artifact cannot run on this machine"}
@@ -85,19 +95,21 @@ def _explain(fmt: str, run, model: SegModel, images, calib, precision: str, meta
         return {"error": (str(e).strip().splitlines() or [type(e).__name__])[0][:300]}
 
 
-def _export_one(module, fmt: str, model: SegModel, images, calib, precision: str, meta: dict, out: Path,
+def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
                 explain: bool, opts: dict) -> dict:
     tags = "".join(f"-{v}" for v in opts.values())
-    name = f"{meta['encoder']}_{meta['head']}_{meta['input']['shape'][-1]}_{precision}{tags}{SUFFIXES[fmt]}"
+    size = meta["input"]["shape"][-2]  # the height: --img-size (depth artifacts are 4:3 wide)
+    kind = meta["head"] if meta["task"] == "seg" else meta["task"]
+    name = f"{meta['encoder']}_{kind}_{size}_{precision}{tags}{SUFFIXES[fmt]}"
     final, staged = out / name, out / f".partial-{name}"
     report = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
-              "img_size": meta["input"]["shape"][-1]}
+              "img_size": size}
     meta = {**meta, "format": fmt, "precision": precision}
     try:
         _remove(staged)
         module.export(model, images[:1], staged, precision, calib, meta, **opts)
         run = module.runner(staged)
-        report["parity"] = parity(run, model, images, precision) if run else module.inspect(staged, meta)
+        report["parity"] = parity(run, model, images, precision, meta["task"]) if run else module.inspect(staged, meta)
         if explain:
             report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
         if not report["parity"]["passed"]:

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import mcq
-from mcq.models.segmentor import SegModel
+from mcq.engine.module import TaskModule
 
 
 def palette(n: int) -> list[list[int]]:
@@ -32,23 +32,37 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def seg_metadata(model: SegModel, class_names: list[str], img_size: int, checkpoint: str | Path, recipe: dict) -> dict:
-    """Everything an app or ``mcq predict`` needs to use a segmentation artifact; nothing else is assumed."""
+def _output(task: TaskModule, shape: tuple[int, int]) -> dict:
+    """What the artifact returns, per task."""
+    h, w = shape
+    if task.task_name == "seg":
+        k = len(task.class_names)
+        return {"name": "logits", "shape": [1, k, h, w],
+                "meaning": "per-class scores at input resolution; argmax over dim 1 is the class index"}
+    if task.task_name == "cls":
+        return {"name": "logits", "shape": [1, len(task.class_names)],
+                "meaning": "per-class scores; argmax over dim 1 is the class index, softmax the probabilities"}
+    return {"name": "depth", "shape": [1, 1, h, w], "units": "metres", "max_depth": task.model.cfg.max_depth,
+            "meaning": "depth per pixel at input resolution, in metres"}
+
+
+def task_metadata(task: TaskModule, shape: tuple[int, int], checkpoint: str | Path) -> dict:
+    """Everything an app or ``mcq predict`` needs to use an artifact of ``task`` (a trained ``TaskModule``) that
+    takes one RGB image of ``shape`` (height, width); nothing else is assumed."""
+    model, recipe = task.model, task.hparams.optim
+    names = getattr(task, "class_names", None)
+    head = {"seg": getattr(model.cfg, "head", ""), "cls": "linear", "depth": "depth"}[task.task_name]
     return {
-        "task": "seg",
+        "task": task.task_name,
         "encoder": model.cfg.encoder,
-        "head": model.cfg.head,
-        "class_names": list(class_names),
-        "palette": palette(len(class_names)),
+        "head": head,
+        **({"class_names": list(names), "palette": palette(len(names))} if names else {}),
         "input": {
-            "name": "image", "shape": [1, 3, img_size, img_size], "layout": "NCHW", "dtype": "float32",
+            "name": "image", "shape": [1, 3, *shape], "layout": "NCHW", "dtype": "float32",
             "color": "RGB", "range": [0.0, 1.0], "mean": list(model.encoder.mean), "std": list(model.encoder.std),
             "resize": "stretch the whole image to the input size (single scale)",
         },
-        "output": {
-            "name": "logits", "shape": [1, len(class_names), img_size, img_size],
-            "meaning": "per-class scores at input resolution; argmax over dim 1 is the class index",
-        },
+        "output": _output(task, shape),
         "source_checkpoint": {"path": Path(checkpoint).name, "sha256": sha256(checkpoint)},
         "recipe": recipe,
         "mcq_version": mcq.__version__,

@@ -64,7 +64,7 @@ def _repeated_depthwise(model: nn.Module) -> nn.Module:
 
 
 def _output_node(path: Path) -> list[str]:
-    """The node that writes the logits (the final upsampling), left in float by int8 quantization."""
+    """The node that writes the output (for segmentation the final upsampling), left in float by int8 quantization."""
     graph = onnx.load(str(path), load_external_data=False).graph
     return [n.name for n in graph.node if graph.output[0].name in n.output]
 
@@ -78,18 +78,19 @@ def _sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(model)
 
 
-def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, output: str) -> None:
     batch = torch.export.Dim("batch", min=1, max=64)
     torch.onnx.export(
         model, (example,), str(path), dynamo=True, external_data=False, opset_version=OPSET,
-        input_names=["image"], output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
+        input_names=["image"], output_names=[output], dynamic_shapes=({0: batch},), verbose=False,
     )
 
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32)
+        output = meta.get("output", {}).get("name", "logits")  # the tapped models of explain have no metadata
+        _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32, output)
         if precision == "fp32":
             proto = onnx.load(fp32)
         elif precision == "fp16":

@@ -16,25 +16,33 @@ from mcq.export.formats import format_for, format_module
 
 @dataclass
 class OpenedModel:
-    """``run`` maps a normalised NCHW float32 batch to logits; ``meta`` is the artifact's metadata."""
+    """``run`` maps a normalised NCHW float32 batch to the model's output; ``meta`` is the artifact's metadata."""
 
     run: Callable[[np.ndarray], np.ndarray]
     meta: dict
     runtime: str
 
 
-def open_model(path: str | Path, threads: int | None = None) -> OpenedModel:
-    path = Path(path)
+def open_model(path: str | Path, threads: int | None = None, task: str | None = None) -> OpenedModel:
+    """The model at ``path`` ready to run; with ``task``, a one-line error unless it is a model of that task."""
+    opened = _open(Path(path), threads)
+    found = opened.meta.get("task", "seg")
+    if task and found != task:
+        raise McqError(f"{path}: a {found} model, not a {task} one")
+    return opened
+
+
+def _open(path: Path, threads: int | None) -> OpenedModel:
     if not path.exists():
         raise McqError(f"{path}: no such model file")
     if path.suffix == ".ckpt":
-        from mcq.engine.checkpoint import load_seg_task
+        from mcq.engine.checkpoint import load_task
         from mcq.export.exporter import inference_form
-        from mcq.export.metadata import seg_metadata
+        from mcq.export.metadata import task_metadata
 
-        task = load_seg_task(path)
+        task = load_task(path)
         model = inference_form(task.model)
-        meta = seg_metadata(model, task.class_names, task.hparams.optim["img_size"], path, task.hparams.optim)
+        meta = task_metadata(task, (task.hparams.optim["img_size"],) * 2, path)
 
         def run(x: np.ndarray) -> np.ndarray:
             with torch.no_grad():
