@@ -47,7 +47,7 @@ def test_recipes_are_the_papers_table_12():
     ft, lp = load_recipe("cls", "finetune"), load_recipe("cls", "linear_probe")
     for r in (ft, lp):
         assert (r.img_size, r.epochs, r.warmup_epochs, r.batch_size, r.schedule) == (224, 100, 5, 1024, "cosine")
-        assert (r.label_smoothing, r.drop_path, r.optimizer) == (0.1, 0.1, "adamw")
+        assert (r.label_smoothing, r.drop_path, r.optimizer, r.ema) == (0.1, 0.1, "adamw", 0.9995)
     assert (ft.lr, ft.weight_decay, ft.linear_probe) == (1e-4, 0.05, False)
     assert (lp.lr, lp.weight_decay, lp.linear_probe) == (5e-4, 5e-4, True)
     short = dataclasses.replace(ft, max_steps=200).resolve(steps_per_epoch=10)
@@ -64,6 +64,10 @@ def test_tiny_finetune_and_eval_through_the_cli(capsys, synth_cls_data, tmp_path
     assert trained["top5"] >= trained["top1"]
     config = json.loads((out / "config.json").read_text())
     assert config["class_names"] == sorted(CLS_CLASSES) and config["recipe"]["lr"] == 1e-4
+    assert config["recipe"]["ema"] == 0.9995
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    raw, averaged = ckpt["current_model_state"]["model.fc.weight"], ckpt["state_dict"]["model.fc.weight"]
+    assert not torch.equal(raw, averaged)  # the checkpoint's weights are the EMA (kept apart from the raw ones)
 
     js = tmp_path / "eval.json"
     argv = ["eval", "cls", "--checkpoint", str(out / "checkpoints" / "last.ckpt"), "--data", str(synth_cls_data),

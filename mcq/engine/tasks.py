@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import lightning as L
 from torch.utils.data import Dataset
 
 from mcq.data import (
@@ -19,6 +20,7 @@ from mcq.data import (
 )
 from mcq.engine.cls_module import ClsTask
 from mcq.engine.depth_module import DepthTask
+from mcq.engine.ema import ema
 from mcq.engine.metrics import format_cls_table, format_depth_table, format_seg_table
 from mcq.engine.module import TaskModule
 from mcq.engine.seg_module import SegTask
@@ -70,6 +72,10 @@ class TaskSpec:
 
     def check_eval_data(self, val_set: Dataset, task: TaskModule, data: Path, checkpoint: str | Path) -> None:
         """Refuse evaluation data the checkpoint cannot be scored on (e.g. other classes)."""
+
+    def callbacks(self, recipe: Recipe) -> list[L.Callback]:
+        """Training callbacks the recipe asks for (e.g. an EMA of the weights)."""
+        return []
 
     def describe(self, task: TaskModule) -> dict:
         """The model's identity, as reported in metrics.json."""
@@ -135,6 +141,9 @@ class ClsSpec(TaskSpec):
         model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, linear_probe=recipe.linear_probe,
                      drop_path=recipe.drop_path)
         return ClsTask(model=model, class_names=train_set.classes, optim=asdict(recipe))
+
+    def callbacks(self, recipe: Recipe) -> list[L.Callback]:
+        return [ema(recipe.ema)] if recipe.ema else []
 
     def check_eval_data(self, val_set: ImageFolder, task: ClsTask, data: Path, checkpoint: str | Path) -> None:
         check_classes(val_set.classes, task.class_names, data, checkpoint, "the same class folders")

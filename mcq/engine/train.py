@@ -202,6 +202,7 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
                             enable_version_counter=False),
             _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
+            *spec.callbacks(recipe),
             *callbacks,
         ],
         val_check_interval=val_every,

@@ -72,6 +72,7 @@ class DepthRecipe(EpochRecipe):
 class ClsRecipe(EpochRecipe):
     linear_probe: bool
     label_smoothing: float
+    ema: float | None  # decay of the weights' exponential moving average (mcq.engine.ema); None: no EMA
 
 
 RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe}
