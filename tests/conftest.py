@@ -80,6 +80,14 @@ def synth_cls_data(tmp_path_factory) -> Path:
     return synth_cls(tmp_path_factory.mktemp("data") / "cls", n_train=2, n_val=1, size=64, seed=0)
 
 
+@pytest.fixture(scope="session")
+def synth_det_data(tmp_path_factory) -> Path:
+    """A tiny synthetic COCO: 6 train / 3 val images of 64 px, 4 classes. Do not modify it."""
+    from mcq.data import synth_det
+
+    return synth_det(tmp_path_factory.mktemp("data") / "coco", n_train=6, n_val=3, size=64, seed=0)
+
+
 @pytest.fixture
 def copy_of(request, tmp_path):
     """``copy_of("synth_depth_data")``: a private copy of a session dataset fixture that a test may break."""

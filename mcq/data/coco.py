@@ -20,8 +20,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 from torch.utils.data import Dataset
 
 from mcq.data.ade20k import read_image
@@ -36,9 +34,20 @@ def annotation_file(root: str | Path, split: str) -> Path:
     return Path(root) / "annotations" / f"instances_{split}{YEAR}.json"
 
 
-def load_coco(path: Path) -> COCO:
+def require_pycocotools() -> None:
+    """pycocotools is the ``det`` extra: say how to get it rather than fail on an import."""
+    try:
+        import pycocotools  # noqa: F401
+    except ImportError as e:
+        raise McqError("detection needs pycocotools: pip install 'mcq[det]'") from e
+
+
+def load_coco(path: Path):
     """pycocotools' COCO index of ``path``, after checking what mcq relies on; every problem is a one-line error
     naming the file (and the annotation, where one is at fault)."""
+    require_pycocotools()
+    from pycocotools.coco import COCO
+
     if not path.is_file():
         raise McqError(f"{path}: missing; a COCO dataset needs annotations/instances_{{train,val}}{YEAR}.json "
                        f"(`mcq data synth det --out DIR` writes one)")
@@ -83,8 +92,19 @@ def _check_annotation(a: dict, images: dict, categories: set) -> None:
         raise McqError(f"annotation {a['id']}: 'segmentation' must be polygons (a list) or RLE (a dict)")
 
 
+def uncompressed_rle(mask: np.ndarray) -> dict:
+    """A binary H x W mask as uncompressed RLE, as COCO writes crowd regions: ``counts`` is a list of run lengths over
+    the column-major pixels, starting with a (maybe empty) run of background."""
+    flat = mask.astype(bool).T.ravel()
+    edges = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]]))
+    return {"size": list(mask.shape), "counts": ([0] if flat[0] else []) + runs.tolist()}
+
+
 def decode_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
     """A H x W uint8 mask from polygons, uncompressed RLE (``counts`` a list) or compressed RLE (a string)."""
+    from pycocotools import mask as mask_utils
+
     if isinstance(segmentation, list):  # polygons: several parts of one object are merged
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width)) if segmentation else None
     elif isinstance(segmentation["counts"], list):

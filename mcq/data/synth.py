@@ -21,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mcq.data.ade20k import write_class_names
+from mcq.data.coco import annotation_file, decode_mask, require_pycocotools, uncompressed_rle
 from mcq.io import staged_dir
 
 SEG_CLASSES = ["sky", "grass", "road", "water", "sun", "house", "tree", "rock"]
@@ -279,16 +280,12 @@ _DET_HUE = {"disc": 0.0, "square": 0.62, "triangle": 0.15, "ring": 0.33}
 
 
 def _det_segmentation(cls: str, cx: float, cy: float, r: float, size: int) -> list | dict:
-    """The COCO segmentation of one shape: polygons ([[x1, y1, x2, y2, ...]]), or for the ring (a hole) uncompressed
-    RLE (``counts`` a list, column-major runs starting with background), as COCO writes crowd regions."""
+    """The COCO segmentation of one shape: polygons ([[x1, y1, x2, y2, ...]]), or for the ring (it has a hole)
+    uncompressed RLE."""
     if cls == "ring":
         yy, xx = np.mgrid[:size, :size] + 0.5
         d = np.hypot(xx - cx, yy - cy)
-        column_major = ((d < r) & (d > 0.55 * r)).T.ravel()
-        edges = np.flatnonzero(np.diff(column_major.astype(np.int8))) + 1
-        runs = np.diff(np.concatenate([[0], edges, [column_major.size]]))
-        counts = ([0] if column_major[0] else []) + runs.tolist()
-        return {"size": [size, size], "counts": counts}
+        return uncompressed_rle((d < r) & (d > 0.55 * r))
     corners = {"disc": 24, "square": 4, "triangle": 3}[cls]
     start = {"disc": 0.0, "square": np.pi / 4, "triangle": -np.pi / 2}[cls]
     angles = start + 2 * np.pi * np.arange(corners) / corners
@@ -300,8 +297,6 @@ def synth_det_image(size: int, rng: np.random.Generator, max_objects: int = 4) -
     """One RGB uint8 image and its objects (``category`` name, ``segmentation``, ``bbox`` [x, y, w, h], ``area``):
     1..``max_objects`` shapes that do not overlap, on a noisy background of a dull colour."""
     from pycocotools import mask as mask_utils
-
-    from mcq.data.coco import decode_mask
 
     img = np.empty((size, size, 3))
     img[:] = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.2, 0.6))
@@ -334,8 +329,7 @@ def synth_det_image(size: int, rng: np.random.Generator, max_objects: int = 4) -
 def synth_det(out: str | Path, n_train: int = 400, n_val: int = 48, size: int = 128, seed: int = 0) -> Path:
     """Write a synthetic detection dataset in the COCO layout (``annotations/instances_{train,val}2017.json``,
     ``{train,val}2017/*.jpg``) to ``out``; return ``out``."""
-    from mcq.data.coco import annotation_file
-
+    require_pycocotools()
     out = Path(out)
     rng = np.random.default_rng(seed)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(DET_CLASSES)]
@@ -363,8 +357,6 @@ def synth_det(out: str | Path, n_train: int = 400, n_val: int = 48, size: int = 
 
 def default_det_data() -> Path:
     """The embedded detection dataset, written once to ``$MCQ_HOME/synth-det``."""
-    from mcq.data.coco import annotation_file
-
     root = mcq_home() / "synth-det"
     if not annotation_file(root, "val").is_file():
         synth_det(root)
