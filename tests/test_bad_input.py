@@ -181,54 +181,52 @@ def test_empty_class_folder(capsys, tmp_path, copy_of, split):
 # --- detection (COCO layout) ---------------------------------------------------------------------
 
 
-def _edit_annotations(coco: Path, split: str, edit) -> Path:
-    path = coco / "annotations" / f"instances_{split}2017.json"
-    data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
-    return path
-
-
 def _det(capsys, coco: Path, out: Path) -> tuple[int, str, str]:
     return _cli(capsys, tiny_argv("det", coco, out) + ["--fpn-channels", "16", "--roi-batch-size", "8"])
 
 
-@pytest.mark.parametrize("split", ["train", "val"])
-def test_annotation_file_that_does_not_parse(capsys, tmp_path, copy_of, split):
+def _edit(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def _cut_short(path: Path) -> list[str]:
+    path.write_text(path.read_text()[:500])  # as a failed download leaves it
+    return ["not a JSON annotation file"]
+
+
+def _box_outside(path: Path) -> list[str]:
+    _edit(path, lambda d: d["annotations"][1]["bbox"].__setitem__(0, 60.0))  # 60 + width > 64
+    return [f"annotation {json.loads(path.read_text())['annotations'][1]['id']}", "outside", "64x64"]
+
+
+def _no_images(path: Path) -> list[str]:
+    _edit(path, lambda d: d.__setitem__("images", []))
+    return ["empty image list"]
+
+
+def _no_annotations(path: Path) -> list[str]:
+    _edit(path, lambda d: d.__setitem__("annotations", []))
+    return ["no training image has a (non-crowd) box"]
+
+
+def _unknown_category(path: Path) -> list[str]:
+    _edit(path, lambda d: d["annotations"][0].__setitem__("category_id", 99))
+    return ["category_id 99"]
+
+
+@pytest.mark.parametrize("split, damage", [
+    ("train", _cut_short), ("val", _cut_short), ("train", _box_outside), ("train", _no_images),
+    ("train", _no_annotations), ("val", _unknown_category),
+])
+def test_bad_annotation_file(capsys, tmp_path, copy_of, split, damage):
     coco = copy_of("synth_det_data")
     path = coco / "annotations" / f"instances_{split}2017.json"
-    path.write_text(path.read_text()[:500])  # cut short, as a failed download leaves it
+    needles = damage(path)
     out = tmp_path / "run"
     rc, _, err = _det(capsys, coco, out)
-    _assert_one_line_error(rc, err, path, "not a JSON annotation file")
-    _no_run_left(out)
-
-
-def test_box_outside_the_image(capsys, tmp_path, copy_of):
-    coco = copy_of("synth_det_data")
-
-    def push_out(data):
-        data["annotations"][1]["bbox"][0] = 60.0  # 60 + width > 64
-
-    path = _edit_annotations(coco, "train", push_out)
-    ann = json.loads(path.read_text())["annotations"][1]
-    out = tmp_path / "run"
-    rc, _, err = _det(capsys, coco, out)
-    _assert_one_line_error(rc, err, path, f"annotation {ann['id']}", "outside", "64x64")
-    _no_run_left(out)
-
-
-@pytest.mark.parametrize("what", ["images", "annotations"])
-def test_empty_image_list(capsys, tmp_path, copy_of, what):
-    coco = copy_of("synth_det_data")
-
-    def empty(data):
-        data[what] = []
-
-    path = _edit_annotations(coco, "train", empty)
-    out = tmp_path / "run"
-    rc, _, err = _det(capsys, coco, out)
-    _assert_one_line_error(rc, err, path, "empty image list" if what == "images" else "no training image has a")
+    _assert_one_line_error(rc, err, path, *needles)
     _no_run_left(out)
 
 
@@ -239,19 +237,6 @@ def test_listed_image_is_missing(capsys, tmp_path, copy_of):
     out = tmp_path / "run"
     rc, _, err = _det(capsys, coco, out)
     _assert_one_line_error(rc, err, image, "instances_val2017.json")
-    _no_run_left(out)
-
-
-def test_annotation_of_an_unknown_category(capsys, tmp_path, copy_of):
-    coco = copy_of("synth_det_data")
-
-    def unknown(data):
-        data["annotations"][0]["category_id"] = 99
-
-    path = _edit_annotations(coco, "val", unknown)
-    out = tmp_path / "run"
-    rc, _, err = _det(capsys, coco, out)
-    _assert_one_line_error(rc, err, path, "category_id 99")
     _no_run_left(out)
 
 

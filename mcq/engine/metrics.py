@@ -214,6 +214,6 @@ def format_det_table(metrics: dict) -> str:
     width = max([len("class")] + [len(n) for n in names])
     lines.append(f"{'class':<{width}}" + "".join(f" {IOU_TYPES[t] + ' AP':>7}" for t in types))
     lines += [f"{n:<{width}}" + "".join(f"  {pct(metrics[t]['per_class'][n])}" for t in types) for n in names]
-    lines.append(f"box AP {pct(metrics['bbox']['AP']).strip()}  mask AP {pct(metrics['segm']['AP']).strip() if 'segm' in metrics else '-'}"
-                 f"  over {metrics['images']} images (COCOeval, IoU .50:.95)")
+    summary = "  ".join(f"{IOU_TYPES[t]} AP {pct(metrics[t]['AP']).strip()}" for t in types)
+    lines.append(f"{summary}  over {metrics['images']} images (COCOeval, IoU .50:.95)")
     return "\n".join(lines)
