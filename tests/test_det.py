@@ -322,6 +322,8 @@ def test_tiny_train_and_eval_through_the_cli(capsys, synth_det_data, tiny_det_ru
     for t in ("bbox", "segm"):  # the same checkpoint on the same images: the same figures
         for k in COCO_KEYS:
             assert evaluated[t][k] == (None if trained[t][k] is None else pytest.approx(trained[t][k], abs=1e-6))
+    assert main(argv + ["--img-size", "96"]) == 0  # another size: the model resizes the images to it
+    assert json.loads(js.read_text())["img_size"] == 96
 
 
 def test_eval_on_other_categories_is_refused(capsys, tiny_det_run, tmp_path):
