@@ -30,7 +30,7 @@ _EXAMPLES = {
         "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt --linear-probe\n"
         "  mcq train det --backbone mci2 --data coco --init mobileclip_s2.pt    # Mask R-CNN 1x (Table 13)\n"
         "  mcq train det --backbone mci0 --max-steps 400 --batch-size 4 --img-size 128 --fpn-channels 64 \\\n"
-        "      --roi-batch-size 32 --lr 1e-3 --drop-path 0 --val-every 200    # a CPU run on the embedded data"
+        "      --roi-batch-size 32 --val-every 200 --workers 0     # a CPU run on the embedded data (~10 min)"
     ),
     "eval": (
         "examples:\n"
