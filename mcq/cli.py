@@ -15,7 +15,8 @@ _EXAMPLES = {
         "examples:\n"
         "  mcq data synth seg --out data/synth-seg --train 240 --val 48      # ADE20K layout\n"
         "  mcq data synth depth --out data/synth-nyu --train 240 --val 48    # NYUv2 (BTS) layout; --val: test frames\n"
-        "  mcq data synth cls --out data/synth-in --train 24 --val 8         # ImageNet folders; counts per class"
+        "  mcq data synth cls --out data/synth-in --train 24 --val 8         # ImageNet folders; counts per class\n"
+        "  mcq data synth det --out data/synth-coco --train 400 --val 48     # COCO layout (polygons and RLE)"
     ),
     "train": (
         "examples:\n"
@@ -26,14 +27,18 @@ _EXAMPLES = {
         "  mcq train depth --backbone mci2 --data nyu_depth_v2                # Table 15 (25 epochs, batch 24)\n"
         "  mcq train depth --backbone mci0 --max-steps 100 --batch-size 4 --img-size 128   # a CPU run\n"
         "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt   # fine-tune (Table 12)\n"
-        "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt --linear-probe"
+        "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt --linear-probe\n"
+        "  mcq train det --backbone mci2 --data coco --init mobileclip_s2.pt    # Mask R-CNN 1x (Table 13)\n"
+        "  mcq train det --backbone mci0 --max-steps 400 --batch-size 4 --img-size 128 --fpn-channels 64 \\\n"
+        "      --roi-batch-size 32 --val-every 200 --workers 0     # a CPU run on the embedded data (~10 min)"
     ),
     "eval": (
         "examples:\n"
         "  mcq eval seg --checkpoint runs/seg-mci0/checkpoints/best.ckpt --json metrics.json\n"
         "  mcq eval seg --model exports/mci0_fpn_512_int8.onnx      # the artifact, through its own runtime\n"
         "  mcq eval depth --checkpoint runs/depth-mci0/checkpoints/best.ckpt --data nyu_depth_v2\n"
-        "  mcq eval cls --checkpoint runs/cls-mci0/checkpoints/best.ckpt --data imagenet --json val.json"
+        "  mcq eval cls --checkpoint runs/cls-mci0/checkpoints/best.ckpt --data imagenet --json val.json\n"
+        "  mcq eval det --checkpoint runs/det-mci2/checkpoints/best.ckpt --data coco --json val.json   # box + mask AP"
     ),
     "export": (
         "examples:\n"
@@ -60,32 +65,37 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", parents=[common], help="datasets").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", parents=[common], help="write an embedded synthetic dataset",
                             epilog=_EXAMPLES["synth"], formatter_class=fmt)
-    synth.add_argument("task", choices=["seg", "depth", "cls"])
+    synth.add_argument("task", choices=["seg", "depth", "cls", "det"])
     synth.add_argument("--out", required=True, help="folder to write (in the task's dataset layout)")
-    synth.add_argument("--train", type=int, help="training images (default 240; cls: 24 per class)")
+    synth.add_argument("--train", type=int, help="training images (default 240; cls: 24 per class; det: 400)")
     synth.add_argument("--val", type=int, help="validation (depth: test) images (default 48; cls: 8 per class)")
-    synth.add_argument("--size", type=int, help="image width in pixels (default 256; cls: 128)")
+    synth.add_argument("--size", type=int, help="image width in pixels (default 256; cls, det: 128)")
     synth.add_argument("--seed", type=int, default=0)
 
     train = sub.add_parser("train", parents=[common], help="train a task model", epilog=_EXAMPLES["train"],
                            formatter_class=fmt)
-    train.add_argument("task", choices=["seg", "depth", "cls"])
+    train.add_argument("task", choices=["seg", "depth", "cls", "det"])
     train.add_argument("--backbone", default="mci2", help="encoder name (see `mcq models`; default mci2)")
     train.add_argument("--head", default="", help="seg: fpn or upernet (default: the encoder's, as in the paper)")
     train.add_argument("--linear-probe", action="store_true",
                        help="cls: freeze the encoder, train a linear layer (Table 12's linear-probe recipe)")
-    train.add_argument("--data", help="dataset folder: ADE20K, NYUv2 (BTS) or ImageNet-folder layout "
+    train.add_argument("--data", help="dataset folder: ADE20K, NYUv2 (BTS), ImageNet-folder or COCO layout "
                        "(default: the embedded synthetic data)")
     train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
     train.add_argument("--init-partial", action="store_true", help="load what matches even if encoder weights stay unloaded")
     train.add_argument("--max-steps", type=int, help="iterations (recipe: 40k SemanticFPN, 160k UperNet; depth "
-                       "25 epochs, cls 100 epochs: --max-steps shortens those, keeping the warm-up's share)")
+                       "25 epochs, cls 100 epochs, det 12: --max-steps shortens those, keeping the warm-up's and "
+                       "the lr steps' share)")
     train.add_argument("--batch-size", type=int, help="global batch, split across devices (recipe: seg 64 / 16, "
-                       "depth 24, cls 1024)")
-    train.add_argument("--img-size", type=int, help="crop size (recipe: seg 512, depth 480, cls 224)")
+                       "depth 24, cls 1024, det 16)")
+    train.add_argument("--img-size", type=int, help="crop size (recipe: seg 512, depth 480, cls 224; det 1024: "
+                       "training crops, and the long side of evaluated images)")
     train.add_argument("--lr", type=float, help="peak learning rate")
     train.add_argument("--drop-path", type=float, help="stochastic depth rate (recipe: 0.1; the paper sweeps 0-0.2)")
-    train.add_argument("--val-every", type=int, help="validate every N iterations (depth, cls: every epoch)")
+    train.add_argument("--val-every", type=int, help="validate every N iterations (depth, cls, det: every epoch)")
+    train.add_argument("--fpn-channels", type=int, help="det: width of the FPN, RPN and mask head (recipe: 256)")
+    train.add_argument("--roi-batch-size", type=int, help="det: RoIs sampled per image for the box and mask heads "
+                       "(recipe: 512; fewer make a CPU run affordable)")
     train.add_argument("--workers", type=int, default=2, help="data loader workers per process (default 2)")
     train.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     train.add_argument("--devices", type=int, default=1, help="processes per node (DDP when > 1)")
@@ -98,12 +108,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint", epilog=_EXAMPLES["eval"],
                         formatter_class=fmt)
-    ev.add_argument("task", choices=["seg", "depth", "cls"])
+    ev.add_argument("task", choices=["seg", "depth", "cls", "det"])
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (evaluated with Lightning)")
     which.add_argument("--model", help="seg: an exported .onnx / .pte (or a .ckpt), run by its own runtime")
     ev.add_argument("--data", help="dataset folder in the task's layout (default: the embedded synthetic data)")
-    ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size)")
+    ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size; det: the long side)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=2)
     ev.add_argument("--json", help="also write the metrics to this JSON file")

@@ -100,6 +100,14 @@ def trained_cls_ckpt(synth_cls_data, tmp_path_factory) -> Path:
     return _tiny_run("cls", synth_cls_data, tmp_path_factory.mktemp("runs") / "cls")
 
 
+@pytest.fixture(scope="session")
+def synth_det_data(tmp_path_factory) -> Path:
+    """A tiny synthetic COCO: 6 train / 3 val images of 64 px, 4 classes. Do not modify it."""
+    from mcq.data import synth_det
+
+    return synth_det(tmp_path_factory.mktemp("data") / "coco", n_train=6, n_val=3, size=64, seed=0)
+
+
 @pytest.fixture
 def copy_of(request, tmp_path):
     """``copy_of("synth_depth_data")``: a private copy of a session dataset fixture that a test may break."""

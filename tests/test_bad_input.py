@@ -5,6 +5,7 @@ The CLI is driven in-process (``mcq.cli.main``); ``capsys`` holds what it printe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,68 @@ def test_empty_class_folder(capsys, tmp_path, copy_of, split):
     out = tmp_path / "run"
     rc, _, err = _cli(capsys, tiny_argv("cls", cls, out, batch_size=4))
     _assert_one_line_error(rc, err, folder, "empty class folder")
+    _no_run_left(out)
+
+
+# --- detection (COCO layout) ---------------------------------------------------------------------
+
+
+def _det(capsys, coco: Path, out: Path) -> tuple[int, str, str]:
+    return _cli(capsys, tiny_argv("det", coco, out) + ["--fpn-channels", "16", "--roi-batch-size", "8"])
+
+
+def _edit(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def _cut_short(path: Path) -> list[str]:
+    path.write_text(path.read_text()[:500])  # as a failed download leaves it
+    return ["not a JSON annotation file"]
+
+
+def _box_outside(path: Path) -> list[str]:
+    _edit(path, lambda d: d["annotations"][1]["bbox"].__setitem__(0, 60.0))  # 60 + width > 64
+    return [f"annotation {json.loads(path.read_text())['annotations'][1]['id']}", "outside", "64x64"]
+
+
+def _no_images(path: Path) -> list[str]:
+    _edit(path, lambda d: d.__setitem__("images", []))
+    return ["empty image list"]
+
+
+def _no_annotations(path: Path) -> list[str]:
+    _edit(path, lambda d: d.__setitem__("annotations", []))
+    return ["no training image has a (non-crowd) box"]
+
+
+def _unknown_category(path: Path) -> list[str]:
+    _edit(path, lambda d: d["annotations"][0].__setitem__("category_id", 99))
+    return ["category_id 99"]
+
+
+@pytest.mark.parametrize("split, damage", [
+    ("train", _cut_short), ("val", _cut_short), ("train", _box_outside), ("train", _no_images),
+    ("train", _no_annotations), ("val", _unknown_category),
+])
+def test_bad_annotation_file(capsys, tmp_path, copy_of, split, damage):
+    coco = copy_of("synth_det_data")
+    path = coco / "annotations" / f"instances_{split}2017.json"
+    needles = damage(path)
+    out = tmp_path / "run"
+    rc, _, err = _det(capsys, coco, out)
+    _assert_one_line_error(rc, err, path, *needles)
+    _no_run_left(out)
+
+
+def test_listed_image_is_missing(capsys, tmp_path, copy_of):
+    coco = copy_of("synth_det_data")
+    image = sorted((coco / "val2017").iterdir())[1]
+    image.unlink()
+    out = tmp_path / "run"
+    rc, _, err = _det(capsys, coco, out)
+    _assert_one_line_error(rc, err, image, "instances_val2017.json")
     _no_run_left(out)
 
 

@@ -23,10 +23,14 @@ class _StopAt(L.Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("task, data", [("seg", "synth_data"), ("cls", "synth_cls_data")])
-def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data):
+@pytest.mark.parametrize("task, data, extra", [
+    ("seg", "synth_data", {}), ("cls", "synth_cls_data", {}),
+    ("det", "synth_det_data", dict(fpn_channels=16, roi_batch_size=8)),
+])
+def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data, extra):
     run = tmp_path / "run"
-    cfg = TrainConfig(task=task, data=str(request.getfixturevalue(data)), max_steps=4, val_every=4, out=str(run), **TINY)
+    cfg = TrainConfig(task=task, data=str(request.getfixturevalue(data)), max_steps=4, val_every=4, out=str(run), **TINY,
+                      **extra)
     with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
         train(cfg, callbacks=[_StopAt(2)])
     assert not (run / "metrics.json").exists(), "an interrupted run must not look finished"

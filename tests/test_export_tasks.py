@@ -86,3 +86,4 @@ def test_a_depth_artifact_is_not_evaluated_as_segmentation(exported, capsys):
     assert main(["eval", "seg", "--model", str(path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"a {task} model, not a seg one" in err[0] and str(path) in err[0]
+

@@ -5,11 +5,14 @@ tree, rock, water). Classes differ by colour and texture with per-image jitter, 
 minutes on a CPU while still having to look at texture and shape.
 Depth (NYUv2 layout): a room seen by a pinhole camera (floor, ceiling, walls, boxes, a ball), depth known exactly.
 Classification (ImageFolder layout): ten classes of shapes and patterns in random colours, places and sizes.
+Detection (COCO layout): a few shapes of four classes, each with its own colour, at random places and sizes, masks
+as polygons (ring: RLE, it has a hole).
 """
 
 from __future__ import annotations
 
 import colorsys
+import json
 import os
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mcq.data.ade20k import write_class_names
+from mcq.data.coco import annotation_file, decode_mask, require_pycocotools, uncompressed_rle
 from mcq.io import staged_dir
 
 SEG_CLASSES = ["sky", "grass", "road", "water", "sun", "house", "tree", "rock"]
@@ -269,8 +273,99 @@ def default_cls_data() -> Path:
     return root
 
 
+# --- detection: shapes of distinct colours, COCO layout --------------------------------------------------------
+
+DET_CLASSES = ["disc", "square", "triangle", "ring"]
+_DET_HUE = {"disc": 0.0, "square": 0.62, "triangle": 0.15, "ring": 0.33}
+
+
+def _det_segmentation(cls: str, cx: float, cy: float, r: float, size: int) -> list | dict:
+    """The COCO segmentation of one shape: polygons ([[x1, y1, x2, y2, ...]]), or for the ring (it has a hole)
+    uncompressed RLE."""
+    if cls == "ring":
+        yy, xx = np.mgrid[:size, :size] + 0.5
+        d = np.hypot(xx - cx, yy - cy)
+        return uncompressed_rle((d < r) & (d > 0.55 * r))
+    corners = {"disc": 24, "square": 4, "triangle": 3}[cls]
+    start = {"disc": 0.0, "square": np.pi / 4, "triangle": -np.pi / 2}[cls]
+    angles = start + 2 * np.pi * np.arange(corners) / corners
+    xy = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1)
+    return [np.round(xy, 2).ravel().tolist()]
+
+
+def synth_det_image(size: int, rng: np.random.Generator, max_objects: int = 4) -> tuple[np.ndarray, list[dict]]:
+    """One RGB uint8 image and its objects (``category`` name, ``segmentation``, ``bbox`` [x, y, w, h], ``area``):
+    1..``max_objects`` shapes that do not overlap, on a noisy background of a dull colour."""
+    from pycocotools import mask as mask_utils
+
+    img = np.empty((size, size, 3))
+    img[:] = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0, 0.25), rng.uniform(0.2, 0.6))
+    yy = np.linspace(0, 1, size)[:, None, None]
+    img *= 0.8 + 0.4 * (yy if rng.random() < 0.5 else 1 - yy)  # light from above or below
+    placed: list[tuple[float, float, float]] = []
+    objects = []
+    for _ in range(rng.integers(1, max_objects + 1)):
+        for _try in range(20):  # a place that overlaps no other shape
+            r = rng.uniform(0.1, 0.22) * size
+            cx, cy = rng.uniform(r, size - r, 2)
+            if all(np.hypot(cx - x, cy - y) > r + q + 2 for x, y, q in placed):
+                break
+        else:
+            continue
+        placed.append((cx, cy, r))
+        cls = str(rng.choice(DET_CLASSES))
+        seg = _det_segmentation(cls, cx, cy, r, size)
+        mask = decode_mask(seg, size, size).astype(bool)
+        shade = rng.uniform(0.75, 1.0) + rng.normal(0, 0.04, (size, size))
+        rgb = colorsys.hsv_to_rgb((_DET_HUE[cls] + rng.uniform(-0.03, 0.03)) % 1, rng.uniform(0.7, 1.0), 1.0)
+        img[mask] = shade[mask, None] * np.array(rgb)
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        objects.append({"category": cls, "segmentation": seg, "bbox": mask_utils.toBbox(rle).tolist(),
+                        "area": float(mask_utils.area(rle))})
+    img = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1)
+    return (img * 255).astype(np.uint8), objects
+
+
+def synth_det(out: str | Path, n_train: int = 400, n_val: int = 48, size: int = 128, seed: int = 0) -> Path:
+    """Write a synthetic detection dataset in the COCO layout (``annotations/instances_{train,val}2017.json``,
+    ``{train,val}2017/*.jpg``) to ``out``; return ``out``."""
+    require_pycocotools()
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(DET_CLASSES)]
+    cat_id = {c["name"]: c["id"] for c in categories}
+    with staged_dir(out) as tmp:
+        ann_id = 1
+        for split, n in (("train", n_train), ("val", n_val)):
+            (tmp / f"{split}2017").mkdir(parents=True)
+            images, annotations = [], []
+            for i in tqdm(range(1, n + 1), desc=f"synth det {split}", unit="img", leave=False):
+                img, objects = synth_det_image(size, rng)
+                name = f"{i:012d}.jpg"
+                Image.fromarray(img).save(tmp / f"{split}2017" / name, quality=95)
+                images.append({"id": i, "file_name": name, "width": size, "height": size})
+                for o in objects:
+                    annotations.append({"id": ann_id, "image_id": i, "category_id": cat_id[o["category"]],
+                                        "segmentation": o["segmentation"], "bbox": o["bbox"], "area": o["area"],
+                                        "iscrowd": 0})
+                    ann_id += 1
+            path = annotation_file(tmp, split)
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return out
+
+
+def default_det_data() -> Path:
+    """The embedded detection dataset, written once to ``$MCQ_HOME/synth-det``."""
+    root = mcq_home() / "synth-det"
+    if not annotation_file(root, "val").is_file():
+        synth_det(root)
+    return root
+
+
 SYNTH = {  # task: (writer, the layout it writes)
     "seg": (synth_seg, "ADE20K"),
     "depth": (synth_depth, "NYUv2 (BTS)"),
     "cls": (synth_cls, "ImageNet folder"),
+    "det": (synth_det, "COCO"),
 }

@@ -84,3 +84,34 @@ class ClsTransform:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.transform(image)
+
+
+class DetTransform:
+    """Detection: train with large-scale jitter as ViTDet does (the image resized to fit ``img_size`` x ``img_size``
+    times a random scale in ``scale_range``, a random ``img_size`` square crop, padded where the image is smaller,
+    and a flip; boxes and masks follow, and objects cropped away are dropped). Val: the image as it is; the model
+    resizes it (its long side to ``img_size``) and returns boxes and masks in the image's own pixels, which is
+    where COCOeval compares them. Images come out as float RGB in [0, 1]: the model normalises them."""
+
+    def __init__(self, img_size: int, train: bool, scale_range: Sequence[float] = (0.5, 2.0)):
+        geometric = [
+            v2.ScaleJitter((img_size, img_size), scale_range=tuple(scale_range)),
+            v2.RandomCrop(img_size, pad_if_needed=True),
+            v2.RandomHorizontalFlip(),
+            v2.SanitizeBoundingBoxes(min_size=1),
+        ] if train else []
+        self.transform = v2.Compose([*geometric, v2.ToDtype(torch.float32, scale=True)])
+
+    def __call__(self, image: Image.Image, target: dict) -> tuple[torch.Tensor, dict]:
+        img = tv_tensors.Image(v2.functional.pil_to_tensor(image))
+        h, w = img.shape[-2:]
+        target = {**target, "boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w)),
+                  "masks": tv_tensors.Mask(target["masks"])}
+        img, target = self.transform(img, target)
+        plain = {k: v.as_subclass(torch.Tensor) if isinstance(v, torch.Tensor) else v for k, v in target.items()}
+        return img.as_subclass(torch.Tensor), plain
+
+
+def collate_det(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """Lists of images (of their own sizes) and targets, as torchvision's detection models take them."""
+    return [b[0] for b in batch], [b[1] for b in batch]

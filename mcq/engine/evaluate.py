@@ -31,6 +31,7 @@ def evaluate(
     data = Path(data) if data else spec.default_data()
     ds = spec.val_set(data, size, module.model.cfg.encoder)
     spec.check_eval_data(ds, module, data, checkpoint)
+    spec.prepare_eval(module, size)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
     trainer.validate(module, DataLoader(ds, batch_size, num_workers=workers, collate_fn=spec.collate), verbose=False)

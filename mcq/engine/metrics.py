@@ -1,8 +1,12 @@
 """Task metrics: segmentation with mmseg's definitions (from a whole-set confusion matrix), NYUv2 depth with the
-standard evaluation, classification tables."""
+standard evaluation, classification tables, COCO box and mask AP through pycocotools."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
@@ -136,3 +140,80 @@ def format_cls_table(metrics: dict) -> str:
     """Top-1 and top-5 accuracy in percent."""
     return "\n".join([f"{'top1':>7} {'top5':>7}  images",
                       f"{100 * metrics['top1']:7.2f} {100 * metrics['top5']:7.2f}  {metrics['images']}"])
+
+
+# --- detection and instance segmentation: COCO's AP through pycocotools' COCOeval -----------------------------------
+
+COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # COCOeval.stats[0:6]
+IOU_TYPES = {"bbox": "box", "segm": "mask"}
+
+
+def coco_results(pred: dict, image_id: int, category_ids: list[int], mask_threshold: float = 0.5) -> list[dict]:
+    """One image's torchvision detections (``boxes`` xyxy, ``labels`` 1..K, ``scores``, ``masks`` N x 1 x H x W
+    probabilities) as COCO result entries: ``bbox`` as [x, y, w, h], ``segmentation`` as compressed RLE of the mask
+    thresholded at ``mask_threshold`` (as torchvision's and detectron2's evaluations do)."""
+    from pycocotools import mask as mask_utils
+
+    boxes = pred["boxes"].detach().float().cpu()
+    boxes[:, 2:] -= boxes[:, :2]
+    rles = []
+    if "masks" in pred and len(boxes):
+        binary = (pred["masks"][:, 0] > mask_threshold).cpu().numpy().astype(np.uint8)
+        rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+    out = []
+    for k, (box, label, score) in enumerate(zip(boxes.tolist(), pred["labels"].tolist(), pred["scores"].tolist())):
+        r = {"image_id": int(image_id), "category_id": category_ids[label - 1], "bbox": box, "score": float(score)}
+        if rles:
+            r["segmentation"] = {"size": list(rles[k]["size"]), "counts": rles[k]["counts"].decode("ascii")}
+        out.append(r)
+    return out
+
+
+def coco_metrics(gt, results: list[dict], image_ids: list[int], iou_types: tuple[str, ...] = ("bbox", "segm")) -> dict:
+    """COCOeval of ``results`` against the ground truth ``gt`` (a pycocotools ``COCO``) on ``image_ids``, for each
+    of ``iou_types``: AP (IoU .50:.95), AP50, AP75, APs/APm/APl, and AP per class, as fractions (None where
+    COCOeval has no ground truth to score: -1). Mask AP measures size by mask area (detectron2 drops the result's
+    box for it, else pycocotools would take the box's area)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    metrics: dict = {"images": len(set(image_ids))}
+    for iou_type in iou_types:
+        dets = [{k: v for k, v in r.items() if not (iou_type == "segm" and k == "bbox")} for r in results]
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and table
+            if dets:
+                dt = gt.loadRes(dets)
+            else:  # loadRes cannot take an empty list; nothing detected is an AP of 0
+                dt = COCO()
+                dt.dataset = {"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": []}
+                dt.createIndex()
+            ev = COCOeval(gt, dt, iou_type)
+            ev.params.imgIds = sorted(set(image_ids))
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        m = {k: (None if v < 0 else float(v)) for k, v in zip(COCO_KEYS, ev.stats[:6])}
+        precision = ev.eval["precision"][:, :, :, 0, -1]  # IoU x recall x class, all areas, 100 detections
+        per_class = {}
+        for k, cat in enumerate(ev.params.catIds):
+            p = precision[:, :, k]
+            per_class[gt.cats[cat]["name"]] = float(p[p > -1].mean()) if (p > -1).any() else None
+        metrics[iou_type] = {**m, "per_class": per_class}
+    return metrics
+
+
+def format_det_table(metrics: dict) -> str:
+    """Box and mask AP (COCO's), then AP per class, as printed by ``mcq eval det``."""
+    def pct(v: float | None) -> str:
+        return f"{'-':>6}" if v is None else f"{100 * v:6.2f}"
+
+    types = [t for t in IOU_TYPES if t in metrics]
+    lines = [f"{'':<5}" + "".join(f"{k:>7}" for k in COCO_KEYS)]
+    lines += [f"{IOU_TYPES[t]:<5}" + "".join(f" {pct(metrics[t][k])}" for k in COCO_KEYS) for t in types]
+    names = list(metrics[types[0]]["per_class"])
+    width = max([len("class")] + [len(n) for n in names])
+    lines.append(f"{'class':<{width}}" + "".join(f" {IOU_TYPES[t] + ' AP':>7}" for t in types))
+    lines += [f"{n:<{width}}" + "".join(f"  {pct(metrics[t]['per_class'][n])}" for t in types) for n in names]
+    summary = "  ".join(f"{IOU_TYPES[t]} AP {pct(metrics[t]['AP']).strip()}" for t in types)
+    lines.append(f"{summary}  over {metrics['images']} images (COCOeval, IoU .50:.95)")
+    return "\n".join(lines)

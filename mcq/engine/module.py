@@ -38,6 +38,14 @@ def half_cycle(step: int, total: int, power: float, min_ratio: float) -> float:
     return max(min_ratio, 1 - (1 - min_ratio) * (t - 1) ** power)
 
 
+def warmup_step(step: int, total: int, warmup: int, milestones: list[float], gamma: float) -> float:
+    """LR multiplier: linear warm-up, then ``gamma`` once per milestone passed (milestones as fractions of ``total``;
+    mmdet's step schedule, e.g. the 1x schedule's drops after epochs 8 and 11 of 12)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return gamma ** sum(step >= round(m * total) for m in milestones)
+
+
 def lr_multiplier(optim: dict, step: int) -> float:
     """The recipe's schedule (``optim["schedule"]``) at ``step``; ``optim`` is a resolved recipe as a dict."""
     total, warmup = optim["max_steps"], optim["warmup_steps"]
@@ -48,6 +56,8 @@ def lr_multiplier(optim: dict, step: int) -> float:
         return warmup_cosine(step, total, warmup, min_ratio)
     if optim["schedule"] == "half_cycle":
         return half_cycle(step, total, optim["poly_power"], min_ratio)
+    if optim["schedule"] == "step":
+        return warmup_step(step, total, warmup, [e / optim["epochs"] for e in optim["lr_steps"]], optim["lr_gamma"])
     raise ValueError(f"unknown schedule {optim['schedule']!r}")
 
 

@@ -15,13 +15,14 @@ import lightning as L
 from torch.utils.data import Dataset
 
 from mcq.data import (
-    ADE20K, ClsTransform, DepthTransform, ImageFolder, NYUv2, SegTransform, collate_seg, default_cls_data,
-    default_depth_data, default_seg_data,
+    ADE20K, ClsTransform, COCODetection, DepthTransform, DetTransform, ImageFolder, NYUv2, SegTransform, collate_det,
+    collate_seg, default_cls_data, default_depth_data, default_det_data, default_seg_data,
 )
 from mcq.engine.cls_module import ClsTask
 from mcq.engine.depth_module import DepthTask
+from mcq.engine.det_module import DetTask
 from mcq.engine.ema import ema
-from mcq.engine.metrics import format_cls_table, format_depth_table, format_seg_table
+from mcq.engine.metrics import format_cls_table, format_depth_table, format_det_table, format_seg_table
 from mcq.engine.module import TaskModule
 from mcq.engine.seg_module import SegTask
 from mcq.errors import McqError
@@ -46,6 +47,7 @@ class TaskSpec:
     collate: Callable | None = None
     default_data: Callable[[], Path]
     format_table: Callable[[dict], str]
+    variant: str = ""  # the recipe file is TASK_VARIANT.json (TASK.json without one)
 
     def recipe(self, cfg: "TrainConfig") -> Recipe:
         """The shipped recipe this run starts from (before the user's overrides)."""
@@ -53,7 +55,7 @@ class TaskSpec:
             raise McqError(f"--head is for seg; {self.name} has a single head")
         if cfg.linear_probe:
             raise McqError("--linear-probe is for cls")
-        return load_recipe(self.name)
+        return load_recipe(self.name, self.variant)
 
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
         transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
@@ -76,6 +78,9 @@ class TaskSpec:
     def callbacks(self, recipe: Recipe) -> list[L.Callback]:
         """Training callbacks the recipe asks for (e.g. an EMA of the weights)."""
         return []
+
+    def prepare_eval(self, task: TaskModule, img_size: int) -> None:
+        """Set up ``task`` to be evaluated at ``img_size`` (for models that resize their input themselves)."""
 
     def describe(self, task: TaskModule) -> dict:
         """The model's identity, as reported in metrics.json."""
@@ -152,6 +157,37 @@ class ClsSpec(TaskSpec):
         return {"encoder": task.model.cfg.encoder, "linear_probe": task.model.cfg.linear_probe}
 
 
+class DetSpec(TaskSpec):
+    name, title, module, variant = "det", "detection", DetTask, "maskrcnn"
+    dataset, splits = COCODetection, ("train", "val")
+    monitor, mode = "val/bbox_AP", "max"
+    collate = staticmethod(collate_det)
+    default_data = staticmethod(default_det_data)
+    format_table = staticmethod(format_det_table)
+
+    def train_set(self, data: Path, recipe: Recipe, backbone: str) -> COCODetection:
+        return COCODetection(data, "train", DetTransform(recipe.img_size, True, recipe.crop_scale))
+
+    def val_set(self, data: Path, img_size: int, backbone: str) -> COCODetection:
+        """Images at their own size: the model resizes them and answers in their pixels, as COCOeval wants."""
+        return COCODetection(data, "val", DetTransform(img_size, False))
+
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: COCODetection) -> DetTask:
+        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, img_size=recipe.img_size,
+                     drop_path=recipe.drop_path, fpn_channels=recipe.fpn_channels, roi_batch_size=recipe.roi_batch_size)
+        return DetTask(model=model, class_names=train_set.class_names, category_ids=train_set.category_ids,
+                       optim=asdict(recipe))
+
+    def check_eval_data(self, val_set: COCODetection, task: DetTask, data: Path, checkpoint: str | Path) -> None:
+        if val_set.category_ids != task.category_ids:
+            raise McqError(f"{val_set.annotation_file}: categories {val_set.category_ids[:8]}"
+                           f"{'...' if len(val_set.category_ids) > 8 else ''} differ from the {len(task.category_ids)} "
+                           f"{checkpoint} was trained on; evaluate on a dataset with the same categories")
+
+    def prepare_eval(self, task: DetTask, img_size: int) -> None:
+        task.model.set_img_size(img_size)
+
+
 def check_classes(found: list[str], trained: list[str], data: Path, model: str | Path, hint: str) -> None:
     """A one-line error unless ``data`` has as many classes as ``model`` was trained on."""
     if len(found) != len(trained):
@@ -159,7 +195,7 @@ def check_classes(found: list[str], trained: list[str], data: Path, model: str |
                        f"evaluate on a dataset with {hint}")
 
 
-TASKS: dict[str, TaskSpec] = {s.name: s for s in (SegSpec(), DepthSpec(), ClsSpec())}
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (SegSpec(), DepthSpec(), ClsSpec(), DetSpec())}
 
 
 def task_spec(name: str) -> TaskSpec:

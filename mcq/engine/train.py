@@ -45,6 +45,8 @@ class TrainConfig:
     lr: float | None = None
     drop_path: float | None = None
     val_every: int | None = None
+    fpn_channels: int | None = None
+    roi_batch_size: int | None = None
     workers: int = 2
     accelerator: str = "auto"
     devices: int = 1
@@ -62,8 +64,12 @@ SegTrainConfig = TrainConfig  # the name segmentation code and tests use; ``task
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
     """The task's recipe with the user's overrides applied (the recipe file is untouched)."""
     recipe = task_spec(cfg.task).recipe(cfg)
-    overrides = {k: getattr(cfg, k) for k in ("max_steps", "batch_size", "img_size", "lr", "drop_path", "val_every")}
-    return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "val_every", "fpn_channels", "roi_batch_size")
+    overrides = {k: getattr(cfg, k) for k in names if getattr(cfg, k) is not None}
+    for k in overrides:
+        if not hasattr(recipe, k):
+            raise McqError(f"--{k.replace('_', '-')} is for det; the {cfg.task} recipe has no such setting")
+    return replace(recipe, **overrides)
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:

@@ -25,6 +25,9 @@ from mcq.export.parity import parity
 from mcq.io import write_json
 
 
+EXPORTABLE = ("seg", "depth", "cls")
+
+
 def inference_form(model: nn.Module) -> nn.Module:
     """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder)."""
     return reparameterize_model(copy.deepcopy(model).eval())
@@ -64,6 +67,8 @@ def export_checkpoint(
     """
     task = load_task(checkpoint)
     spec = task_spec(task.task_name)
+    if spec.name not in EXPORTABLE:
+        raise McqError(f"{checkpoint}: a {spec.title} checkpoint; mcq exports {', '.join(EXPORTABLE)} models so far")
     model = inference_form(task.model)
     size = img_size or task.hparams.optim["img_size"]
     backbone = model.cfg.encoder

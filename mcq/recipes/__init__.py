@@ -27,7 +27,7 @@ class Recipe:
     lr_sweep: list[float]
     betas: list[float]
     weight_decay: float
-    schedule: str  # "poly", "cosine" or "half_cycle" (see mcq.engine.module.lr_multiplier)
+    schedule: str  # "poly", "cosine", "half_cycle" or "step" (see mcq.engine.module.lr_multiplier)
     min_lr: float
     drop_path: float
     drop_path_sweep: list[float]
@@ -75,12 +75,20 @@ class ClsRecipe(EpochRecipe):
     ema: float | None  # decay of the weights' exponential moving average (mcq.engine.ema); None: no EMA
 
 
-RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe}
+@dataclass(frozen=True)
+class DetRecipe(EpochRecipe):
+    lr_steps: list[float]  # epochs after which the lr is multiplied by lr_gamma (a shortened run keeps their share)
+    lr_gamma: float
+    fpn_channels: int
+    roi_batch_size: int
+
+
+RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe, "det": DetRecipe}
 
 
 def load_recipe(task: str, variant: str = "") -> Recipe:
     """The shipped recipe ``TASK_VARIANT.json`` (``TASK.json`` without a variant), e.g. ``load_recipe("seg", "fpn")``,
-    ``load_recipe("depth")``, ``load_recipe("cls", "linear_probe")``."""
+    ``load_recipe("depth")``, ``load_recipe("cls", "linear_probe")``, ``load_recipe("det", "maskrcnn")``."""
     name = f"{task}_{variant}" if variant else task
     path = resources.files("mcq.recipes").joinpath(f"{name}.json")
     if not path.is_file() or task not in RECIPES:

@@ -1,0 +1,101 @@
+"""Detection and instance segmentation: torchvision's Mask R-CNN on an mcq encoder.
+
+The encoder's maps (strides 4..32, or 4..64 for MCi3/4) go through torchvision's FPN (256 channels) with a
+max-pooled extra level, as in torchvision's ``maskrcnn_resnet50_fpn``; ViT-B/16's encoder already ends in ViTDet's
+simple feature pyramid (256 channels at strides 4..32), which takes the FPN's place (ViTDet, Sec. 3). RPN, RoIAlign,
+box and mask heads, NMS and the loss are torchvision's, with its defaults for Mask R-CNN on COCO. Anchors are 8x
+each level's stride (torchvision's 32..512 on strides 4..64).
+
+``DetModel`` is a ``torchvision.models.detection.MaskRCNN``: it takes a list of float RGB images in [0, 1] of any
+sizes (and targets when training), normalises them with the encoder's mean/std, resizes them so that the long side
+is ``img_size`` (padding the batch to a multiple of 32), and returns losses (train) or, per image, ``boxes``
+(xyxy, the image's own pixels), ``labels`` (1..K), ``scores`` and ``masks`` (N x 1 x H x W probabilities).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from mcq.models.encoders import Encoder, create_encoder, normalization
+
+
+@dataclass
+class DetModelConfig:
+    """Everything needed to rebuild a detection model; stored in every checkpoint."""
+
+    encoder: str
+    num_classes: int  # object classes, without the background
+    img_size: int = 1024  # the long side images are resized to
+    drop_path: float = 0.0
+    fpn_channels: int = 256  # width of the FPN, the RPN head and the mask head (torchvision's 256)
+    roi_batch_size: int = 512  # RoIs sampled per image for the box and mask heads, at most 1/4 positive
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class DetBackbone(nn.Module):
+    """Encoder -> FPN (or the encoder's own simple feature pyramid) -> maps "0".."n-1" and "pool"."""
+
+    def __init__(self, encoder: Encoder, out_channels: int = 256):
+        super().__init__()
+        self.encoder = encoder
+        if encoder.neck is None:
+            self.fpn = FeaturePyramidNetwork(encoder.channels, out_channels, extra_blocks=LastLevelMaxPool())
+            self.out_channels = out_channels
+        else:  # ViTDet: the simple feature pyramid is the neck; only the extra level is added
+            self.fpn = None
+            self.extra = LastLevelMaxPool()
+            self.out_channels = encoder.channels[0]
+        self.levels = [str(i) for i in range(len(encoder.strides))]
+        self.strides = [*encoder.strides, 2 * encoder.strides[-1]]
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        feats = OrderedDict(zip(self.levels, self.encoder(x)))
+        if self.fpn is not None:
+            return self.fpn(feats)
+        results, names = self.extra(list(feats.values()), [], list(feats))
+        return OrderedDict(zip(names, results))
+
+
+class DetModel(MaskRCNN):
+    def __init__(self, cfg: DetModelConfig, encoder: Encoder | None = None):
+        encoder = encoder or create_encoder(cfg.encoder, drop_path=cfg.drop_path)
+        backbone = DetBackbone(encoder, cfg.fpn_channels)
+        anchors = AnchorGenerator(tuple((8 * s,) for s in backbone.strides), ((0.5, 1.0, 2.0),) * len(backbone.strides))
+        mean, std = normalization(cfg.encoder)
+        width = backbone.out_channels
+        super().__init__(
+            backbone, min_size=cfg.img_size, max_size=cfg.img_size,
+            image_mean=list(mean), image_std=list(std), rpn_anchor_generator=anchors,
+            box_roi_pool=MultiScaleRoIAlign(backbone.levels, output_size=7, sampling_ratio=2),
+            box_batch_size_per_image=cfg.roi_batch_size,
+            box_predictor=FastRCNNPredictor(1024, cfg.num_classes + 1),  # after torchvision's TwoMLPHead of 1024
+            mask_roi_pool=MultiScaleRoIAlign(backbone.levels, output_size=14, sampling_ratio=2),
+            mask_head=MaskRCNNHeads(width, (width,) * 4, dilation=1),
+            mask_predictor=MaskRCNNPredictor(width, width, cfg.num_classes + 1),
+        )
+        self.transform.size_divisible = encoder.max_stride
+        self.cfg = cfg
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.backbone.encoder
+
+    def set_img_size(self, size: int) -> None:
+        """Resize images so that their long side is ``size`` (evaluation at another size than training)."""
+        self.transform.min_size, self.transform.max_size = (size,), size
+
+
+def create_det_model(encoder: str, num_classes: int, img_size: int = 1024, drop_path: float = 0.0) -> DetModel:
+    return DetModel(DetModelConfig(encoder=encoder, num_classes=num_classes, img_size=img_size, drop_path=drop_path))
