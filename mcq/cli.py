@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                        "training crops, and the long side of evaluated images)")
     train.add_argument("--lr", type=float, help="peak learning rate")
     train.add_argument("--drop-path", type=float, help="stochastic depth rate (recipe: 0.1; the paper sweeps 0-0.2)")
+    train.add_argument("--crop-scale", type=float, nargs=2, metavar=("MIN", "MAX"), help="area range of the random "
+                       "crops, as a share of the image (recipe: seg 0.25 1, depth 0.5 1, cls 0.08 1; det: the scale "
+                       "jitter, 0.5 2)")
     train.add_argument("--val-every", type=int, help="validate every N iterations (depth, cls, det: every epoch)")
     train.add_argument("--fpn-channels", type=int, help="det: width of the FPN, RPN and mask head (recipe: 256)")
     train.add_argument("--roi-batch-size", type=int, help="det: RoIs sampled per image for the box and mask heads "

@@ -251,7 +251,7 @@ def synth_object(cls: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1) * 255).astype(np.uint8)
 
 
-def synth_cls(out: str | Path, n_train: int = 24, n_val: int = 8, size: int = 128, seed: int = 0) -> Path:
+def synth_cls(out: str | Path, n_train: int = 100, n_val: int = 20, size: int = 128, seed: int = 0) -> Path:
     """Write a synthetic classification dataset in the ImageFolder layout (``train/<class>/*.JPEG``, ``val/...``),
     ``n_train`` and ``n_val`` images per class, to ``out``."""
     out = Path(out)

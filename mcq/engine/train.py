@@ -44,6 +44,7 @@ class TrainConfig:
     img_size: int | None = None
     lr: float | None = None
     drop_path: float | None = None
+    crop_scale: list[float] | None = None
     val_every: int | None = None
     fpn_channels: int | None = None
     roi_batch_size: int | None = None
@@ -64,7 +65,8 @@ SegTrainConfig = TrainConfig  # the name segmentation code and tests use; ``task
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
     """The task's recipe with the user's overrides applied (the recipe file is untouched)."""
     recipe = task_spec(cfg.task).recipe(cfg)
-    names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "val_every", "fpn_channels", "roi_batch_size")
+    names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "val_every", "fpn_channels",
+             "roi_batch_size")
     overrides = {k: getattr(cfg, k) for k in names if getattr(cfg, k) is not None}
     for k in overrides:
         if not hasattr(recipe, k):
