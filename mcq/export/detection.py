@@ -77,7 +77,8 @@ def output_names(model: DetModel, graph: str) -> list[str]:
     if graph == "full":
         return list(DETECTIONS)
     levels = [*model.backbone.levels, "pool"]
-    return [f"fpn_{k}" for k in levels] + [f"{kind}_{i}" for kind in ("objectness", "deltas") for i in range(len(levels))]
+    per_level = [f"{kind}_{i}" for kind in ("objectness", "deltas") for i in range(len(levels))]
+    return [f"fpn_{k}" for k in levels] + per_level
 
 
 def detect(model: DetModel, outputs: list[torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:

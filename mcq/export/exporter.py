@@ -1,7 +1,8 @@
 """``export_checkpoint``: checkpoint -> inference form -> artifact per format and precision -> parity check -> metadata.
 
-Every task takes the same path (segmentation, depth, classification); what differs is the metadata
-(``mcq.export.metadata``) and the comparison the parity check makes (``mcq.export.parity``).
+Every task takes the same path (segmentation, depth, classification, detection); what differs is the metadata
+(``mcq.export.metadata``) and the comparison the parity check makes (``mcq.export.parity``), and for detection the
+graph each format holds (``mcq.export.detection``: the full Mask R-CNN, or its features with the rest in Python).
 """
 
 from __future__ import annotations
