@@ -45,7 +45,7 @@ _EXAMPLES = {
         "  mcq export all --checkpoint runs/seg-mci0/checkpoints/best.ckpt --precision fp32,int8\n"
         "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json\n"
         "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?\n"
-        "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth and cls models take every path"
+        "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
 }
@@ -122,8 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="also write the metrics to this JSON file")
     ev.add_argument("--threads", type=int, help="runtime threads for --model (default: the runtime's)")
 
-    ex = sub.add_parser("export", parents=[common], help="export a checkpoint (seg, depth or cls) and check it against "
-                        "PyTorch",
+    ex = sub.add_parser("export", parents=[common], help="export a checkpoint (seg, depth, cls or det) and check it "
+                        "against PyTorch",
                         epilog=_EXAMPLES["export"], formatter_class=fmt)
     ex.add_argument("format", choices=["coreml", "onnx", "executorch", "all"])
     ex.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")

@@ -80,11 +80,11 @@ def synth_cls_data(tmp_path_factory) -> Path:
     return synth_cls(tmp_path_factory.mktemp("data") / "cls", n_train=2, n_val=1, size=64, seed=0)
 
 
-def _tiny_run(task: str, data: Path, out: Path) -> Path:
+def _tiny_run(task: str, data: Path, out: Path, **overrides) -> Path:
     """``checkpoints/last.ckpt`` of a tiny finished ``task`` run on ``data``."""
     from mcq.engine.train import TrainConfig, train
 
-    run, _ = train(TrainConfig(task=task, data=str(data), out=str(out), **TINY_TRAIN))
+    run, _ = train(TrainConfig(task=task, data=str(data), out=str(out), **{**TINY_TRAIN, **overrides}))
     return run / "checkpoints" / "last.ckpt"
 
 
@@ -106,6 +106,13 @@ def synth_det_data(tmp_path_factory) -> Path:
     from mcq.data import synth_det
 
     return synth_det(tmp_path_factory.mktemp("data") / "coco", n_train=6, n_val=3, size=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_det_ckpt(synth_det_data, tmp_path_factory) -> Path:
+    """A tiny Mask R-CNN run's ``last.ckpt`` (FPN 32 wide, 16 RoIs per image). Do not modify it."""
+    return _tiny_run("det", synth_det_data, tmp_path_factory.mktemp("runs") / "det", fpn_channels=32,
+                     roi_batch_size=16)
 
 
 @pytest.fixture

@@ -333,11 +333,3 @@ def test_eval_on_other_categories_is_refused(capsys, tiny_det_run, tmp_path):
     rc = main(["eval", "det", "--checkpoint", str(tiny_det_run / "checkpoints" / "last.ckpt"), "--data", str(other),
                "--workers", "0"])
     assert rc == 2 and "instances_val2017.json: categories [3, 17] differ" in capsys.readouterr().err
-
-
-def test_export_refuses_a_detection_checkpoint_in_one_line(tiny_det_run, tmp_path, capsys):
-    ckpt = tiny_det_run / "checkpoints" / "last.ckpt"
-    assert main(["export", "onnx", "--checkpoint", str(ckpt), "--out", str(tmp_path / "exports")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "a detection checkpoint" in err[0] and str(ckpt) in err[0]
-    assert not (tmp_path / "exports").exists()

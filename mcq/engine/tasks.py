@@ -168,9 +168,9 @@ class DetSpec(TaskSpec):
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> COCODetection:
         return COCODetection(data, "train", DetTransform(recipe.img_size, True, recipe.crop_scale))
 
-    def val_set(self, data: Path, img_size: int, backbone: str) -> COCODetection:
+    def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> COCODetection:
         """Images at their own size: the model resizes them and answers in their pixels, as COCOeval wants."""
-        return COCODetection(data, "val", DetTransform(img_size, False))
+        return COCODetection(data, split, DetTransform(img_size, False))
 
     def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: COCODetection) -> DetTask:
         model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, img_size=recipe.img_size,

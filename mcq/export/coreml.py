@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mcq.export.metadata import outputs
+
 DEFAULT_PRECISION = "fp16"
 SPEC_IOS17 = 8  # Core ML specification version of iOS 17 / macOS 14
 NOT_RUN = "not run: Core ML prediction needs macOS; spec, inputs, outputs and metadata checked"
@@ -64,7 +66,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         ep, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
         inputs=[ct.ImageType(name="image", shape=tuple(example.shape), color_layout=ct.colorlayout.RGB,
                              scale=fed["scale"], bias=fed["bias"])],
-        outputs=[ct.TensorType(name=meta["output"]["name"], dtype=np.float32)],
+        outputs=[ct.TensorType(name=o["name"], dtype=np.float32) for o in outputs(meta)],
         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
         skip_model_load=True,
     )
@@ -74,13 +76,14 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric"))
         with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero weight gets scale 0 and stays 0
             mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
-    (h, w), output = example.shape[-2:], meta["output"]
+    h, w = example.shape[-2:]
     mlmodel.short_description = (f"mcq {meta['task']} {meta['encoder']}+{meta['head']} on a {h}x{w} RGB image "
                                  f"({precision})")
     mlmodel.author = "mcq"
     mlmodel.version = str(meta.get("mcq_version", ""))
     mlmodel.input_description["image"] = f"RGB image, {w}x{h}, stretched to this size"
-    mlmodel.output_description[output["name"]] = f"{output['shape']}: {output['meaning']}"
+    for output in outputs(meta):
+        mlmodel.output_description[output["name"]] = f"{output['shape']}: {output['meaning']}"
     mlmodel.user_defined_metadata["mcq"] = json.dumps(meta)
     if meta.get("class_names"):
         mlmodel.user_defined_metadata["com.apple.coreml.model.preview.params"] = json.dumps(
@@ -96,7 +99,7 @@ def read_metadata(path: Path) -> dict:
 
 
 def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-    """On macOS: normalised NCHW float32 -> pixels -> ``MLModel.predict`` -> logits. Elsewhere None.
+    """On macOS: normalised NCHW float32 -> pixels -> ``MLModel.predict`` -> the (first) output. Elsewhere None.
 
     ``threads`` has no Core ML setting; it is ignored.
     """
@@ -110,11 +113,13 @@ def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.
     mean = np.asarray(meta["input"]["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(meta["input"]["std"], np.float32).reshape(1, -1, 1, 1)
 
+    output = outputs(meta)[0]
+
     def run(x: np.ndarray) -> np.ndarray:
         pixels = np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255.0), 0, 255).astype(np.uint8)
         images = [Image.fromarray(np.ascontiguousarray(p.transpose(1, 2, 0))) for p in pixels]
-        outs = [mlmodel.predict({"image": image})[meta["output"]["name"]] for image in images]
-        return np.concatenate([np.asarray(o, np.float32).reshape(meta["output"]["shape"]) for o in outs])
+        outs = [mlmodel.predict({"image": image})[output["name"]] for image in images]
+        return np.concatenate([np.asarray(o, np.float32).reshape(output["shape"]) for o in outs])
 
     return run
 
@@ -159,24 +164,24 @@ def inspect(path: Path, meta: dict) -> dict:
     check("ios17", spec.specificationVersion >= SPEC_IOS17,
           f"specification version {spec.specificationVersion} < {SPEC_IOS17} (iOS 17)")
     _, _, h, w = meta["input"]["shape"]
-    name, want = meta["output"]["name"], meta["output"]["shape"]
-    inputs, outputs = list(spec.description.input), list(spec.description.output)
+    inputs, found = list(spec.description.input), list(spec.description.output)
     image = inputs[0].type.imageType if len(inputs) == 1 and inputs[0].name == "image" else None
     check("input", image is not None and inputs[0].type.WhichOneof("Type") == "imageType"
           and image.colorSpace == ft.ImageFeatureType.RGB and (image.height, image.width) == (h, w),
           f"input is not one RGB image 'image' of {h}x{w}: {[(i.name, i.type.WhichOneof('Type')) for i in inputs]}"
           + (f" {image.height}x{image.width}" if image is not None else ""))
-    found = outputs[0].type if len(outputs) == 1 and outputs[0].name == name else None
-    shape = list(found.multiArrayType.shape) if found is not None else None
-    check("output", found is not None and found.WhichOneof("Type") == "multiArrayType" and shape in ([], want),
-          f"output is not {name!r} {want}: {[o.name for o in outputs]} shape {shape}")
+    want = {o["name"]: o["shape"] for o in outputs(meta)}
+    shapes = {o.name: list(o.type.multiArrayType.shape) for o in found if o.type.WhichOneof("Type") == "multiArrayType"}
+    check("output", list(shapes) == list(want) == [o.name for o in found]
+          and all(shapes[n] in ([], want[n]) for n in want),
+          f"outputs are not {want}: {shapes}")
     try:
         inside = json.loads(spec.description.metadata.userDefined["mcq"])
     except (KeyError, ValueError):
         inside = None
     check("metadata", inside is not None and all(inside.get(key) == meta.get(key) for key in
                                                  ("task", "encoder", "head", "class_names", "palette", "input",
-                                                  "output", "precision")),
+                                                  "output", "outputs", "graph", "precision")),
           "the metadata inside the package does not match the export's (class names, input, output, precision)")
     ops = _ops(spec)
     if precision == "int8":

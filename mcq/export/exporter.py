@@ -1,7 +1,8 @@
 """``export_checkpoint``: checkpoint -> inference form -> artifact per format and precision -> parity check -> metadata.
 
-Every task takes the same path (segmentation, depth, classification); what differs is the metadata
-(``mcq.export.metadata``) and the comparison the parity check makes (``mcq.export.parity``).
+Every task takes the same path (segmentation, depth, classification, detection); what differs is the metadata
+(``mcq.export.metadata``) and the comparison the parity check makes (``mcq.export.parity``), and for detection the
+graph each format holds (``mcq.export.detection``: the full Mask R-CNN, or its features with the rest in Python).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from torch import nn
 from mcq.engine.checkpoint import load_task
 from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
+from mcq.export import detection
+from mcq.export.detection import letterbox
 from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
 from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
 from mcq.io import write_json
+from mcq.models.encoders import normalization
 
 
-EXPORTABLE = ("seg", "depth", "cls")
+EXPORTABLE = ("seg", "depth", "cls", "det")
 
 
 def inference_form(model: nn.Module) -> nn.Module:
@@ -38,7 +42,10 @@ def dataset_images(data: str | Path | None, split: str, size: int, backbone: str
     artifact expects them."""
     spec = task_spec(task)
     ds = spec.eval_set(Path(data) if data else spec.default_data(), split, size, backbone)
-    return torch.stack([ds[i][0] for i in range(min(n, len(ds)))])
+    images = [ds[i][0] for i in range(min(n, len(ds)))]
+    if task == "det":  # images at their own size: letterboxed and normalised, as the artifact takes them
+        images = [letterbox(x, size, *normalization(backbone))[0] for x in images]
+    return torch.stack(images)
 
 
 def _remove(path: Path) -> None:
@@ -82,7 +89,7 @@ def export_checkpoint(
     for fmt in formats:
         module = format_module(fmt)
         for precision in precisions:
-            precision = precision or module.DEFAULT_PRECISION
+            precision = precision or ("fp32" if spec.name == "det" else module.DEFAULT_PRECISION)
             if precision == "int8" and calib is None:
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
@@ -94,10 +101,30 @@ def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, met
     """``explain_artifact``, or why it did not run; its own failure does not fail the artifact."""
     if run is None:
         return {"skipped": "the artifact cannot run on this machine"}
+    if meta["task"] == "det":
+        return {"skipped": "--explain is for seg, depth and cls models"}
     try:
         return explain_artifact(fmt, run, model, images, calib, precision, meta, out)
     except Exception as e:  # noqa: BLE001 - a diagnosis that fails is reported, the artifact stands on its check
         return {"error": (str(e).strip().splitlines() or [type(e).__name__])[0][:300]}
+
+
+def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
+    """For det: the graph ``fmt`` takes (``mcq.export.detection``), the full graph that is the reference of the
+    parity check, and the metadata of the graph."""
+    if precision != "fp32":
+        raise McqError(f"det models export in fp32 only so far ({precision} requested)")
+    graph = detection.GRAPHS[fmt]
+    meta = {**meta, **detection.graph_metadata(model, graph, tuple(meta["input"]["shape"][-2:]))}
+    return detection.graph_module(model, graph), detection.graph_module(model, "full"), meta
+
+
+def _det_runner(module, path: Path, model: nn.Module, meta: dict):
+    """The artifact's outputs as detections (post-processed in Python for a ``features`` graph), or None where it
+    cannot run here (Core ML, whose runner returns one output, is inspected instead even on macOS)."""
+    run = module.run_all(path) if hasattr(module, "run_all") else None
+    size = tuple(meta["input"]["shape"][-2:])
+    return None if run is None else lambda x: detection.detections(model, meta["graph"], run(x), size)
 
 
 def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
@@ -110,11 +137,16 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
     report = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
               "img_size": size}
     meta = {**meta, "format": fmt, "precision": precision}
+    net = reference = model
     try:
         _remove(staged)
-        module.export(model, images[:1], staged, precision, calib, meta, **opts)
-        run = module.runner(staged)
-        report["parity"] = parity(run, model, images, precision, meta["task"]) if run else module.inspect(staged, meta)
+        if meta["task"] == "det":
+            net, reference, meta = _det_form(fmt, model, precision, meta)
+            report["graph"] = meta["graph"]
+        module.export(net, images[:1], staged, precision, calib, meta, **opts)
+        run = _det_runner(module, staged, model, meta) if meta["task"] == "det" else module.runner(staged)
+        report["parity"] = (parity(run, reference, images, precision, meta["task"]) if run
+                            else module.inspect(staged, meta))
         if explain:
             report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
         if not report["parity"]["passed"]:

@@ -32,6 +32,11 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_RESIZE = ("stretch the whole image to the input size (single scale)",
+           "scale the long side to the input size keeping the aspect ratio, pad right and bottom with the mean "
+           "colour (mcq.export.detection.letterbox)")
+
+
 def _output(task: TaskModule, shape: tuple[int, int]) -> dict:
     """What the artifact returns, per task."""
     h, w = shape
@@ -46,12 +51,25 @@ def _output(task: TaskModule, shape: tuple[int, int]) -> dict:
             "meaning": "depth per pixel at input resolution, in metres"}
 
 
+def outputs(meta: dict) -> list[dict]:
+    """The artifact's outputs (name, shape, meaning) in order: one for seg/depth/cls, several for det."""
+    return meta.get("outputs") or [meta["output"]]
+
+
+def _outputs(task: TaskModule, shape: tuple[int, int]) -> dict:
+    if task.task_name == "det":  # the whole model by default; the exporter records the graph each format holds
+        from mcq.export.detection import graph_metadata
+
+        return graph_metadata(task.model, "full", shape)
+    return {"output": _output(task, shape)}
+
+
 def task_metadata(task: TaskModule, shape: tuple[int, int], checkpoint: str | Path) -> dict:
     """Everything an app or ``mcq predict`` needs to use an artifact of ``task`` (a trained ``TaskModule``) that
     takes one RGB image of ``shape`` (height, width); nothing else is assumed."""
     model, recipe = task.model, task.hparams.optim
     names = getattr(task, "class_names", None)
-    head = {"seg": getattr(model.cfg, "head", ""), "cls": "linear", "depth": "depth"}[task.task_name]
+    head = {"seg": getattr(model.cfg, "head", ""), "cls": "linear", "depth": "depth", "det": "maskrcnn"}[task.task_name]
     return {
         "task": task.task_name,
         "encoder": model.cfg.encoder,
@@ -60,9 +78,9 @@ def task_metadata(task: TaskModule, shape: tuple[int, int], checkpoint: str | Pa
         "input": {
             "name": "image", "shape": [1, 3, *shape], "layout": "NCHW", "dtype": "float32",
             "color": "RGB", "range": [0.0, 1.0], "mean": list(model.encoder.mean), "std": list(model.encoder.std),
-            "resize": "stretch the whole image to the input size (single scale)",
+            "resize": _RESIZE[task.task_name == "det"],
         },
-        "output": _output(task, shape),
+        **_outputs(task, shape),
         "source_checkpoint": {"path": Path(checkpoint).name, "sha256": sha256(checkpoint)},
         "recipe": recipe,
         "mcq_version": mcq.__version__,

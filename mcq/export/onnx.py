@@ -6,6 +6,9 @@ quantization (per-channel weights) calibrated on dataset images, with two change
 (FastViT's stride-2 7x7 patch embedding) become depthwise convolutions on repeated channels, for which
 onnxruntime has a fast int8 kernel (it has none for the grouped form), and the final upsampling of the logits
 stays in float (in uint8 it runs at full resolution with a quantize and dequantize around it).
+
+Mask R-CNN (det, ``meta["graph"] == "full"``) exports with the TorchScript-based exporter (``dynamo=False``):
+the dynamo exporter fails in torchvision's ``batched_nms``. Batch 1; the number of detections is dynamic.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -86,11 +90,26 @@ def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, outp
     )
 
 
+def _export_detector(model: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
+    """torchvision's Mask R-CNN (``mcq.export.detection.DetGraph``) through the TorchScript-based exporter."""
+    with warnings.catch_warnings():  # the tracer's notes on torchvision's Python scalars, expected and many
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["image"],
+            output_names=outputs, dynamic_axes={name: {0: "detections"} for name in outputs},
+        )
+
+
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        output = meta.get("output", {}).get("name", "logits")  # the tapped models of explain have no metadata
-        _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32, output)
+        if meta.get("graph") == "full":
+            if precision != "fp32":
+                raise ValueError(f"ONNX Mask R-CNN exports in fp32 only ({precision} requested)")
+            _export_detector(model, example, fp32, [o["name"] for o in meta["outputs"]])
+        else:
+            output = meta.get("output", {}).get("name", "logits")  # the tapped models of explain have no metadata
+            _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32, output)
         if precision == "fp32":
             proto = onnx.load(fp32)
         elif precision == "fp16":
@@ -118,6 +137,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
 def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:
     """Every output of the model for one input batch."""
     opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # not the shape warnings of Mask R-CNN's mask-pasting loop, one per detection
     if threads:
         opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
