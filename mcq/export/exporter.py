@@ -29,9 +29,6 @@ from mcq.io import write_json
 from mcq.models.encoders import normalization
 
 
-EXPORTABLE = ("seg", "depth", "cls", "det")
-
-
 def inference_form(model: nn.Module) -> nn.Module:
     """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder)."""
     return reparameterize_model(copy.deepcopy(model).eval())
@@ -74,8 +71,6 @@ def export_checkpoint(
     """
     task = load_task(checkpoint)
     spec = task_spec(task.task_name)
-    if spec.name not in EXPORTABLE:
-        raise McqError(f"{checkpoint}: a {spec.title} checkpoint; mcq exports {', '.join(EXPORTABLE)} models so far")
     model = inference_form(task.model)
     size = img_size or task.hparams.optim["img_size"]
     backbone = model.cfg.encoder
