@@ -25,11 +25,14 @@ demo: setup
 	$(BIN)/mcq export all --checkpoint $(DEMO)/train/checkpoints/last.ckpt --data $(DEMO)/data \
 		--out $(DEMO)/exports --json $(DEMO)/exports/report.json
 
+# one pytest worker per core (at most 4), the slowest tests named at the end
+PYTEST := $(BIN)/pytest -q -n auto --maxprocesses 4 --durations 15
+
 test: setup
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs

@@ -6,6 +6,7 @@ Everything is kept small enough for a shared two-core CPU: 64 px images, mci0, t
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,20 @@ import pytest
 
 # Options of a CPU training run small enough for a test (CLI spelling, see ``tiny_train_argv``).
 TINY_TRAIN = dict(backbone="mci0", img_size=64, batch_size=2, max_steps=2, val_every=2, workers=0, accelerator="cpu")
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker computes on one thread, so that the
+    workers share the cores instead of fighting over them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The slow end-to-end tests first: under pytest-xdist they then run beside the quick ones, not after them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)
