@@ -108,7 +108,7 @@ def test_reader_takes_a_brace_pattern_and_carries_teacher_embeddings(clip_data):
     assert b["teacher_image"].shape == b["teacher_gt"].shape == b["teacher_syn"].shape == (4, 64)
 
 
-def test_training_stream_is_endless_and_shuffled(clip_data):
+def test_training_stream_is_endless(clip_data):
     pipe = clip_pipeline(list_shards(clip_data / "train"), _decoder(train=True), batch_size=4, train=True,
                          shuffle_buffer=16)
     it = iter(pipe)
@@ -188,6 +188,8 @@ def test_bad_captions_flag_and_unknown_model_are_one_line_errors(capsys, clip_da
     assert rc == 2 and err.count("\n") == 1
     assert "unknown CLIP model 'MobileCLIP-S9'" in err and "MobileCLIP2-S0" in err and "mci0" in err
     assert not (tmp_path / "r").exists()
+    rc, _, err = _cli(capsys, ["train", "seg", "--model", "MobileCLIP2-S0", "--out", tmp_path / "s"])
+    assert rc == 2 and "--model is for clip" in err
 
 
 # --- the loss and the metric -------------------------------------------------------------------------------------
@@ -236,6 +238,17 @@ def test_recall_at_k_on_a_known_similarity_matrix():
     assert retrieval_recall(torch.ones(4, 4), ks=(1,))["i2t_R@1"] == 0.0  # ties do not count as found
 
 
+def test_recipe_is_the_papers_table_11():
+    from mcq.engine.train import TrainConfig, resolve_recipe
+    from mcq.recipes import load_recipe
+
+    r = load_recipe("clip")
+    assert (r.img_size, r.context_length, r.batch_size, r.max_steps, r.warmup_steps) == (224, 77, 65536, 200000, 2000)
+    assert (r.lr, r.min_lr, r.schedule, r.betas, r.weight_decay, r.ema) == (1e-3, 1e-6, "cosine", [0.9, 0.95], 0.2, 0.9995)
+    assert r.crop_scale == [0.9, 1.0] and r.resolve(0).warmup_steps == 2000
+    assert resolve_recipe(TrainConfig(task="clip", max_steps=1000)).resolve(0).warmup_steps == 10  # the 1% share
+
+
 # --- the run and the round trip into --init ---------------------------------------------------------------------
 
 
@@ -280,7 +293,9 @@ def test_two_process_ddp_run(clip_data, tmp_path):
     argv = [sys.executable, "-m", "mcq", "train", "clip", "--data", clip_data, "--devices", "2", "--out",
             tmp_path / "ddp", *TINY_CLIP]
     argv[argv.index("--batch-size") + 1] = "8"
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).parents[1])  # this checkout's mcq, in both ranks
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 1/2" in proc.stdout and "MEMBER: 2/2" in proc.stdout  # both ranks joined the process group
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["step"] == 2 and metrics["pairs"] == 8

@@ -24,7 +24,6 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 import webdataset as wds
-from braceexpand import braceexpand
 from PIL import Image
 
 from mcq.errors import McqError
@@ -47,11 +46,10 @@ def list_shards(spec: str) -> list[str]:
     """The ``.tar`` shards named by ``spec``: a folder (its ``*.tar``, sorted), a brace pattern
     (``data/{00000..00099}.tar``), a glob, or files separated by ``::``. Each must exist and be a tar file."""
     paths: list[str] = []
-    for part in str(spec).split("::"):
-        if Path(part).is_dir():
-            paths += sorted(str(p) for p in Path(part).glob("*.tar"))
-            continue
-        for name in braceexpand(part):
+    for name in wds.shardlists.expand_urls(str(spec)):  # webdataset's own reading of "::" and braces
+        if Path(name).is_dir():
+            paths += sorted(str(p) for p in Path(name).glob("*.tar"))
+        else:
             paths += sorted(glob.glob(name)) if glob.has_magic(name) else [name]
     if not paths:
         raise McqError(f"{spec}: no .tar shards (give a folder of shards, a brace pattern or a list joined by ::)")

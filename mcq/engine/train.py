@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from mcq.engine.metrics import format_seg_table
-from mcq.engine.tasks import TaskSpec, task_spec
+from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
 from mcq.io import write_json
 from mcq.models.clip_init import load_clip_init
@@ -65,14 +65,14 @@ class TrainConfig:
     text_layers: int | None = None
 
 
+CLIP_OPTIONS = ("model", "val_data", "captions", "distill", "text_width", "text_layers")
 SegTrainConfig = TrainConfig  # the name segmentation code and tests use; ``task`` defaults to "seg"
 
 
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
     """The task's recipe with the user's overrides applied (the recipe file is untouched)."""
-    clip_only = {"model": None, "val_data": None, "captions": "gt,syn", "distill": False, "text_width": None,
-                 "text_layers": None}
-    if cfg.task != "clip" and (given := [k for k, v in clip_only.items() if getattr(cfg, k) != v]):
+    defaults = TrainConfig.__dataclass_fields__
+    if cfg.task != "clip" and (given := [k for k in CLIP_OPTIONS if getattr(cfg, k) != defaults[k].default]):
         raise McqError(f"--{given[0].replace('_', '-')} is for clip; {cfg.task} takes --backbone and --data")
     recipe = task_spec(cfg.task).recipe(cfg)
     names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "val_every", "fpn_channels",

@@ -90,6 +90,11 @@ class ClipRecipe(Recipe):
     shuffle_buffer: int  # samples held by the streaming shuffle of the training shards
     distill_weight: float  # --distill: loss = (1 - w) * contrastive + w * distillation (MobileCLIP's lambda)
     distill_logit_scale: float  # the teacher's inverse temperature over its stored embeddings
+    schedule_steps: int  # the recipe's run length, over which warmup_steps is given
+
+    def resolve(self, steps_per_epoch: int) -> "ClipRecipe":
+        """A run shortened (or lengthened) by ``--max-steps`` keeps the warm-up's share (2k of 200k)."""
+        return replace(self, warmup_steps=round(self.warmup_steps * self.max_steps / self.schedule_steps))
 
 
 RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe, "det": DetRecipe,
