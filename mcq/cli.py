@@ -33,9 +33,9 @@ _EXAMPLES = {
         "  mcq train det --backbone mci0 --max-steps 400 --batch-size 4 --img-size 128 --fpn-channels 64 \\\n"
         "      --roi-batch-size 32 --val-every 200 --workers 0     # a CPU run on the embedded data (~10 min)\n"
         "  mcq train clip --model MobileCLIP2-S0 --data 'shards/{00000..00999}.tar' --val-data val/   # Table 11\n"
-        "  mcq train clip --model MobileCLIP2-S0 --text-width 128 --text-layers 2 --max-steps 300 --batch-size 32 \\\n"
-        "      --img-size 64 --workers 0 --out runs/clip   # a CPU run; then: mcq train seg --backbone mci0 \\\n"
-        "      --init runs/clip/checkpoints/openclip.pt"
+        "  mcq train clip --model MobileCLIP2-S0 --text-width 128 --text-layers 2 --max-steps 160 --val-every 80 \\\n"
+        "      --batch-size 24 --img-size 64 --workers 1 --out runs/clip   # a CPU run on the embedded shards\n"
+        "  mcq train seg --backbone mci0 --init runs/clip/checkpoints/openclip.pt   # its image tower, into seg"
     ),
     "eval": (
         "examples:\n"
