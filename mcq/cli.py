@@ -16,7 +16,8 @@ _EXAMPLES = {
         "  mcq data synth seg --out data/synth-seg --train 240 --val 48      # ADE20K layout\n"
         "  mcq data synth depth --out data/synth-nyu --train 240 --val 48    # NYUv2 (BTS) layout; --val: test frames\n"
         "  mcq data synth cls --out data/synth-in --train 24 --val 8         # ImageNet folders; counts per class\n"
-        "  mcq data synth det --out data/synth-coco --train 400 --val 48     # COCO layout (polygons and RLE)"
+        "  mcq data synth det --out data/synth-coco --train 400 --val 48     # COCO layout (polygons and RLE)\n"
+        "  mcq data synth clip --out data/synth-clip --noise 0.5   # DataCompDR shards (+ seg/ of the same world)"
     ),
     "train": (
         "examples:\n"
@@ -30,7 +31,11 @@ _EXAMPLES = {
         "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt --linear-probe\n"
         "  mcq train det --backbone mci2 --data coco --init mobileclip_s2.pt    # Mask R-CNN 1x (Table 13)\n"
         "  mcq train det --backbone mci0 --max-steps 400 --batch-size 4 --img-size 128 --fpn-channels 64 \\\n"
-        "      --roi-batch-size 32 --val-every 200 --workers 0     # a CPU run on the embedded data (~10 min)"
+        "      --roi-batch-size 32 --val-every 200 --workers 0     # a CPU run on the embedded data (~10 min)\n"
+        "  mcq train clip --model MobileCLIP2-S0 --data 'shards/{00000..00999}.tar' --val-data val/   # Table 11\n"
+        "  mcq train clip --model MobileCLIP2-S0 --text-width 128 --text-layers 2 --max-steps 160 --val-every 80 \\\n"
+        "      --batch-size 24 --img-size 64 --workers 1 --out runs/clip   # a CPU run on the embedded shards\n"
+        "  mcq train seg --backbone mci0 --init runs/clip/checkpoints/openclip.pt   # its image tower, into seg"
     ),
     "eval": (
         "examples:\n"
@@ -65,16 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", parents=[common], help="datasets").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", parents=[common], help="write an embedded synthetic dataset",
                             epilog=_EXAMPLES["synth"], formatter_class=fmt)
-    synth.add_argument("task", choices=["seg", "depth", "cls", "det"])
+    synth.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
     synth.add_argument("--out", required=True, help="folder to write (in the task's dataset layout)")
     synth.add_argument("--train", type=int, help="training images (default 240; cls: 24 per class; det: 400)")
     synth.add_argument("--val", type=int, help="validation (depth: test) images (default 48; cls: 8 per class)")
     synth.add_argument("--size", type=int, help="image width in pixels (default 256; cls, det: 128)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--noise", type=float, help="clip: share of web captions that are wrong, unrelated or empty "
+                       "(default 0.5)")
 
     train = sub.add_parser("train", parents=[common], help="train a task model", epilog=_EXAMPLES["train"],
                            formatter_class=fmt)
-    train.add_argument("task", choices=["seg", "depth", "cls", "det"])
+    train.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
     train.add_argument("--backbone", default="mci2", help="encoder name (see `mcq models`; default mci2)")
     train.add_argument("--head", default="", help="seg: fpn or upernet (default: the encoder's, as in the paper)")
     train.add_argument("--linear-probe", action="store_true",
@@ -99,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--fpn-channels", type=int, help="det: width of the FPN, RPN and mask head (recipe: 256)")
     train.add_argument("--roi-batch-size", type=int, help="det: RoIs sampled per image for the box and mask heads "
                        "(recipe: 512; fewer make a CPU run affordable)")
+    clip = train.add_argument_group("clip")
+    clip.add_argument("--model", help="clip: an open_clip architecture (MobileCLIP2-S0 (default), MobileCLIP-S1, "
+                      "MobileCLIP-S2, MobileCLIP-B, ViT-B-16, ...) or an mcq encoder with MobileCLIP2-S0's text tower; "
+                      "--data: .tar shards (folder, brace pattern or a::b)")
+    clip.add_argument("--val-data", help="clip: shards to measure image<->text recall@1/5 on")
+    clip.add_argument("--captions", default="gt,syn", help="clip: captions the loss is applied to: gt,syn "
+                      "(default: both, averaged; one synthetic caption sampled per image), gt or syn")
+    clip.add_argument("--distill", action="store_true", help="clip: add MobileCLIP's distillation loss against "
+                      "the teacher embeddings stored in the shards (npz)")
+    clip.add_argument("--text-width", type=int, help="clip: narrow the text transformer (e.g. 128 on a CPU)")
+    clip.add_argument("--text-layers", type=int, help="clip: fewer text transformer layers (e.g. 2 on a CPU)")
     train.add_argument("--workers", type=int, default=2, help="data loader workers per process (default 2)")
     train.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
     train.add_argument("--devices", type=int, default=1, help="processes per node (DDP when > 1)")
@@ -165,6 +183,10 @@ def _synth(args: argparse.Namespace) -> None:
 
     write, layout = SYNTH[args.task]
     given = dict(n_train=args.train, n_val=args.val, size=args.size)
+    if args.noise is not None:
+        if args.task != "clip":
+            raise McqError("--noise is for clip")
+        given["noise"] = args.noise
     n = {k: v if v is not None else inspect.signature(write).parameters[k].default for k, v in given.items()}
     out = write(args.out, seed=args.seed, **n)
     val = "test" if args.task == "depth" else "validation"
@@ -190,7 +212,8 @@ def _train(args: argparse.Namespace) -> None:
     fields = TrainConfig.__dataclass_fields__
     run, metrics = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}))
     print(task_spec(args.task).format_table(metrics))
-    print(f"run written to {run} (metrics.json, checkpoints/best.ckpt, checkpoints/last.ckpt)")
+    extra = ", checkpoints/openclip.pt" if "openclip_checkpoint" in metrics else ""
+    print(f"run written to {run} (metrics.json, checkpoints/best.ckpt, checkpoints/last.ckpt{extra})")
 
 
 def _eval(args: argparse.Namespace) -> None:

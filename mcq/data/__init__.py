@@ -8,9 +8,13 @@ from mcq.data.synth import (
     CLS_CLASSES, DET_CLASSES, SEG_CLASSES, SYNTH, default_cls_data, default_depth_data, default_det_data, default_seg_data,
     synth_cls, synth_depth, synth_det, synth_seg,
 )
+from mcq.data.synth_clip import default_clip_data, synth_clip
 from mcq.data.transforms import ClsTransform, DepthTransform, DetTransform, SegTransform, collate_det, collate_seg
 
 __all__ = ["ADE20K", "IGNORE_INDEX", "ade20k_class_names", "read_class_names", "COCODetection", "ImageFolder", "NYUv2",
            "read_depth", "CLS_CLASSES", "DET_CLASSES", "SEG_CLASSES", "SYNTH", "default_cls_data", "default_depth_data",
            "default_det_data", "default_seg_data", "synth_cls", "synth_depth", "synth_det", "synth_seg", "ClsTransform",
-           "DepthTransform", "DetTransform", "SegTransform", "collate_det", "collate_seg"]
+           "DepthTransform", "DetTransform", "SegTransform", "collate_det", "collate_seg", "default_clip_data",
+           "synth_clip"]
+
+SYNTH["clip"] = (synth_clip, "DataCompDR shards (train/, val/) + seg/ (ADE20K)")

@@ -53,8 +53,11 @@ def _texture(kind: str, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator
     return np.zeros(yy.shape)
 
 
-def _paint(img: np.ndarray, lab: np.ndarray, region: np.ndarray, cls: str, rng: np.random.Generator) -> None:
+def _paint(img: np.ndarray, lab: np.ndarray, region: np.ndarray, cls: str, rng: np.random.Generator,
+           hsv: tuple[float, float, float] | None = None) -> None:
+    """Paint ``region`` as class ``cls``: its texture, in its own colour or in ``hsv``, with a little jitter."""
     (h, s, v), tex = _STYLE[cls]
+    h, s, v = hsv or (h, s, v)
     h = (h + rng.uniform(-0.02, 0.02)) % 1.0
     s = float(np.clip(s + rng.uniform(-0.1, 0.1), 0, 1))
     v = float(np.clip(v + rng.uniform(-0.1, 0.1), 0.1, 1))

@@ -217,3 +217,32 @@ def format_det_table(metrics: dict) -> str:
     summary = "  ".join(f"{IOU_TYPES[t]} AP {pct(metrics[t]['AP']).strip()}" for t in types)
     lines.append(f"{summary}  over {metrics['images']} images (COCOeval, IoU .50:.95)")
     return "\n".join(lines)
+
+
+# --- image-text retrieval ---------------------------------------------------------------------------------------
+
+
+def retrieval_recall(similarity: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Recall@k of paired retrieval from a square image x text ``similarity`` matrix whose diagonal holds the true
+    pairs: ``i2t_R@k`` is the share of images whose own text ranks in their top k texts, ``t2i_R@k`` the converse.
+    Ties count against the true pair (its rank is the number of others scoring at least as high, plus one)."""
+    n = similarity.shape[0]
+    true = similarity.diagonal()
+    out = {}
+    for name, sim, own in (("i2t", similarity, true[:, None]), ("t2i", similarity.T, true[:, None])):
+        rank = (sim >= own).sum(1)  # the pair itself plus every other scoring at least as high
+        for k in ks:
+            out[f"{name}_R@{k}"] = float((rank <= k).float().mean()) if n else 0.0
+    return out
+
+
+def format_clip_table(metrics: dict) -> str:
+    """Image->text and text->image recall@1/5 in percent, per caption kind validated, with chance level."""
+    lines = [f"{'captions':<9} {'i2t R@1':>8} {'i2t R@5':>8} {'t2i R@1':>8} {'t2i R@5':>8}  pairs (chance R@1)"]
+    for kind, m in metrics["recall"].items():
+        n = metrics["pairs"]
+        lines.append(f"{kind:<9} {100 * m['i2t_R@1']:8.2f} {100 * m['i2t_R@5']:8.2f} {100 * m['t2i_R@1']:8.2f} "
+                     f"{100 * m['t2i_R@5']:8.2f}  {n} ({100 / max(n, 1):.2f})")
+    if metrics.get("skipped_images"):
+        lines.append(f"skipped {metrics['skipped_images']} undecodable training images")
+    return "\n".join(lines)

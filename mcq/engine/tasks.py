@@ -12,20 +12,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import lightning as L
-from torch.utils.data import Dataset
+import open_clip
+from torch.utils.data import DataLoader, Dataset
 
 from mcq.data import (
     ADE20K, ClsTransform, COCODetection, DepthTransform, DetTransform, ImageFolder, NYUv2, SegTransform, collate_det,
     collate_seg, default_cls_data, default_depth_data, default_det_data, default_seg_data,
 )
+from mcq.data.clip_shards import SampleDecoder, clip_pipeline, list_shards, parse_captions
+from mcq.data.synth_clip import default_clip_data
+from mcq.engine.clip_module import ClipTask
 from mcq.engine.cls_module import ClsTask
 from mcq.engine.depth_module import DepthTask
 from mcq.engine.det_module import DetTask
 from mcq.engine.ema import ema
-from mcq.engine.metrics import format_cls_table, format_depth_table, format_det_table, format_seg_table
+from mcq.engine.metrics import (
+    format_clip_table, format_cls_table, format_depth_table, format_det_table, format_seg_table,
+)
 from mcq.engine.module import TaskModule
 from mcq.engine.seg_module import SegTask
 from mcq.errors import McqError
+from mcq.models.clip_model import clip_model_config, save_openclip_checkpoint, tokenizer_for
 from mcq.models.encoders import encoder_info, normalization
 from mcq.recipes import Recipe, load_recipe
 
@@ -61,6 +68,26 @@ class TaskSpec:
         transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
         return self.dataset(data, self.splits[0], transform)
 
+    def loaders(self, data: Path, recipe: Recipe, cfg: "TrainConfig",
+                world: int) -> tuple[Dataset, DataLoader, DataLoader, int]:
+        """The training set, the loaders for one process and the number of steps in an epoch: the recipe's batch is
+        the global batch, split evenly across ``world`` processes."""
+        if recipe.batch_size % world:
+            raise McqError(f"--batch-size {recipe.batch_size} does not split evenly across {world} processes")
+        per_process = recipe.batch_size // world
+        train_ds = self.train_set(data, recipe, cfg.backbone)
+        val_ds = self.val_set(data, recipe.img_size, cfg.backbone)
+        if len(train_ds) < recipe.batch_size:
+            raise McqError(f"{data}: {len(train_ds)} training images, fewer than one batch of {recipe.batch_size}; "
+                           "lower --batch-size")
+        kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, collate_fn=self.collate)
+        return (
+            train_ds,
+            DataLoader(train_ds, per_process, shuffle=True, drop_last=True, **kw),
+            DataLoader(val_ds, max(1, per_process // 2), shuffle=False, **kw),
+            len(train_ds) // recipe.batch_size,
+        )
+
     def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
         return self.eval_set(data, self.splits[1], img_size, backbone)
 
@@ -71,6 +98,19 @@ class TaskSpec:
     def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: Dataset) -> TaskModule:
         """A fresh module for this run (random init; ``--init`` is loaded by the engine)."""
         raise NotImplementedError
+
+    def model_name(self, cfg: "TrainConfig") -> str:
+        """What names the run's default directory (``runs/TASK-NAME``)."""
+        return cfg.backbone
+
+    def check_input_size(self, task: TaskModule, img_size: int) -> None:
+        """Refuse a training size the model cannot take."""
+        task.model.encoder.check_input_size(img_size, img_size)
+
+    def finish(self, task: TaskModule, run: Path, trainer: L.Trainer) -> dict:
+        """Write what a finished run adds to its directory (rank zero, after the last validation); return what
+        ``metrics.json`` should say about it."""
+        return {}
 
     def check_eval_data(self, val_set: Dataset, task: TaskModule, data: Path, checkpoint: str | Path) -> None:
         """Refuse evaluation data the checkpoint cannot be scored on (e.g. other classes)."""
@@ -188,6 +228,108 @@ class DetSpec(TaskSpec):
         task.model.set_img_size(img_size)
 
 
+class ClipSpec(TaskSpec):
+    """CLIP pretraining on image-text shards (DataCompDR layout); see ``mcq.engine.clip_module``."""
+
+    name, title, module = "clip", "CLIP", ClipTask
+    monitor, mode = "val/R@1", "max"
+    default_data = staticmethod(default_clip_data)
+    format_table = staticmethod(format_clip_table)
+    default_model = "MobileCLIP2-S0"
+    val_fallback = 512  # without --val-data: recall on this many training samples
+
+    def recipe(self, cfg: "TrainConfig") -> Recipe:
+        for flag, given in (("--head", cfg.head), ("--linear-probe", cfg.linear_probe), ("--init", cfg.init)):
+            if given:
+                raise McqError(f"{flag} is not for clip (CLIP runs start from random weights; --model picks the "
+                               "architecture)")
+        return load_recipe("clip")
+
+    def model_name(self, cfg: "TrainConfig") -> str:
+        return cfg.model or self.default_model
+
+    def model_config(self, cfg: "TrainConfig", recipe: Recipe) -> dict:
+        return clip_model_config(self.model_name(cfg), cfg.text_width, cfg.text_layers, recipe.context_length)
+
+    def loaders(self, data: Path, recipe: Recipe, cfg: "TrainConfig",
+                world: int) -> tuple[list[str], DataLoader, DataLoader, int]:
+        """Streaming loaders over the shards; ``data`` (or a ``train/`` folder in it) holds the training shards,
+        ``--val-data`` (or ``data/val/``) the validation ones."""
+        if recipe.batch_size % world:
+            raise McqError(f"--batch-size {recipe.batch_size} does not split evenly across {world} processes")
+        folder = Path(str(data))
+        train = list_shards(str(folder / "train") if (folder / "train").is_dir() else str(data))
+        val_spec = cfg.val_data or (str(folder / "val") if (folder / "val").is_dir() else None)
+        if len(train) < world:
+            raise McqError(f"{data}: {len(train)} training shards for {world} processes; each needs at least one")
+        workers = min(cfg.workers, len(train) // world)  # every worker needs a shard of its own
+        captions = parse_captions(cfg.captions)
+        model_cfg = self.model_config(cfg, recipe)
+        mean, std = clip_normalization(model_cfg)
+        tok = tokenizer_for(self.model_name(cfg), recipe.context_length)
+        aug = dict(scale=tuple(recipe.crop_scale))  # open_clip's crop keeps the aspect range 3/4..4/3, the recipe's
+        per_process = recipe.batch_size // world
+
+        def decode(train: bool) -> SampleDecoder:
+            transform = open_clip.image_transform(recipe.img_size, train, mean, std, aug_cfg=aug if train else None)
+            return SampleDecoder(transform, tok, captions, cfg.distill, train)
+
+        train_pipe = clip_pipeline(train, decode(True), per_process, True, recipe.shuffle_buffer)
+        if val_spec:
+            val = list_shards(val_spec)
+            val_pipe = clip_pipeline(val, decode(False), per_process, False)
+        else:
+            val = train
+            val_pipe = clip_pipeline(train, decode(False), per_process, False, limit=self.val_fallback)
+            if _rank_zero():
+                print(f"no --val-data: recall is measured on the first {self.val_fallback} training samples")
+        kw = dict(batch_size=None, persistent_workers=False)
+        return (train, DataLoader(train_pipe, num_workers=workers, **kw),
+                DataLoader(val_pipe, num_workers=min(cfg.workers, len(val)), **kw), 0)
+
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: list[str]) -> ClipTask:
+        model = dict(name=self.model_name(cfg), cfg=self.model_config(cfg, recipe), img_size=recipe.img_size,
+                     captions=list(parse_captions(cfg.captions)), distill=cfg.distill)
+        return ClipTask(model=model, optim=asdict(recipe))
+
+    def check_input_size(self, task: ClipTask, img_size: int) -> None:
+        if img_size % 32:
+            raise McqError(f"--img-size {img_size}: use a multiple of 32 (e.g. {max(32, round(img_size / 32) * 32)})")
+
+    def callbacks(self, recipe: Recipe) -> list[L.Callback]:
+        return [ema(recipe.ema)] if recipe.ema else []
+
+    def finish(self, task: ClipTask, run: Path, trainer: L.Trainer) -> dict:
+        """The model (the EMA weights when the recipe keeps one) in open_clip's checkpoint layout, which
+        ``--init`` reads: ``checkpoints/openclip.pt`` and ``checkpoints/open_clip_config.json``."""
+        path = save_openclip_checkpoint(task.model, run / "checkpoints" / "openclip.pt", run.name,
+                                        trainer.current_epoch, task.hparams.model["cfg"])
+        return {"openclip_checkpoint": str(path)}
+
+    def describe(self, task: ClipTask) -> dict:
+        m = task.hparams.model
+        return {"model": m["name"], "captions": m["captions"], "distill": m["distill"]}
+
+
+def _rank_zero() -> bool:
+    from mcq.engine.train import _is_rank_zero
+
+    return _is_rank_zero()
+
+
+def clip_normalization(model_cfg: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input mean/std of a CLIP image tower: its timm trunk's (as the mcq encoder it initialises uses), else
+    OpenAI CLIP's."""
+    import timm
+
+    name = model_cfg["vision_cfg"].get("timm_model_name")
+    if name:
+        pre = timm.models.get_pretrained_cfg(name)
+        if pre is not None:
+            return tuple(map(float, pre.mean)), tuple(map(float, pre.std))
+    return tuple(open_clip.OPENAI_DATASET_MEAN), tuple(open_clip.OPENAI_DATASET_STD)
+
+
 def check_classes(found: list[str], trained: list[str], data: Path, model: str | Path, hint: str) -> None:
     """A one-line error unless ``data`` has as many classes as ``model`` was trained on."""
     if len(found) != len(trained):
@@ -195,7 +337,7 @@ def check_classes(found: list[str], trained: list[str], data: Path, model: str |
                        f"evaluate on a dataset with {hint}")
 
 
-TASKS: dict[str, TaskSpec] = {s.name: s for s in (SegSpec(), DepthSpec(), ClsSpec(), DetSpec())}
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (SegSpec(), DepthSpec(), ClsSpec(), DetSpec(), ClipSpec())}
 
 
 def task_spec(name: str) -> TaskSpec:

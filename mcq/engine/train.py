@@ -18,10 +18,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader, Dataset
 
 from mcq.engine.metrics import format_seg_table
-from mcq.engine.tasks import TaskSpec, task_spec
+from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
 from mcq.io import write_json
 from mcq.models.clip_init import load_clip_init
@@ -57,13 +56,24 @@ class TrainConfig:
     resume: bool = False
     exist_ok: bool = False
     seed: int = 0
+    # clip only
+    model: str | None = None
+    val_data: str | None = None
+    captions: str = "gt,syn"
+    distill: bool = False
+    text_width: int | None = None
+    text_layers: int | None = None
 
 
+CLIP_OPTIONS = ("model", "val_data", "captions", "distill", "text_width", "text_layers")
 SegTrainConfig = TrainConfig  # the name segmentation code and tests use; ``task`` defaults to "seg"
 
 
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
     """The task's recipe with the user's overrides applied (the recipe file is untouched)."""
+    defaults = TrainConfig.__dataclass_fields__
+    if cfg.task != "clip" and (given := [k for k in CLIP_OPTIONS if getattr(cfg, k) != defaults[k].default]):
+        raise McqError(f"--{given[0].replace('_', '-')} is for clip; {cfg.task} takes --backbone and --data")
     recipe = task_spec(cfg.task).recipe(cfg)
     names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "val_every", "fpn_channels",
              "roi_batch_size")
@@ -75,7 +85,7 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
-    return Path(f"runs/{cfg.task}-{cfg.backbone}" + ("-lp" if cfg.linear_probe else ""))
+    return Path(f"runs/{cfg.task}-{task_spec(cfg.task).model_name(cfg)}" + ("-lp" if cfg.linear_probe else ""))
 
 
 def _is_rank_zero() -> bool:
@@ -135,25 +145,6 @@ class _InterruptedCheckpoint(L.Callback):
         trainer.strategy.remove_checkpoint(self.path)
 
 
-def _loaders(spec: TaskSpec, data: Path, recipe: Recipe, backbone: str, workers: int,
-             world: int) -> tuple[Dataset, DataLoader, DataLoader]:
-    """The training set and the loaders for one process: the recipe's batch is the global batch, split evenly
-    across ``world`` processes."""
-    if recipe.batch_size % world:
-        raise McqError(f"--batch-size {recipe.batch_size} does not split evenly across {world} processes")
-    per_process = recipe.batch_size // world
-    train_ds = spec.train_set(data, recipe, backbone)
-    val_ds = spec.val_set(data, recipe.img_size, backbone)
-    if len(train_ds) < recipe.batch_size:
-        raise McqError(f"{data}: {len(train_ds)} training images, fewer than one batch of {recipe.batch_size}; lower --batch-size")
-    kw = dict(num_workers=workers, persistent_workers=workers > 0, collate_fn=spec.collate)
-    return (
-        train_ds,
-        DataLoader(train_ds, per_process, shuffle=True, drop_last=True, **kw),
-        DataLoader(val_ds, max(1, per_process // 2), shuffle=False, **kw),
-    )
-
-
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     """Train (or resume) a run of ``cfg.task``; return the run directory and its final validation metrics."""
     task_spec(cfg.task)
@@ -182,10 +173,10 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     world = cfg.devices * cfg.num_nodes
-    train_ds, train_dl, val_dl = _loaders(spec, data, recipe, cfg.backbone, cfg.workers, world)
-    recipe = recipe.resolve(steps_per_epoch=len(train_ds) // recipe.batch_size)
+    train_ds, train_dl, val_dl, steps_per_epoch = spec.loaders(data, recipe, cfg, world)
+    recipe = recipe.resolve(steps_per_epoch=steps_per_epoch)
     task = spec.build(cfg, recipe, train_ds)
-    task.model.encoder.check_input_size(recipe.img_size, recipe.img_size)
+    spec.check_input_size(task, recipe.img_size)
     if cfg.init and not cfg.resume:
         report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
         if _is_rank_zero():
@@ -225,6 +216,7 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
         trainer.validate(task, val_dl, verbose=False)
     metrics = {"step": trainer.global_step, **spec.describe(task), "img_size": recipe.img_size, **task.metrics}
     if trainer.is_global_zero:
+        metrics.update(spec.finish(task, run, trainer))
         write_json(run / "metrics.json", metrics)
     return run, metrics
 

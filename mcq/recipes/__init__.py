@@ -83,12 +83,28 @@ class DetRecipe(EpochRecipe):
     roi_batch_size: int
 
 
-RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe, "det": DetRecipe}
+@dataclass(frozen=True)
+class ClipRecipe(Recipe):
+    context_length: int  # tokens per caption
+    ema: float | None
+    shuffle_buffer: int  # samples held by the streaming shuffle of the training shards
+    distill_weight: float  # --distill: loss = (1 - w) * contrastive + w * distillation (MobileCLIP's lambda)
+    distill_logit_scale: float  # the teacher's inverse temperature over its stored embeddings
+    schedule_steps: int  # the recipe's run length, over which warmup_steps is given
+
+    def resolve(self, steps_per_epoch: int) -> "ClipRecipe":
+        """A run shortened (or lengthened) by ``--max-steps`` keeps the warm-up's share (2k of 200k)."""
+        return replace(self, warmup_steps=round(self.warmup_steps * self.max_steps / self.schedule_steps))
+
+
+RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls": ClsRecipe, "det": DetRecipe,
+                                    "clip": ClipRecipe}
 
 
 def load_recipe(task: str, variant: str = "") -> Recipe:
     """The shipped recipe ``TASK_VARIANT.json`` (``TASK.json`` without a variant), e.g. ``load_recipe("seg", "fpn")``,
-    ``load_recipe("depth")``, ``load_recipe("cls", "linear_probe")``, ``load_recipe("det", "maskrcnn")``."""
+    ``load_recipe("depth")``, ``load_recipe("cls", "linear_probe")``, ``load_recipe("det", "maskrcnn")``,
+    ``load_recipe("clip")``."""
     name = f"{task}_{variant}" if variant else task
     path = resources.files("mcq.recipes").joinpath(f"{name}.json")
     if not path.is_file() or task not in RECIPES:

@@ -1,0 +1,301 @@
+"""CLIP pretraining (``mcq train clip``): the DataCompDR shard reader and its bad inputs, the two-caption loss against
+a hand computation, recall@k, and a tiny run whose open_clip checkpoint initialises a segmentation model."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+import torch.nn.functional as F
+import webdataset as wds
+from PIL import Image
+
+from conftest import tiny_argv
+from mcq.cli import main
+from mcq.data.clip_shards import SampleDecoder, clip_pipeline, list_shards, parse_captions
+from mcq.data.synth_clip import synth_clip
+from mcq.engine.clip_module import multi_caption_loss
+from mcq.engine.metrics import retrieval_recall
+from mcq.errors import McqError
+
+TINY_CLIP = ["--text-width", "64", "--text-layers", "1", "--img-size", "64", "--batch-size", "4", "--max-steps", "2",
+             "--val-every", "2", "--workers", "0", "--accelerator", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def clip_data(tmp_path_factory) -> Path:
+    """Tiny shards: train/ 2 x 8 samples, val/ 1 x 8, seg/ 4 + 2 images; 64 px. Do not modify it."""
+    return synth_clip(tmp_path_factory.mktemp("data") / "clip", n_train=16, n_val=8, size=64, per_shard=8, n_seg=4)
+
+
+def _decoder(captions=("gt", "syn"), teacher=False, train=False) -> SampleDecoder:
+    transform = open_clip.image_transform(32, False)
+    return SampleDecoder(transform, open_clip.get_tokenizer("MobileCLIP2-S0", context_length=16), captions, teacher,
+                         train)
+
+
+def _batches(shards, **kw) -> list[dict]:
+    return list(clip_pipeline(list_shards(shards), _decoder(**kw), batch_size=4, train=False))
+
+
+def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# --- the shards ------------------------------------------------------------------------------------------------
+
+
+def test_synth_shards_are_in_the_datacompdr_layout(clip_data):
+    with tarfile.open(clip_data / "train" / "00000.tar") as tar:
+        names = tar.getnames()
+    assert {n.split(".", 1)[1] for n in names} == {"jpg", "txt", "syn.json", "json", "npz"}
+    sample = next(iter(wds.WebDataset(str(clip_data / "train" / "00000.tar"), shardshuffle=False).decode()))
+    syn = sample["syn.json"]["syn_text"]
+    assert len(syn) == 5 and all(isinstance(s, str) and s for s in syn)
+    assert set(sample["json"]) == {"uid", "sha256"}
+    assert sample["npz"]["text_emb"].shape[0] == 1 + len(syn)
+    assert (clip_data / "seg" / "objectInfo150.txt").is_file()
+    assert len(list((clip_data / "seg" / "images" / "training").glob("*.jpg"))) == 4
+
+
+def test_synthetic_captions_name_what_is_drawn():
+    from mcq.data.synth_clip import clip_scene, synthetic_captions
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        _, lab, objects, ground = clip_scene(64, rng)
+        for caption in synthetic_captions(objects, ground, rng):
+            for o in objects:
+                assert f"{o.colour} {o.cls}" in caption
+        drawn = set(np.unique(lab))
+        assert {["sky", "grass", "road", "water", "sun", "house", "tree", "rock"].index(o.cls) + 1 for o in objects} <= drawn
+
+
+def test_web_captions_are_noisy_at_the_given_rate(tmp_path):
+    from mcq.data.synth_clip import UNRELATED
+
+    for noise in (0.0, 1.0):
+        data = synth_clip(tmp_path / str(noise), n_train=40, n_val=1, size=32, per_shard=40, n_seg=0, noise=noise)
+        samples = list(wds.WebDataset(str(data / "train" / "00000.tar"), shardshuffle=False).decode())
+        junk = [s["txt"] for s in samples if s["txt"] == "" or s["txt"] in UNRELATED]
+        assert (len(junk) > 10) == (noise == 1.0), junk
+
+
+def test_reader_streams_every_sample_with_its_captions(clip_data):
+    batches = _batches(clip_data / "train")
+    assert sum(len(b["image"]) for b in batches) == 16
+    b = batches[0]
+    assert b["image"].shape == (4, 3, 32, 32) and b["gt"].shape == b["syn"].shape == (4, 16)
+    assert b["skipped"] == 0
+    assert not torch.equal(b["gt"], b["syn"])
+
+
+def test_reader_takes_a_brace_pattern_and_carries_teacher_embeddings(clip_data):
+    spec = str(clip_data / "train" / "{00000..00001}.tar")
+    assert len(list_shards(spec)) == 2
+    b = _batches(spec, teacher=True)[0]
+    assert b["teacher_image"].shape == b["teacher_gt"].shape == b["teacher_syn"].shape == (4, 64)
+
+
+def test_training_stream_is_endless(clip_data):
+    pipe = clip_pipeline(list_shards(clip_data / "train"), _decoder(train=True), batch_size=4, train=True,
+                         shuffle_buffer=16)
+    it = iter(pipe)
+    seen = [next(it)["image"] for _ in range(6)]  # 24 samples from 16: the shards repeat
+    assert all(len(x) == 4 for x in seen)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+
+def _write_shard(path: Path, samples: list[dict]) -> Path:
+    with wds.TarWriter(str(path)) as sink:
+        for s in samples:
+            sink.write(s)
+    return path
+
+
+def _jpg(seed: int = 0) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(b, "JPEG")
+    return b.getvalue()
+
+
+def _sample(i: int, **over) -> dict:
+    s = {"__key__": f"s{i:04d}", "jpg": _jpg(i), "txt": "a red house", "syn.json": {"syn_text": ["a red house"]},
+         "json": {"uid": str(i), "sha256": "0"}}
+    s.update(over)
+    return {k: v for k, v in s.items() if v is not None}
+
+
+def test_a_shard_that_is_not_a_tar_is_named(tmp_path):
+    bad = tmp_path / "00000.tar"
+    bad.write_bytes(b"this is not a tar archive" * 40)
+    with pytest.raises(McqError, match=f"{bad}: not a tar"):
+        list_shards(tmp_path)
+
+
+def test_an_empty_shard_list_is_refused(tmp_path):
+    with pytest.raises(McqError, match="no .tar shards"):
+        list_shards(tmp_path)
+    with pytest.raises(McqError, match="no such shard"):
+        list_shards(str(tmp_path / "{0..1}.tar"))
+
+
+def test_missing_syn_json_is_named_when_synthetic_captions_are_asked(tmp_path):
+    shard = _write_shard(tmp_path / "a.tar", [_sample(0), _sample(1, **{"syn.json": None})])
+    with pytest.raises(McqError, match=rf"{shard}: sample s0001 has no syn.json"):
+        _batches(shard)
+    assert sum(len(b["image"]) for b in _batches(shard, captions=("gt",))) == 2  # gt alone does not need it
+
+
+def test_syn_json_without_syn_text_is_named(tmp_path):
+    shard = _write_shard(tmp_path / "a.tar", [_sample(0, **{"syn.json": {"captions": ["x"]}})])
+    with pytest.raises(McqError, match=rf"{shard}: sample s0000: syn.json has no syn_text"):
+        _batches(shard)
+
+
+def test_undecodable_images_are_skipped_and_counted(tmp_path):
+    samples = [_sample(i, jpg=b"garbage" if i in (3, 17) else _jpg(i)) for i in range(40)]
+    shard = _write_shard(tmp_path / "a.tar", samples)
+    batches = _batches(shard)
+    assert sum(len(b["image"]) for b in batches) == 38
+    assert sum(b["skipped"] for b in batches) == 2
+
+
+def test_too_many_undecodable_images_stop_the_run(tmp_path):
+    shard = _write_shard(tmp_path / "a.tar", [_sample(i, jpg=b"bad" if i % 3 == 0 else _jpg(i)) for i in range(40)])
+    with pytest.raises(McqError, match=rf"{shard}: \d+ of \d+ images could not be decoded"):
+        _batches(shard)
+
+
+def test_bad_captions_flag_and_unknown_model_are_one_line_errors(capsys, clip_data, tmp_path):
+    with pytest.raises(McqError, match="--captions"):
+        parse_captions("gt,web")
+    rc, _, err = _cli(capsys, ["train", "clip", "--model", "MobileCLIP-S9", "--data", clip_data, "--out",
+                               tmp_path / "r", *TINY_CLIP])
+    assert rc == 2 and err.count("\n") == 1
+    assert "unknown CLIP model 'MobileCLIP-S9'" in err and "MobileCLIP2-S0" in err and "mci0" in err
+    assert not (tmp_path / "r").exists()
+    rc, _, err = _cli(capsys, ["train", "seg", "--model", "MobileCLIP2-S0", "--out", tmp_path / "s"])
+    assert rc == 2 and "--model is for clip" in err
+
+
+# --- the loss and the metric -------------------------------------------------------------------------------------
+
+
+def _clip_loss_by_hand(img: torch.Tensor, txt: torch.Tensor, scale: float) -> torch.Tensor:
+    logits = scale * img @ txt.T
+    labels = torch.arange(len(img))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def test_two_caption_loss_is_the_mean_of_clip_losses_on_each_caption():
+    g = torch.Generator().manual_seed(0)
+    img, gt, syn = (F.normalize(torch.randn(6, 8, generator=g), dim=-1) for _ in range(3))
+    scale = torch.tensor(14.0)
+    expected = (_clip_loss_by_hand(img, gt, 14.0) + _clip_loss_by_hand(img, syn, 14.0)) / 2
+    got = multi_caption_loss(open_clip.ClipLoss(), img, {"gt": gt, "syn": syn}, scale)
+    torch.testing.assert_close(got, expected)
+    alone = multi_caption_loss(open_clip.ClipLoss(), img, {"syn": syn}, scale)
+    torch.testing.assert_close(alone, _clip_loss_by_hand(img, syn, 14.0))
+    assert not torch.isclose(got, alone)
+
+
+def test_distillation_loss_against_a_hand_computation():
+    g = torch.Generator().manual_seed(1)
+    img, gt, t_img, t_gt = (F.normalize(torch.randn(5, 8, generator=g), dim=-1) for _ in range(4))
+    s, ts, w = 10.0, 100.0, 0.75
+    student, teacher = s * img @ gt.T, ts * t_img @ t_gt.T
+    ce = lambda t, q: -(t.softmax(1) * q.log_softmax(1)).sum(1).mean()  # noqa: E731
+    distill = (ce(teacher, student) + ce(teacher.T, student.T)) / 2
+    expected = (1 - w) * _clip_loss_by_hand(img, gt, s) + w * distill
+    got = multi_caption_loss(open_clip.DistillClipLoss(), img, {"gt": gt}, torch.tensor(s),
+                             {"image": t_img, "gt": t_gt}, w, ts)
+    torch.testing.assert_close(got, expected)
+
+
+def test_recall_at_k_on_a_known_similarity_matrix():
+    sim = torch.tensor([[0.9, 0.1, 0.0, 0.0],   # image 0: its text first
+                        [0.8, 0.5, 0.0, 0.0],   # image 1: its text second
+                        [0.0, 0.0, 0.1, 0.7],   # image 2: second
+                        [0.0, 0.0, 0.0, 0.6]])  # image 3: first
+    r = retrieval_recall(sim, ks=(1, 2))
+    assert r["i2t_R@1"] == 0.5 and r["i2t_R@2"] == 1.0
+    # text 0: image 0 best; text 1: image 1 best (0.5 > 0.1); text 2: image 2 (0.1) best; text 3: image 2 (0.7) first
+    assert r["t2i_R@1"] == 0.75 and r["t2i_R@2"] == 1.0
+    assert retrieval_recall(torch.ones(4, 4), ks=(1,))["i2t_R@1"] == 0.0  # ties do not count as found
+
+
+def test_recipe_is_the_papers_table_11():
+    from mcq.engine.train import TrainConfig, resolve_recipe
+    from mcq.recipes import load_recipe
+
+    r = load_recipe("clip")
+    assert (r.img_size, r.context_length, r.batch_size, r.max_steps, r.warmup_steps) == (224, 77, 65536, 200000, 2000)
+    assert (r.lr, r.min_lr, r.schedule, r.betas, r.weight_decay, r.ema) == (1e-3, 1e-6, "cosine", [0.9, 0.95], 0.2, 0.9995)
+    assert r.crop_scale == [0.9, 1.0] and r.resolve(0).warmup_steps == 2000
+    assert resolve_recipe(TrainConfig(task="clip", max_steps=1000)).resolve(0).warmup_steps == 10  # the 1% share
+
+
+# --- the run and the round trip into --init ---------------------------------------------------------------------
+
+
+def test_tiny_clip_run_initialises_a_segmentation_model(capsys, clip_data, tmp_path):
+    run = tmp_path / "clip"
+    rc, out, err = _cli(capsys, ["train", "clip", "--model", "MobileCLIP2-S0", "--data", clip_data / "train",
+                                 "--val-data", clip_data / "val", "--out", run, *TINY_CLIP])
+    assert rc == 0, err
+    assert "i2t R@1" in out and "pairs" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["pairs"] == 8 and set(metrics["recall"]) == {"gt", "syn"}
+    ckpt = torch.load(run / "checkpoints" / "openclip.pt", map_location="cpu", weights_only=True)
+    assert set(ckpt) == {"epoch", "name", "state_dict"}
+    assert any(k.startswith("visual.trunk.") for k in ckpt["state_dict"])
+    cfg = json.loads((run / "checkpoints" / "open_clip_config.json").read_text())["model_cfg"]
+    assert cfg["text_cfg"]["width"] == 64 and cfg["vision_cfg"]["timm_model_name"] == "fastvit_mci0"
+
+    rc, out, err = _cli(capsys, [*tiny_argv("seg", clip_data / "seg", tmp_path / "seg"), "--init",
+                                 run / "checkpoints" / "openclip.pt"])
+    assert rc == 0, err
+    assert "(openclip layout):" in out and " 0 missing, 0 shape-mismatched" in out
+
+
+def test_distill_run_with_synthetic_captions_only(capsys, clip_data, tmp_path):
+    rc, out, err = _cli(capsys, ["train", "clip", "--data", clip_data, "--captions", "syn", "--distill",
+                                 "--out", tmp_path / "d", *TINY_CLIP])
+    assert rc == 0, err
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert metrics["distill"] and metrics["captions"] == ["syn"] and set(metrics["recall"]) == {"syn"}
+
+
+def test_cli_synth_clip(capsys, tmp_path):
+    rc, out, _ = _cli(capsys, ["data", "synth", "clip", "--out", tmp_path / "c", "--train", 4, "--val", 2, "--size",
+                               32, "--noise", 0.2])
+    assert rc == 0 and "wrote 4 training + 2 validation images" in out
+    assert list_shards(tmp_path / "c" / "train")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(clip_data, tmp_path):
+    """Two CPU processes (gloo): the shards split across ranks, features gathered for the loss."""
+    argv = [sys.executable, "-m", "mcq", "train", "clip", "--data", clip_data, "--devices", "2", "--out",
+            tmp_path / "ddp", *TINY_CLIP]
+    argv[argv.index("--batch-size") + 1] = "8"
+    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).parents[1])  # this checkout's mcq, in both ranks
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 1/2" in proc.stdout and "MEMBER: 2/2" in proc.stdout  # both ranks joined the process group
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["pairs"] == 8
