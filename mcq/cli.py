@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--crop-scale", type=float, nargs=2, metavar=("MIN", "MAX"), help="area range of the random "
                        "crops, as a share of the image (recipe: seg 0.25 1, depth 0.5 1, cls 0.08 1; det: the scale "
                        "jitter, 0.5 2)")
+    train.add_argument("--layer-decay", type=float, help="depth: layer-wise lr decay over the encoder (recipe: 0.8, "
+                       "which keeps a CLIP init's early layers; 1 lets a random init's early layers learn)")
     train.add_argument("--val-every", type=int, help="validate every N iterations (depth, cls, det: every epoch)")
     train.add_argument("--fpn-channels", type=int, help="det: width of the FPN, RPN and mask head (recipe: 256)")
     train.add_argument("--roi-batch-size", type=int, help="det: RoIs sampled per image for the box and mask heads "

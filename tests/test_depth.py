@@ -117,6 +117,12 @@ def test_layer_decay_scales_the_trunk_and_not_the_head():
     assert wd[id(task.model.head.predict[-1].bias)] == 0.0 and wd[id(task.model.head.predict[-1].weight)] == 0.05
 
 
+def test_layer_decay_1_trains_every_layer_at_the_peak_lr():
+    recipe = resolve_recipe(TrainConfig(task="depth", backbone="mci0", max_steps=10, layer_decay=1.0))
+    task = DepthTask(model=dict(encoder="mci0"), optim=vars(recipe.resolve(steps_per_epoch=4)) | {"lr": 1.0})
+    assert {g["lr"] for g in task.param_groups()} == {1.0}
+
+
 def test_half_cycle_schedule():
     assert half_cycle(0, 100, 0.9, 0.1) == pytest.approx(0.1)
     assert half_cycle(50, 100, 0.9, 0.1) == pytest.approx(1.0)

@@ -284,9 +284,10 @@ def test_step_schedule_drops_at_epochs_8_and_11_of_12():
     assert mult[800] == pytest.approx(0.1) and mult[1099] == pytest.approx(0.1) and mult[1100] == pytest.approx(0.01)
 
 
-def test_det_options_are_refused_for_other_tasks():
-    with pytest.raises(McqError, match="--roi-batch-size is for det"):
-        resolve_recipe(TrainConfig(task="seg", roi_batch_size=64))
+@pytest.mark.parametrize("task, option", [("seg", "roi_batch_size"), ("cls", "layer_decay")])
+def test_options_of_another_task_are_refused(task, option):
+    with pytest.raises(McqError, match=f"--{option.replace('_', '-')}: the {task} recipe has no such setting"):
+        resolve_recipe(TrainConfig(task=task, **{option: 1}))
 
 
 # --- end to end ----------------------------------------------------------------------------------------------------

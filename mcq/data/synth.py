@@ -141,9 +141,7 @@ def synth_room(width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     f = NYU_FOCAL * width / NYU_WIDTH
     v, u = np.mgrid[:h, :width].astype(np.float64)
     dx, dy = (u - width / 2 + 0.5) / f, -(v - h / 2 + 0.5) / f  # ray (dx, dy, 1), y up
-    # NYUv2's capture: a handheld Kinect at chest height in rooms of ordinary ceiling height; these priors, and the
-    # floor's tiles of a fixed 50 cm, are what tell absolute depth from one image (as known object sizes do in real rooms)
-    half_w, cam_h, room_h, back = rng.uniform(1.4, 3.0), rng.uniform(1.2, 1.5), rng.uniform(2.5, 2.8), rng.uniform(4.0, 9.0)
+    half_w, cam_h, room_h, back = rng.uniform(1.4, 3.0), rng.uniform(1.0, 1.6), rng.uniform(2.4, 3.2), rng.uniform(4.0, 9.0)
     with np.errstate(divide="ignore"):
         planes = {  # depth at which each ray meets each surface (inf: never)
             "wall": np.where(dx != 0, half_w / np.abs(dx), np.inf),
@@ -158,7 +156,7 @@ def synth_room(width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     img = np.zeros((h, width, 3))
     for k, name in enumerate(names):  # each surface: its own colour and a texture in world units
         rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.2, 0.6), rng.uniform(0.5, 0.9)))
-        tile = 0.5 if name == "floor" else rng.uniform(0.3, 0.7)
+        tile = rng.uniform(0.3, 0.7)
         a, b = {"wall": (depth, y), "floor": (x, depth), "ceiling": (x, depth), "back": (x, y)}[name]
         pattern = 0.8 + 0.2 * (((a // tile) + (b // tile)) % 2)
         img[surface == k] = (pattern[..., None] * rgb)[surface == k]
@@ -215,11 +213,10 @@ def synth_depth(out: str | Path, n_train: int = 240, n_val: int = 48, size: int 
 
 
 def default_depth_data() -> Path:
-    """The embedded depth dataset, written once to ``$MCQ_HOME/synth-depth-v2`` (v2: rooms of NYUv2-like camera
-    and ceiling heights)."""
+    """The embedded depth dataset, written once to ``$MCQ_HOME/synth-depth``."""
     from mcq.data.nyu import TRAIN_LIST
 
-    root = mcq_home() / "synth-depth-v2"
+    root = mcq_home() / "synth-depth"
     if not (root / TRAIN_LIST).is_file():
         synth_depth(root)
     return root

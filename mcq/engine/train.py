@@ -44,6 +44,7 @@ class TrainConfig:
     lr: float | None = None
     drop_path: float | None = None
     crop_scale: list[float] | None = None
+    layer_decay: float | None = None
     val_every: int | None = None
     fpn_channels: int | None = None
     roi_batch_size: int | None = None
@@ -75,12 +76,12 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
     if cfg.task != "clip" and (given := [k for k in CLIP_OPTIONS if getattr(cfg, k) != defaults[k].default]):
         raise McqError(f"--{given[0].replace('_', '-')} is for clip; {cfg.task} takes --backbone and --data")
     recipe = task_spec(cfg.task).recipe(cfg)
-    names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "val_every", "fpn_channels",
-             "roi_batch_size")
+    names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "layer_decay", "val_every",
+             "fpn_channels", "roi_batch_size")
     overrides = {k: getattr(cfg, k) for k in names if getattr(cfg, k) is not None}
     for k in overrides:
         if not hasattr(recipe, k):
-            raise McqError(f"--{k.replace('_', '-')} is for det; the {cfg.task} recipe has no such setting")
+            raise McqError(f"--{k.replace('_', '-')}: the {cfg.task} recipe has no such setting")
     return replace(recipe, **overrides)
 
 
