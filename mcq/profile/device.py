@@ -63,11 +63,16 @@ def describe_device(threads: int) -> dict:
 
 def device_line(device: dict) -> str:
     """One line for the terminal and the report's head."""
-    v = device["versions"]
+    v = device.get("versions") or {}
     runtimes = ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "executorch", "coremltools") if v.get(k))
-    mem = f", {device['memory_gb']:.0f} GiB" if device.get("memory_gb") else ""
-    return (f"{device['cpu']} ({device['arch']}, {device['usable_cores']} of {device['logical_cores']} cores usable"
-            f"{mem}; {device['os']}), {device['threads']} threads for every runtime; {runtimes}")
+    details = [device.get("arch") or ""]
+    if device.get("usable_cores"):
+        details.append(f"{device['usable_cores']} of {device['logical_cores']} cores usable")
+    if device.get("memory_gb"):
+        details.append(f"{device['memory_gb']:.0f} GiB")
+    details = ", ".join(d for d in details if d) + (f"; {device['os']}" if device.get("os") else "")
+    threads = f", {device['threads']} threads for every runtime" if device.get("threads") else ""
+    return f"{device['cpu']} ({details}){threads}" + (f"; {runtimes}" if runtimes else "")
 
 
 def device_slug(device: dict) -> str:
