@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 
@@ -141,6 +142,11 @@ def test_compare_bad_input(tmp_path, capsys):
         compare(bad, bad)
     with pytest.raises(McqError, match="--fail-on 'speed\\+10%'"):
         parse_fail_on("latency+10%,speed+10%")
+    eval_json = tmp_path / "val.json"
+    eval_json.write_text(json.dumps({"encoder": "mci0", "img_size": 64}))  # no mIoU: refused before measuring
+    with pytest.raises(McqError, match=re.escape(f"{eval_json}: not an `mcq eval seg --json` result")):
+        profile(ProfileConfig(models=["mci0"], accuracy=[str(eval_json)], out=str(tmp_path / "p")))
+    assert not (tmp_path / "p").exists()
 
 
 def test_random_init_checkpoint(tmp_path):

@@ -49,10 +49,9 @@ def load_eval(path: str | Path) -> dict:
             "value": 100 * m["mIoU"], "file": str(path)}
 
 
-def attach_accuracy(cells: list[dict], evals: list[str | Path], baselines: str | Path | None = None) -> None:
-    """Set each cell's ``accuracy`` (``{"metric", "value", "source", "note"}``) or leave it out where none is known."""
-    measured = [load_eval(p) for p in evals]
-    published = load_baselines(baselines)
+def attach_accuracy(cells: list[dict], measured: list[dict], published: list[dict]) -> None:
+    """Set each cell's ``accuracy`` (``{"metric", "value", "source", "note"}``) from ``load_eval`` results and
+    ``load_baselines`` entries, or leave it out where none is known."""
     for cell in cells:
         same = [e for e in measured if (e["encoder"], e["img_size"]) == (cell["encoder"], cell["img_size"])
                 and e["head"] in ("", cell["head"])]

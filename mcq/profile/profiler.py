@@ -8,6 +8,7 @@ size and FLOPs do not depend on the weights; accuracy then comes from the publis
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -117,12 +118,13 @@ def _one_line(e: BaseException) -> str:
 def profile(cfg: ProfileConfig) -> dict:
     """Measure every cell of ``cfg``; write ``profile.json``, ``report.md`` and the plot to the output folder;
     return the profile (``cells``: one dict per model x size x runtime x precision, with its ``status``)."""
-    from mcq.profile.accuracy import attach_accuracy
+    from mcq.profile.accuracy import attach_accuracy, load_baselines, load_eval
     from mcq.profile.device import describe_device, device_slug
     from mcq.profile.measure import MEMORY_METHOD
     from mcq.profile.report import write_outputs
 
     cfg.check()
+    measured, published = [load_eval(p) for p in cfg.accuracy], load_baselines(cfg.baselines)  # fail before the long loop
     torch.set_num_threads(cfg.threads)
     device = describe_device(cfg.threads)
     out = Path(cfg.out or Path("profiles") / device_slug(device))
@@ -138,8 +140,7 @@ def profile(cfg: ProfileConfig) -> dict:
         if bench is None or bench.key != (subject.checkpoint, size):
             bench = ModelBench(subject, size, cfg)
         cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg)})
-    bench = None
-    attach_accuracy(cells, cfg.accuracy, cfg.baselines)
+    attach_accuracy(cells, measured, published)
     result = {
         "mcq_profile": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device,
         "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "img_sizes": cfg.img_sizes,
@@ -148,6 +149,14 @@ def profile(cfg: ProfileConfig) -> dict:
     }
     result["outputs"] = write_outputs(result, out)
     return result
+
+
+def _or_none(count):
+    """``count()``, or None where fvcore cannot trace the model (the profile goes on without its FLOPs)."""
+    try:
+        return count()
+    except Exception:  # noqa: BLE001
+        return None
 
 
 class ModelBench:
@@ -159,7 +168,7 @@ class ModelBench:
         from mcq.engine.checkpoint import load_task
         from mcq.engine.predict import labels_at
         from mcq.export.exporter import inference_form
-        from mcq.profile.measure import gflops, params_m, summarize, time_calls
+        from mcq.profile.measure import gflops, params_m, state_size_mb, summarize, time_calls
 
         self.key, self.subject, self.size = (subject.checkpoint, size), subject, size
         task = load_task(subject.checkpoint, "seg")
@@ -174,11 +183,11 @@ class ModelBench:
         with torch.no_grad():
             logits = model(torch.from_numpy(self.x)).numpy()
         post = time_calls(lambda: labels_at(logits, image.height, image.width), cfg.runs, 1)
-        self.weights_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+        self.weights_mb = state_size_mb(model)
         self.facts = {
             "model": f"{subject.encoder}+{subject.head}", "encoder": subject.encoder, "head": subject.head,
             "source": subject.source, "img_size": size, "params_m": params_m(task.model),
-            "gflops": gflops(model, torch.from_numpy(self.x)),
+            "gflops": _or_none(lambda: gflops(model, torch.from_numpy(self.x))),
             "pre_ms": summarize(pre)["median_ms"], "post_ms": summarize(post)["median_ms"],
             "pre_post_image": f"{image.width}x{image.height}",
         }
@@ -196,8 +205,6 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
                          fmt, precision)
     path, sidecar = folder / name, folder / f"{name}.json"
     if path.exists() and sidecar.is_file():
-        import json
-
         meta = json.loads(sidecar.read_text())
         if meta.get("source_checkpoint", {}).get("sha256") == sha256(s.checkpoint) and meta["parity"]["passed"]:
             compared = meta["parity"].get("numerics") == "compared"
@@ -207,6 +214,19 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
     [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
                                  n_images=cfg.parity_images, n_calib=cfg.calib_images)
     return {**report, "export_s": time.perf_counter() - start}
+
+
+def _prime(fmt: str | None) -> None:
+    """Import the runtime before the load is timed: a one-time Python import is not the model's cold start."""
+    if fmt is None:
+        return
+    from mcq.export.formats import format_module
+
+    format_module(fmt)
+    if fmt == "executorch":
+        from executorch.runtime import Runtime
+
+        Runtime.get()
 
 
 def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig) -> dict:
@@ -232,6 +252,7 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
         if report["status"] != "ok":
             return {**cell, "status": "cannot run here", "why": report["parity"].get("numerics", report["status"])}
     try:
+        _prime(fmt)
         with peak_rss() as mem:
             start = time.perf_counter()
             opened = open_model(path, cfg.threads, task="seg")
