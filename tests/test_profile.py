@@ -164,3 +164,26 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["profile", "--help"])
     assert "mcq profile compare" in capsys.readouterr().out
+
+
+def test_report_of_several_sizes(tmp_path):
+    """Report and plot from cells alone: two input sizes (colour in the plot), the front named in report.md."""
+    from mcq.profile.device import describe_device
+    from mcq.profile.report import write_outputs
+
+    def cell(size, runtime, ms, miou, status="ran"):
+        return {"model": "mci0+fpn", "encoder": "mci0", "head": "fpn", "img_size": size, "runtime": runtime,
+                "precision": "fp32", "status": status, "median_ms": ms, "p90_ms": ms, "params_m": 11.0,
+                "pre_post_image": "512x512", "accuracy": {"metric": "mIoU", "value": miou, "source": "measured",
+                                                          "note": "val.json"}}
+
+    cells = [cell(256, "torch", 40.0, 40.0), cell(512, "torch", 150.0, 45.0), cell(512, "onnxruntime", 90.0, 45.0),
+             cell(256, "onnxruntime", 30.0, 39.0), {**cell(512, "executorch", 1.0, 99.0, "failed"), "why": "x"}]
+    prof = {"created": "now", "device": describe_device(1), "cells": cells,
+            "settings": {"threads": 1, "runs": 2, "warmup": 1, "memory": "rss", "data": "d"}}
+    paths = write_outputs(prof, tmp_path)
+    assert (tmp_path / "accuracy_latency.png").read_bytes()[:4] == b"\x89PNG" and "plot" in paths
+    front = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("Pareto"))
+    # the failed cell's figures are not on the front; (512, torch) is beaten by (512, onnxruntime)
+    assert front == ("Pareto front (no other cell is both faster and more accurate): mci0+fpn 256 px onnxruntime fp32, "
+                     "mci0+fpn 256 px torch fp32, mci0+fpn 512 px onnxruntime fp32.")
