@@ -53,6 +53,13 @@ _EXAMPLES = {
         "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
+    "profile": (
+        "examples:\n"
+        "  mcq profile --models mci0,mci2,swin_l --runtimes torch,onnxruntime,executorch --threads 4 --out profiles/laptop\n"
+        "  mcq profile --models mci0 --img-size 256 512 --precision fp32,int8 --runs 50   # resolution as a third axis\n"
+        "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
+        "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
+    ),
 }
 
 
@@ -161,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="ExecuTorch delegate (default xnnpack; coreml lowers to Core ML, which runs only on Apple "
                     "devices)")
 
+    _profile_parser(sub, common, fmt)
+
     pr = sub.add_parser("predict", parents=[common], help="segment images with a checkpoint or an artifact",
                         epilog=_EXAMPLES["predict"], formatter_class=fmt)
     pr.add_argument("images", nargs="+", help="image files")
@@ -168,6 +177,60 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions", help="folder for NAME_mask.png and NAME_overlay.png")
     pr.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
     return p
+
+
+def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
+    pf = sub.add_parser("profile", parents=[common], help="latency, memory, size, FLOPs and accuracy of every model x "
+                        "runtime x precision; `profile compare` for two devices", epilog=_EXAMPLES["profile"],
+                        formatter_class=fmt)
+    pf.add_argument("--models", help="encoders, random init (default mci0,mci1,mci2,vit_b16,swin_l; none with "
+                    "--checkpoint)")
+    pf.add_argument("--checkpoint", action="append", default=[], help="a trained seg run's .ckpt (repeatable)")
+    pf.add_argument("--runtimes", default="torch,onnxruntime,executorch,coreml", help="comma-separated (default all)")
+    pf.add_argument("--precision", default="fp32,int8", help="fp32, fp16, int8, comma-separated (default fp32,int8)")
+    pf.add_argument("--img-size", type=int, nargs="+", help="input sizes, square (default: 512, or the training size)")
+    pf.add_argument("--threads", type=int, help="threads for every runtime (default: the usable cores)")
+    pf.add_argument("--runs", type=int, default=20, help="timed runs per cell (default 20)")
+    pf.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    pf.add_argument("--accuracy", nargs="+", default=[], help="`mcq eval seg --json` files (default: published mIoU)")
+    pf.add_argument("--baselines", help="published accuracies (default profiles/baselines.json)")
+    pf.add_argument("--data", help="images for pre-processing, parity and int8 calibration (default: embedded data)")
+    pf.add_argument("--out", help="folder for profile.json, report.md, the plot and artifacts/ (default "
+                    "profiles/<device>)")
+    cmp = pf.add_subparsers(dest="profile_command").add_parser(
+        "compare", parents=[common], help="compare two profiles; exit 1 when B regresses beyond --fail-on",
+        epilog=_EXAMPLES["profile"], formatter_class=fmt)
+    cmp.add_argument("a", help="profile.json (or its folder) of the reference")
+    cmp.add_argument("b", help="profile.json (or its folder) to judge")
+    cmp.add_argument("--fail-on", default="", help="e.g. latency+10%%,miou-0.5 (metrics: latency, p90, load, "
+                     "memory, size, miou; %% relative to A, else absolute)")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    if args.profile_command == "compare":
+        from mcq.profile.compare import compare
+
+        text, failures = compare(args.a, args.b, args.fail_on)
+        print(text)
+        if failures:
+            print(f"mcq: error: {len(failures)} regression(s) beyond --fail-on {args.fail_on}", file=sys.stderr)
+            return 1
+        return 0
+    from mcq.profile import ProfileConfig, profile
+    from mcq.profile.device import usable_cores
+    from mcq.profile.profiler import DEFAULT_MODELS
+    from mcq.profile.report import format_table
+
+    split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    models = split(args.models) if args.models is not None else ([] if args.checkpoint else list(DEFAULT_MODELS))
+    cfg = ProfileConfig(models=models, checkpoints=args.checkpoint, runtimes=split(args.runtimes),
+                        precisions=split(args.precision), img_sizes=args.img_size or [],
+                        threads=args.threads or usable_cores(), runs=args.runs, warmup=args.warmup,
+                        accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out)
+    result = profile(cfg)
+    print(format_table(result))
+    print("written: " + ", ".join(result["outputs"].values()))
+    return 0
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -292,7 +355,7 @@ def _one_line(e: McqError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
-                "predict": _predict}
+                "predict": _predict, "profile": _profile}
     try:
         rc = handlers[args.command](args)
     except McqError as e:

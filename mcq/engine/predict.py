@@ -23,6 +23,12 @@ def colourize(mask: np.ndarray, palette: list[list[int]]) -> Image.Image:
     return im
 
 
+def labels_at(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Post-processing: logits ``[1, K, h, w]`` upsampled (bilinear) to the image's size, argmax -> class indices."""
+    up = F.interpolate(torch.from_numpy(logits).float(), size=(height, width), mode="bilinear", align_corners=False)
+    return up.argmax(1)[0].numpy()
+
+
 def predict_seg(images: list[str | Path], model: str | Path, out: str | Path, threads: int | None = None) -> list[dict]:
     """For each image write ``NAME_mask.png`` (class indices, palette) and ``NAME_overlay.png``; return timings."""
     opened = open_model(model, threads, task="seg")
@@ -37,9 +43,7 @@ def predict_seg(images: list[str | Path], model: str | Path, out: str | Path, th
         start = time.perf_counter()
         logits = opened.run(x)
         model_ms = 1000 * (time.perf_counter() - start)
-        up = F.interpolate(torch.from_numpy(logits).float(), size=(image.height, image.width), mode="bilinear",
-                           align_corners=False)
-        labels = up.argmax(1)[0].numpy()
+        labels = labels_at(logits, image.height, image.width)
         mask = colourize(labels, meta["palette"])
         overlay = Image.blend(image, mask.convert("RGB"), 0.5)
         for suffix, im in (("mask", mask), ("overlay", overlay)):

@@ -122,12 +122,18 @@ def _det_runner(module, path: Path, model: nn.Module, meta: dict):
     return None if run is None else lambda x: detection.detections(model, meta["graph"], run(x), size)
 
 
-def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
-                explain: bool, opts: dict) -> dict:
-    tags = "".join(f"-{v}" for v in opts.values())
+def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None) -> str:
+    """The file name of the artifact of ``meta``'s model in ``fmt`` and ``precision`` (options named in it)."""
+    tags = "".join(f"-{v}" for v in (opts or {}).values())
     size = meta["input"]["shape"][-2]  # the height: --img-size (depth artifacts are 4:3 wide)
     kind = meta["head"] if meta["task"] == "seg" else meta["task"]
-    name = f"{meta['encoder']}_{kind}_{size}_{precision}{tags}{SUFFIXES[fmt]}"
+    return f"{meta['encoder']}_{kind}_{size}_{precision}{tags}{SUFFIXES[fmt]}"
+
+
+def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
+                explain: bool, opts: dict) -> dict:
+    name = artifact_name(meta, fmt, precision, opts)
+    size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
     report = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
               "img_size": size}

@@ -1,0 +1,267 @@
+"""``profile``: every model x size x runtime x precision exported by mcq's own exporter, checked, and measured.
+
+A model is a trained checkpoint, or an encoder name: then a randomly initialised segmentation model with
+ADE20K's 150 classes and the encoder's default head, saved once as an mcq checkpoint
+(``<out>/artifacts/<encoder>_random-init.ckpt``) so that it takes exactly the path of a trained one. Speed,
+size and FLOPs do not depend on the weights; accuracy then comes from the published figures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mcq.errors import McqError
+from mcq.io import atomic_path
+
+RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml"}  # -> format
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l")
+STATUSES = ("ran", "failed", "cannot run here", "not supported")
+
+
+@dataclass
+class ProfileConfig:
+    """What ``mcq profile`` measures and how; ``models`` are encoders (random init), ``checkpoints`` trained runs."""
+
+    models: list[str] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=lambda: list(RUNTIMES))
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
+    img_sizes: list[int] = field(default_factory=list)  # empty: 512 for encoders, the training size for checkpoints
+    threads: int = 1
+    runs: int = 20
+    warmup: int = 3
+    accuracy: list[str] = field(default_factory=list)  # `mcq eval seg --json` files
+    baselines: str | None = None  # published accuracies (default profiles/baselines.json)
+    data: str | None = None  # images for pre-processing, parity and int8 calibration (default: embedded)
+    out: str | None = None  # default profiles/<device>
+    parity_images: int = 8
+    calib_images: int = 16
+    seed: int = 0
+
+    def check(self) -> None:
+        from mcq.models.encoders import encoder_info
+
+        for name, given, known in (("runtime", self.runtimes, RUNTIMES), ("precision", self.precisions, PRECISIONS)):
+            bad = [g for g in given if g not in known]
+            if bad or not given:
+                raise McqError(f"unknown {name} {', '.join(bad) or '(none given)'}; known: {', '.join(known)}")
+        for name in self.models:
+            encoder_info(name)
+        if not self.models and not self.checkpoints:
+            raise McqError("nothing to profile: give --models and/or --checkpoint")
+        if self.runs < 1 or self.threads < 1:
+            raise McqError("--runs and --threads must be at least 1")
+
+
+@dataclass
+class Subject:
+    """One model to profile: its checkpoint (trained, or random init written by ``random_checkpoint``)."""
+
+    checkpoint: Path
+    encoder: str
+    head: str
+    source: str  # "random init" or the checkpoint's path
+    img_size: int  # the training size
+
+
+def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
+    """A segmentation model of ``encoder`` (ADE20K's classes, default head, random init) saved as an mcq
+    checkpoint in ``folder``; reused when already there."""
+    from mcq.data import ade20k_class_names
+    from mcq.engine.seg_module import SegTask
+    from mcq.models.encoders import encoder_info
+    from mcq.recipes import load_recipe
+
+    path = folder / f"{encoder}_random-init.ckpt"
+    if path.is_file():
+        return path
+    head = encoder_info(encoder).default_head
+    names = ade20k_class_names()
+    hparams = {"model": dict(encoder=encoder, num_classes=len(names), head=head), "class_names": names,
+               "optim": asdict(load_recipe("seg", head))}
+    torch.manual_seed(seed)
+    task = SegTask(**hparams)
+    with atomic_path(path) as tmp:
+        torch.save({"hyper_parameters": hparams, "state_dict": task.state_dict()}, tmp)
+    return path
+
+
+def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
+    from mcq.engine.checkpoint import load_state
+
+    subjects = []
+    for name in cfg.models:
+        ckpt = random_checkpoint(name, artifacts, cfg.seed)
+        hp = load_state(ckpt)["hyper_parameters"]
+        subjects.append(Subject(ckpt, name, hp["model"]["head"], "random init", hp["optim"]["img_size"]))
+    for ckpt in map(Path, cfg.checkpoints):
+        hp = load_state(ckpt).get("hyper_parameters") or {}
+        if (hp.get("optim") or {}).get("task", "seg") != "seg" or "model" not in hp:
+            raise McqError(f"{ckpt}: not an mcq segmentation checkpoint; `mcq profile` measures seg models")
+        subjects.append(Subject(ckpt, hp["model"]["encoder"], hp["model"].get("head", ""), str(ckpt),
+                                hp["optim"]["img_size"]))
+    return subjects
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def profile(cfg: ProfileConfig) -> dict:
+    """Measure every cell of ``cfg``; write ``profile.json``, ``report.md`` and the plot to the output folder;
+    return the profile (``cells``: one dict per model x size x runtime x precision, with its ``status``)."""
+    from mcq.profile.accuracy import attach_accuracy, load_baselines, load_eval
+    from mcq.profile.device import describe_device, device_slug
+    from mcq.profile.measure import MEMORY_METHOD
+    from mcq.profile.report import write_outputs
+
+    cfg.check()
+    measured, published = [load_eval(p) for p in cfg.accuracy], load_baselines(cfg.baselines)  # fail before the long loop
+    torch.set_num_threads(cfg.threads)
+    device = describe_device(cfg.threads)
+    out = Path(cfg.out or Path("profiles") / device_slug(device))
+    artifacts = out / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    subjects = _subjects(cfg, artifacts)
+    jobs = [(s, size, runtime, precision) for s in subjects for size in (cfg.img_sizes or [s.img_size])
+            for runtime in cfg.runtimes for precision in cfg.precisions]
+    cells, bench = [], None
+    bar = tqdm(jobs, desc="profile", unit="cell")
+    for subject, size, runtime, precision in bar:
+        bar.set_postfix_str(f"{subject.encoder} {size}px {runtime} {precision}")
+        if bench is None or bench.key != (subject.checkpoint, size):
+            bench = ModelBench(subject, size, cfg)
+        cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg)})
+    attach_accuracy(cells, measured, published)
+    result = {
+        "mcq_profile": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device,
+        "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "img_sizes": cfg.img_sizes,
+                     "batch": 1, "memory": MEMORY_METHOD, "data": cfg.data or "embedded synthetic data"},
+        "cells": cells,
+    }
+    result["outputs"] = write_outputs(result, out)
+    return result
+
+
+def _or_none(count):
+    """``count()``, or None where fvcore cannot trace the model (the profile goes on without its FLOPs)."""
+    try:
+        return count()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class ModelBench:
+    """What is measured once per model and size: parameters, FLOPs, pre- and post-processing, the input image."""
+
+    def __init__(self, subject: Subject, size: int, cfg: ProfileConfig):
+        from mcq.data import ADE20K, SegTransform, default_seg_data
+        from mcq.data.ade20k import read_image
+        from mcq.engine.checkpoint import load_task
+        from mcq.engine.predict import labels_at
+        from mcq.export.exporter import inference_form
+        from mcq.profile.measure import gflops, params_m, state_size_mb, summarize, time_calls
+
+        self.key, self.subject, self.size = (subject.checkpoint, size), subject, size
+        task = load_task(subject.checkpoint, "seg")
+        task.model.check_input_size(size, size)
+        model = inference_form(task.model)
+        mean, std = task.model.encoder.mean, task.model.encoder.std
+        ds = ADE20K(Path(cfg.data) if cfg.data else default_seg_data(), "validation")
+        image = read_image(ds.images[0])
+        tf = SegTransform(size, False, mean, std)
+        pre = time_calls(lambda: tf.image_only(image)[None].numpy(), cfg.runs, 1)
+        self.x = tf.image_only(image)[None].numpy()
+        with torch.no_grad():
+            logits = model(torch.from_numpy(self.x)).numpy()
+        post = time_calls(lambda: labels_at(logits, image.height, image.width), cfg.runs, 1)
+        self.weights_mb = state_size_mb(model)
+        self.facts = {
+            "model": f"{subject.encoder}+{subject.head}", "encoder": subject.encoder, "head": subject.head,
+            "source": subject.source, "img_size": size, "params_m": params_m(task.model),
+            "gflops": _or_none(lambda: gflops(model, torch.from_numpy(self.x))),
+            "pre_ms": summarize(pre)["median_ms"], "post_ms": summarize(post)["median_ms"],
+            "pre_post_image": f"{image.width}x{image.height}",
+        }
+
+
+def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: ProfileConfig) -> dict:
+    """Export (or reuse, when its sidecar names the same checkpoint and passed) one artifact; the exporter's
+    report with ``export_s`` or ``reused``."""
+    from mcq.export.exporter import artifact_name, export_checkpoint
+    from mcq.export.metadata import sha256
+
+    s = bench.subject
+    name = artifact_name({"encoder": s.encoder, "head": s.head, "task": "seg", "input": {"shape": [1, 3, bench.size,
+                                                                                                  bench.size]}},
+                         fmt, precision)
+    path, sidecar = folder / name, folder / f"{name}.json"
+    if path.exists() and sidecar.is_file():
+        meta = json.loads(sidecar.read_text())
+        if meta.get("source_checkpoint", {}).get("sha256") == sha256(s.checkpoint) and meta["parity"]["passed"]:
+            compared = meta["parity"].get("numerics") == "compared"
+            return {"artifact": name, "path": str(path), "parity": meta["parity"], "reused": True,
+                    "status": "ok" if compared else "ok (numerics not run here)"}
+    start = time.perf_counter()
+    [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
+                                 n_images=cfg.parity_images, n_calib=cfg.calib_images)
+    return {**report, "export_s": time.perf_counter() - start}
+
+
+def _prime(fmt: str | None) -> None:
+    """Import the runtime before the load is timed: a one-time Python import is not the model's cold start."""
+    if fmt is None:
+        return
+    from mcq.export.formats import format_module
+
+    format_module(fmt)
+    if fmt == "executorch":
+        from executorch.runtime import Runtime
+
+        Runtime.get()
+
+
+def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig) -> dict:
+    """One cell: ``runtime``, ``precision``, ``status`` (``STATUSES``), ``why`` unless it ran, and the figures."""
+    from mcq.export.runtimes import open_model
+    from mcq.profile.measure import path_size_mb, peak_rss, summarize, time_calls
+
+    cell: dict = {"runtime": runtime, "precision": precision}
+    fmt = RUNTIMES[runtime]
+    if fmt is None:
+        if precision != "fp32":
+            return {**cell, "status": "not supported", "why": "eager PyTorch runs fp32 here; "
+                    f"{precision} is measured through the exported formats"}
+        path = bench.subject.checkpoint
+        cell.update(artifact=path.name, size_mb=bench.weights_mb, parity="reference")
+    else:
+        report = _artifact(bench, fmt, precision, folder, cfg)
+        cell.update({k: report[k] for k in ("artifact", "export_s", "reused", "parity") if k in report})
+        if report["status"] == "failed":
+            return {**cell, "status": "failed", "why": report["why"]}
+        path = Path(report["path"])
+        cell["size_mb"] = path_size_mb(path)
+        if report["status"] != "ok":
+            return {**cell, "status": "cannot run here", "why": report["parity"].get("numerics", report["status"])}
+    try:
+        _prime(fmt)
+        with peak_rss() as mem:
+            start = time.perf_counter()
+            opened = open_model(path, cfg.threads, task="seg")
+            load_ms = 1000 * (time.perf_counter() - start)
+            start = time.perf_counter()
+            opened.run(bench.x)
+            first_ms = 1000 * (time.perf_counter() - start)
+            times = time_calls(lambda: opened.run(bench.x), cfg.runs, cfg.warmup)
+    except Exception as e:  # noqa: BLE001 - a runtime that breaks is a failed cell, not a failed profile
+        return {**cell, "status": "failed", "why": f"{runtime}: {_one_line(e)}"}
+    return {**cell, "status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
+            **summarize(times)}

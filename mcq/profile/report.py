@@ -1,0 +1,129 @@
+"""The profile as a terminal table, ``report.md``, ``profile.json`` and the accuracy-latency plot; the Pareto front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mcq.io import atomic_path, write_json
+
+COLUMNS = [  # header, width, cell -> text
+    ("model", 18, lambda c: c["model"]),
+    ("px", 4, lambda c: str(c["img_size"])),
+    ("runtime", 11, lambda c: c["runtime"]),
+    ("prec", 4, lambda c: c["precision"]),
+    ("median ms", 9, lambda c: _num(c.get("median_ms"), 1)),
+    ("p90 ms", 8, lambda c: _num(c.get("p90_ms"), 1)),
+    ("load ms", 8, lambda c: _num(c.get("load_ms"), 0)),
+    ("peak MB", 7, lambda c: _num(c.get("peak_mem_mb"), 0)),
+    ("size MB", 7, lambda c: _num(c.get("size_mb"), 1)),
+    ("params M", 8, lambda c: _num(c.get("params_m"), 1)),
+    ("GFLOPs", 7, lambda c: _num(c.get("gflops"), 2)),
+    ("pre ms", 6, lambda c: _num(c.get("pre_ms"), 1)),
+    ("post ms", 7, lambda c: _num(c.get("post_ms"), 1)),
+    ("agree %", 7, lambda c: _agreement(c)),
+    ("mIoU", 6, lambda c: _accuracy(c)),
+]
+
+
+def _num(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _agreement(cell: dict) -> str:
+    p = cell.get("parity")
+    if p == "reference":
+        return "ref"
+    return f"{100 * p['agreement']:.2f}" if isinstance(p, dict) and "agreement" in p else "-"
+
+
+def _accuracy(cell: dict) -> str:
+    acc = cell.get("accuracy")
+    return "-" if not acc else f"{acc['value']:.1f}" + ("*" if acc["source"] == "published" else "")
+
+
+def status_text(cell: dict) -> str:
+    return cell["status"] + (f": {cell['why']}" if cell.get("why") else "")
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (latency, accuracy) no other point beats: none is as fast and as accurate and better
+    in one; sorted by latency."""
+    front = []
+    for i, (lat, acc) in enumerate(points):
+        if not any(l2 <= lat and a2 >= acc and (l2, a2) != (lat, acc) for l2, a2 in points):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i])
+
+
+def plotted(cells: list[dict]) -> list[dict]:
+    """The cells with a latency and an accuracy: the points of the plot and of the front."""
+    return [c for c in cells if c["status"] == "ran" and c.get("accuracy")]
+
+
+def front_cells(cells: list[dict]) -> list[dict]:
+    points = plotted(cells)
+    return [points[i] for i in pareto_front([(c["median_ms"], c["accuracy"]["value"]) for c in points])]
+
+
+def format_table(profile: dict) -> str:
+    """The terminal table: one row per cell, figures then status."""
+    from mcq.profile.device import device_line
+
+    head = " ".join(f"{h:<{w}}" if i < 4 else f"{h:>{w}}" for i, (h, w, _) in enumerate(COLUMNS)) + "  status"
+    rows = [" ".join(f"{f(c):<{w}}" if i < 4 else f"{f(c):>{w}}" for i, (_, w, f) in enumerate(COLUMNS))
+            + "  " + status_text(c) for c in profile["cells"]]
+    s = profile["settings"]
+    notes = [device_line(profile["device"]),
+             f"batch 1; median and p90 of {s['runs']} runs after {s['warmup']} warm-up; load: open the artifact (cold "
+             f"start); peak MB: {s['memory']}; pre: resize + normalise, post: upsample + argmax of one "
+             f"{profile['cells'][0]['pre_post_image'] if profile['cells'] else ''} image; GFLOPs by fvcore "
+             "(a multiply-add counts one); agree: parity with PyTorch; mIoU* published (paper), not measured here"]
+    front = front_cells(profile["cells"])
+    if front:
+        notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
+            f"{c['model']} {c['img_size']}px {c['runtime']} {c['precision']}" for c in front))
+    return "\n".join([*notes[:1], head, *rows, *notes[1:]])
+
+
+def format_markdown(profile: dict, plot_name: str | None) -> str:
+    """``report.md``: the device, the settings, the table, the front, the accuracy sources and the plot."""
+    from mcq.profile.device import device_line
+
+    s, cells = profile["settings"], profile["cells"]
+    lines = [f"# mcq profile, {profile['created']}", "", f"Device: {device_line(profile['device'])}.", "",
+             f"Batch 1, {s['threads']} threads for every runtime; latency: median and p90 of {s['runs']} runs after "
+             f"{s['warmup']} warm-up runs; load: time to open the artifact in its runtime (cold start, the first run "
+             f"is `first_run_ms` in profile.json); peak memory: {s['memory']}; pre-processing: resize + normalise, "
+             f"post-processing: upsample to the image + argmax (one image of the data: {s['data']}); GFLOPs counted "
+             "by fvcore (a multiply-add is one); agree %: pixels whose class matches PyTorch's in the export's parity "
+             "check. mIoU marked * is the paper's published figure for the architecture, not measured on these "
+             "weights.", "",
+             "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
+             "|" + "---|" * (len(COLUMNS) + 1)]
+    lines += ["| " + " | ".join(f(c) for _, _, f in COLUMNS) + f" | {status_text(c)} |" for c in cells]
+    front = front_cells(cells)
+    if front:
+        lines += ["", "Pareto front (no other cell is both faster and more accurate): " + ", ".join(
+            f"{c['model']} {c['img_size']} px {c['runtime']} {c['precision']}" for c in front) + "."]
+    sources = sorted({(c["model"], c["accuracy"]["source"], c["accuracy"]["note"]) for c in cells if c.get("accuracy")})
+    if sources:
+        lines += ["", "Accuracy sources:", ""] + [f"- {m}: {src}, {note}" for m, src, note in sources]
+    if plot_name:
+        lines += ["", f"![accuracy vs latency]({plot_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(profile: dict, out: Path) -> dict:
+    """Write ``profile.json``, ``report.md`` and ``accuracy_latency.png`` (when any cell has both figures) into
+    ``out``; return their paths."""
+    from mcq.profile.plot import plot_accuracy_latency
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": str(out / "profile.json"), "report": str(out / "report.md")}
+    if plotted(profile["cells"]):
+        paths["plot"] = str(out / "accuracy_latency.png")
+        plot_accuracy_latency(profile, paths["plot"])
+    with atomic_path(paths["report"]) as tmp:
+        tmp.write_text(format_markdown(profile, "accuracy_latency.png" if "plot" in paths else None))
+    write_json(paths["json"], {**profile, "outputs": paths})
+    return paths

@@ -1,0 +1,189 @@
+"""`mcq profile`: the table, profile.json, report and plot of a tiny model; the status column's paths (ran, failed,
+cannot run here, not supported); the Pareto front; `mcq profile compare` and its --fail-on gate."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+
+from mcq.cli import main
+from mcq.errors import McqError
+from mcq.profile import ProfileConfig, profile
+from mcq.profile.compare import compare, parse_fail_on
+from mcq.profile.report import pareto_front
+
+
+@pytest.fixture(scope="module")
+def profiled(trained_ckpt, synth_data, tmp_path_factory):
+    """`mcq profile` of the tiny trained mci0 (64 px) through torch, onnxruntime and Core ML, with its eval JSON."""
+    from mcq.engine.evaluate import evaluate_seg
+
+    tmp = tmp_path_factory.mktemp("profile")
+    metrics = evaluate_seg(trained_ckpt, synth_data, workers=0, json_out=tmp / "eval.json", accelerator="cpu")
+    out = tmp / "prof"
+    argv = ["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,coreml", "--precision",
+            "fp32", "--runs", "2", "--warmup", "1", "--threads", "1", "--data", str(synth_data), "--accuracy",
+            str(tmp / "eval.json"), "--out", str(out)]
+    return out, metrics, argv
+
+
+@pytest.fixture(scope="module")
+def ran(profiled):
+    import contextlib
+    import io
+
+    out, metrics, argv = profiled
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = main(argv)
+    return rc, stdout.getvalue(), json.loads((out / "profile.json").read_text()), metrics
+
+
+def test_table_json_report_and_plot(profiled, ran):
+    out, _, _ = profiled
+    rc, text, prof, metrics = ran
+    assert rc == 0
+    cells = {c["runtime"]: c for c in prof["cells"]}
+    assert list(cells) == ["torch", "onnxruntime", "coreml"]
+    for runtime in ("torch", "onnxruntime"):
+        c = cells[runtime]
+        assert c["status"] == "ran" and "why" not in c, c
+        assert 0 < c["min_ms"] <= c["median_ms"] <= c["p90_ms"] and len(c["runs_ms"]) == 2
+        assert c["load_ms"] > 0 and c["first_run_ms"] > 0 and c["peak_mem_mb"] >= 0 and c["size_mb"] > 0
+        source = "measured" if runtime == "torch" else "measured (torch fp32)"  # the eval was of the checkpoint
+        assert c["accuracy"] == {"metric": "mIoU", "value": pytest.approx(100 * metrics["mIoU"]), "source": source,
+                                 "note": str(out.parent / "eval.json")}
+    assert cells["onnxruntime"]["parity"]["agreement"] >= 0.999
+    assert 10 < cells["torch"]["params_m"] < 20 and 0 < cells["torch"]["gflops"] < 5  # mci0 at 64 px
+    assert cells["torch"]["pre_ms"] > 0 and cells["torch"]["post_ms"] > 0
+    assert prof["device"]["threads"] == 1 and prof["device"]["versions"]["onnxruntime"]
+    # the table shows the JSON's figures, one row per cell, the device and the status column
+    onnx_row = next(line for line in text.splitlines() if line.startswith("mci0+fpn") and " onnxruntime " in line)
+    assert f"{cells['onnxruntime']['median_ms']:.1f}" in onnx_row and onnx_row.rstrip().endswith("ran")
+    assert prof["device"]["cpu"] in text and "1 threads for every runtime" in text
+    report = (out / "report.md").read_text()
+    assert "| mci0+fpn | 64 | onnxruntime | fp32 |" in report and "Pareto front" in report
+    assert (out / "accuracy_latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_core_ml_cannot_run_here(ran):
+    _, text, prof, _ = ran
+    coreml = next(c for c in prof["cells"] if c["runtime"] == "coreml")
+    assert coreml["status"] == "cannot run here" and "macOS" in coreml["why"]
+    assert coreml["size_mb"] > 0 and "median_ms" not in coreml  # exported and checked, not timed
+    assert "cannot run here: " in next(line for line in text.splitlines() if line.startswith("mci0+fpn") and " coreml " in line)
+
+
+def test_failed_and_not_supported(monkeypatch, synth_data, tmp_path):
+    """An export that breaks is a failed cell with its one-line reason; the rest of the profile goes on."""
+    from mcq.export import onnx as onnx_format
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no int8 kernel for Foo\nlong traceback")
+
+    monkeypatch.setattr(onnx_format, "export", broken)
+    prof = profile(ProfileConfig(models=["mci0"], runtimes=["torch", "onnxruntime"], precisions=["int8"],
+                                 img_sizes=[64], runs=1, warmup=0, data=str(synth_data), out=str(tmp_path),
+                                 parity_images=1, calib_images=1))
+    cells = {c["runtime"]: c for c in prof["cells"]}
+    assert cells["onnxruntime"]["status"] == "failed" and cells["onnxruntime"]["why"] == "no int8 kernel for Foo"
+    assert cells["torch"]["status"] == "not supported"
+    assert cells["torch"]["accuracy"]["source"] == "published" and cells["torch"]["accuracy"]["value"] == 48.1
+    assert not list(tmp_path.glob("artifacts/*.onnx"))
+
+
+def test_pareto_front():
+    points = [(10.0, 40.0), (20.0, 45.0), (15.0, 39.0), (30.0, 45.0), (5.0, 30.0), (20.0, 44.0), (50.0, 50.0)]
+    assert pareto_front(points) == [4, 0, 1, 6]  # (15, 39), (30, 45) and (20, 44) are beaten
+    assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # equal points both stand
+    assert pareto_front([]) == []
+
+
+def _variant(prof: dict, path, **changes) -> str:
+    """A copy of ``prof`` with ``changes`` ({runtime: fn(cell)}) applied, written to ``path``."""
+    b = copy.deepcopy(prof)
+    for cell in b["cells"]:
+        if cell["runtime"] in changes:
+            changes[cell["runtime"]](cell)
+    path.write_text(json.dumps(b))
+    return str(path)
+
+
+def test_compare_gate(profiled, ran, tmp_path, capsys):
+    out, _, _ = profiled
+    prof = ran[2]
+    a = str(out / "profile.json")
+    slower = _variant(prof, tmp_path / "slow.json", onnxruntime=lambda c: c.update(median_ms=1.2 * c["median_ms"]))
+    text, failures = compare(a, slower, "latency+10%")
+    assert len(failures) == 1 and failures[0].startswith("mci0+fpn 64 onnxruntime fp32: latency") and "FAILED" in text
+    assert compare(a, slower, "latency+25%")[1] == []
+    assert compare(a, slower, "")[1] == []  # no gate, no failure
+    worse = _variant(prof, tmp_path / "worse.json", torch=lambda c: c["accuracy"].update(value=c["accuracy"]["value"] - 1))
+    assert len(compare(a, worse, "miou-0.5")[1]) == 1 and compare(a, worse, "miou-2")[1] == []
+    broke = _variant(prof, tmp_path / "broke.json", torch=lambda c: c.update(status="failed", why="x"))
+    assert compare(a, broke, "latency+50%")[1] == ["mci0+fpn 64 torch fp32: ran in A, failed in B"]
+    # the CLI exits 1 on a regression, 0 otherwise
+    assert main(["profile", "compare", a, slower, "--fail-on", "latency+10%,miou-0.5"]) == 1
+    assert main(["profile", "compare", str(out), a, "--fail-on", "latency+10%,miou-0.5"]) == 0
+    assert "gate latency+10%, miou-0.5 points: passed" in capsys.readouterr().out
+
+
+def test_compare_bad_input(tmp_path, capsys):
+    bad = tmp_path / "profile.json"
+    bad.write_text("{not json")
+    assert main(["profile", "compare", str(bad), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and len(err.strip().splitlines()) == 1
+    bad.write_text(json.dumps({"cells": [{"model": "x"}], "device": {}}))
+    with pytest.raises(McqError, match="not an mcq profile"):
+        compare(bad, bad)
+    with pytest.raises(McqError, match="--fail-on 'speed\\+10%'"):
+        parse_fail_on("latency+10%,speed+10%")
+    eval_json = tmp_path / "val.json"
+    eval_json.write_text(json.dumps({"encoder": "mci0", "img_size": 64}))  # no mIoU: refused before measuring
+    with pytest.raises(McqError, match=re.escape(f"{eval_json}: not an `mcq eval seg --json` result")):
+        profile(ProfileConfig(models=["mci0"], accuracy=[str(eval_json)], out=str(tmp_path / "p")))
+    assert not (tmp_path / "p").exists()
+
+
+def test_random_init_checkpoint(tmp_path):
+    from mcq.engine.checkpoint import load_task
+    from mcq.profile.profiler import random_checkpoint
+
+    path = random_checkpoint("mci0", tmp_path)
+    task = load_task(path, "seg")
+    assert task.model.cfg.num_classes == len(task.class_names) == 150 and task.model.cfg.head == "fpn"
+    mtime = path.stat().st_mtime_ns
+    assert random_checkpoint("mci0", tmp_path) == path and path.stat().st_mtime_ns == mtime  # reused
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["profile", "--help"])
+    assert "mcq profile compare" in capsys.readouterr().out
+
+
+def test_report_of_several_sizes(tmp_path):
+    """Report and plot from cells alone: two input sizes (colour in the plot), the front named in report.md."""
+    from mcq.profile.device import describe_device
+    from mcq.profile.report import write_outputs
+
+    def cell(size, runtime, ms, miou, status="ran"):
+        return {"model": "mci0+fpn", "encoder": "mci0", "head": "fpn", "img_size": size, "runtime": runtime,
+                "precision": "fp32", "status": status, "median_ms": ms, "p90_ms": ms, "params_m": 11.0,
+                "pre_post_image": "512x512", "accuracy": {"metric": "mIoU", "value": miou, "source": "measured",
+                                                          "note": "val.json"}}
+
+    cells = [cell(256, "torch", 40.0, 40.0), cell(512, "torch", 150.0, 45.0), cell(512, "onnxruntime", 90.0, 45.0),
+             cell(256, "onnxruntime", 30.0, 39.0), {**cell(512, "executorch", 1.0, 99.0, "failed"), "why": "x"}]
+    prof = {"created": "now", "device": describe_device(1), "cells": cells,
+            "settings": {"threads": 1, "runs": 2, "warmup": 1, "memory": "rss", "data": "d"}}
+    paths = write_outputs(prof, tmp_path)
+    assert (tmp_path / "accuracy_latency.png").read_bytes()[:4] == b"\x89PNG" and "plot" in paths
+    front = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("Pareto"))
+    # the failed cell's figures are not on the front; (512, torch) is beaten by (512, onnxruntime)
+    assert front == ("Pareto front (no other cell is both faster and more accurate): mci0+fpn 256 px onnxruntime fp32, "
+                     "mci0+fpn 256 px torch fp32, mci0+fpn 512 px onnxruntime fp32.")
