@@ -48,6 +48,11 @@ _EXAMPLES = {
         "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
+    "app": (
+        "example:\n"
+        "  npm ci --prefix apps/web                                   # once: onnxruntime-web, pinned\n"
+        "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --port 8000   # then open the URL it prints"
+    ),
 }
 
 
@@ -147,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="a .ckpt, .onnx or .pte (with its .json metadata)")
     pr.add_argument("--out", default="predictions", help="folder for NAME_mask.png and NAME_overlay.png")
     pr.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
+
+    app = sub.add_parser("app", parents=[common], help="sample apps").add_subparsers(dest="app_command", required=True)
+    web = app.add_parser("web", parents=[common], help="serve the web app (apps/web) on an exported segmentation "
+                         "model, run in the browser by onnxruntime-web", epilog=_EXAMPLES["app"], formatter_class=fmt)
+    web.add_argument("--model", required=True, help="an exported seg .onnx (with its .json metadata beside it)")
+    web.add_argument("--port", type=int, default=8000, help="port on localhost (default 8000; 0: any free port)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     return p
 
 
@@ -256,6 +268,17 @@ def _predict(args: argparse.Namespace) -> None:
               f"[{', '.join(row['classes'])}]")
 
 
+def _app(args: argparse.Namespace) -> None:
+    from mcq.apps.web import serve_web_app
+
+    app = serve_web_app(args.model, args.port, args.host, image="sample.jpg")
+    print(f"serving {args.model} at {app.url}  (Ctrl-C stops)", flush=True)
+    try:
+        app.thread.join()
+    finally:
+        app.close()
+
+
 def _one_line(e: McqError) -> str:
     """The user's message; errors raised in a DataLoader worker arrive wrapped in a traceback text."""
     msg = str(e)
@@ -267,7 +290,7 @@ def _one_line(e: McqError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
-                "predict": _predict}
+                "predict": _predict, "app": _app}
     try:
         rc = handlers[args.command](args)
     except McqError as e:
