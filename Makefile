@@ -3,16 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
+WEB := apps/web
 
 .PHONY: setup demo test test-fast clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(WEB)/node_modules/.package-lock.json
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
+
+# onnxruntime-web (pinned in package-lock.json) for the web app and its browser test, which skips without it
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the web app's browser test will be skipped (install Node.js 20, then make setup)"; fi
 
 # The main job: a small MCi0 SemanticFPN trained on the embedded synthetic data on this CPU, evaluated, then
 # exported to ONNX and ExecuTorch (fp32) and Core ML (fp16), each artifact checked against PyTorch.

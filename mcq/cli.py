@@ -60,6 +60,11 @@ _EXAMPLES = {
         "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
     ),
+    "app": (
+        "example:\n"
+        "  npm ci --prefix apps/web                                   # once: onnxruntime-web, pinned\n"
+        "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --port 8000   # then open the URL it prints"
+    ),
 }
 
 
@@ -176,6 +181,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", required=True, help="a .ckpt, .onnx or .pte (with its .json metadata)")
     pr.add_argument("--out", default="predictions", help="folder for NAME_mask.png and NAME_overlay.png")
     pr.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
+
+    app = sub.add_parser("app", parents=[common], help="sample apps").add_subparsers(dest="app_command", required=True)
+    web = app.add_parser("web", parents=[common], help="serve the web app (apps/web) on an exported segmentation "
+                         "model, run in the browser by onnxruntime-web", epilog=_EXAMPLES["app"], formatter_class=fmt)
+    web.add_argument("--model", required=True, help="an exported seg .onnx (with its .json metadata beside it)")
+    web.add_argument("--port", type=int, default=8000, help="port on localhost (default 8000; 0: any free port)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     return p
 
 
@@ -344,6 +356,17 @@ def _predict(args: argparse.Namespace) -> None:
               f"[{', '.join(row['classes'])}]")
 
 
+def _app(args: argparse.Namespace) -> None:
+    from mcq.apps.web import serve_web_app
+
+    app = serve_web_app(args.model, args.port, args.host, image="sample.jpg")
+    print(f"serving {args.model} at {app.url}  (Ctrl-C stops)", flush=True)
+    try:
+        app.thread.join()
+    finally:
+        app.close()
+
+
 def _one_line(e: McqError) -> str:
     """The user's message; errors raised in a DataLoader worker arrive wrapped in a traceback text."""
     msg = str(e)
@@ -355,7 +378,7 @@ def _one_line(e: McqError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
-                "predict": _predict, "profile": _profile}
+                "predict": _predict, "profile": _profile, "app": _app}
     try:
         rc = handlers[args.command](args)
     except McqError as e:

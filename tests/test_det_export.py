@@ -13,6 +13,7 @@ from mcq.export.exporter import export_checkpoint, inference_form
 from mcq.export.parity import THRESHOLDS, parity
 from mcq.models.detector import DetModel, DetModelConfig
 from mcq.models.encoders import normalization
+from mcq.export.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -43,7 +44,7 @@ def test_onnx_full_model_matches_pytorch_on_boxes_scores_and_masks(exported):
 def test_onnx_artifact_says_what_it_holds(exported):
     out, r = exported
     path = out / r["artifact"]
-    sidecar = json.loads((out / f"{r['artifact']}.json").read_text())
+    sidecar = read_sidecar(path)  # checked against metadata.schema.json
     assert onnx_format.read_metadata(path) == {k: v for k, v in sidecar.items() if k != "parity"}
     assert sidecar["task"] == "det" and sidecar["graph"] == "full" and sidecar["head"] == "maskrcnn"
     assert sidecar["class_names"] and sidecar["input"]["shape"] == [1, 3, 64, 64]
@@ -116,6 +117,6 @@ def test_executorch_and_core_ml_hold_the_features_graph(trained_det_ckpt, synth_
     assert et["parity"]["detections"] > 0 and et["parity"]["max_rel"] < 1e-3
     assert cm["status"] == "ok (numerics not run here)" and all(cm["parity"]["checks"].values()), cm
     for r in (et, cm):
-        sidecar = json.loads((tmp_path / f"{r['artifact']}.json").read_text())
+        sidecar = read_sidecar(tmp_path / r["artifact"])
         assert sidecar["graph"] == "features" and "detect" in sidecar["postprocess"] and r["precision"] == "fp32"
         assert [o["name"] for o in sidecar["outputs"]][:5] == ["fpn_0", "fpn_1", "fpn_2", "fpn_3", "fpn_pool"]

@@ -12,6 +12,7 @@ from mcq.export import coreml
 from mcq.export.exporter import export_checkpoint
 from mcq.export.formats import SUFFIXES, format_for
 from mcq.export.runtimes import open_model
+from mcq.export.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -30,7 +31,7 @@ def test_exports_and_is_inspected(exported, precision):
     assert r["status"] == "ok (numerics not run here)", r
     pkg = out / r["artifact"]
     assert r["artifact"].endswith(f"_{precision}.mlpackage") and pkg.is_dir()
-    sidecar = json.loads((out / f"{r['artifact']}.json").read_text())
+    sidecar = read_sidecar(pkg)  # checked against metadata.schema.json
     assert sidecar["parity"]["numerics"].startswith("not run") and sidecar["parity"]["passed"]
     assert all(sidecar["parity"]["checks"].values()) and sidecar["parity"]["precision"] == precision
     assert sidecar["coreml_input"]["type"] == "image" and sidecar["precision"] == precision

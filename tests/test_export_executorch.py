@@ -9,6 +9,7 @@ from mcq.export import executorch as et_format
 from mcq.export.exporter import dataset_images, export_checkpoint
 from mcq.export.metadata import sha256
 from mcq.export.runtimes import open_model
+from mcq.export.schema import read_sidecar
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data)
     assert fp32["parity"]["max_rel"] < 1e-3 and fp32["parity"]["agreement"] >= 0.999
     path = out / fp32["artifact"]
     assert path.suffix == ".pte" and path.is_file()
-    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    sidecar = read_sidecar(path)  # checked against metadata.schema.json
     ckpt_classes = open_model(trained_ckpt).meta["class_names"]
     assert sidecar["class_names"] == ckpt_classes
     assert sidecar["input"]["shape"] == [1, 3, 64, 64]

@@ -1,7 +1,5 @@
 """Depth and classification models take every export path, with the parity check of their task."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -10,6 +8,7 @@ from mcq.cli import main
 from mcq.export import coreml, onnx as onnx_format
 from mcq.export.exporter import export_checkpoint
 from mcq.export.parity import parity
+from mcq.export.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -39,7 +38,7 @@ def test_every_runtime_matches_pytorch_by_the_tasks_measure(exported, fmt):
     p = r["parity"]
     assert p["numerics"] == "compared" and p["passed"] and p["max_rel"] < 1e-3 and figure in p
     assert p[figure] < 1e-4 if figure == "mean_rel" else p[figure] == 1.0
-    sidecar = json.loads((out / f"{r['artifact']}.json").read_text())
+    sidecar = read_sidecar(out / r["artifact"])  # checked against metadata.schema.json
     assert sidecar["task"] == task and sidecar["output"]["name"] == output and sidecar["output"]["shape"] == shape
     assert ("class_names" in sidecar) == (task == "cls")
 
@@ -57,7 +56,7 @@ def test_core_ml_package_is_inspected(exported):
     task, out, reports = exported
     r = reports["coreml"]
     assert r["status"] == "ok (numerics not run here)" and all(r["parity"]["checks"].values()), r
-    sidecar = json.loads((out / f"{r['artifact']}.json").read_text())
+    sidecar = read_sidecar(out / r["artifact"])
     wrong = {**sidecar, "output": {**sidecar["output"], "shape": [1, 7]}}
     assert not coreml.inspect(out / r["artifact"], wrong)["passed"]
 

@@ -25,6 +25,7 @@ from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
 from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
+from mcq.export.schema import validate_metadata
 from mcq.io import write_json
 from mcq.models.encoders import normalization
 
@@ -152,9 +153,11 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
             report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
         if not report["parity"]["passed"]:
             raise McqError(report["parity"]["why"])
+        sidecar = {**meta, "parity": report["parity"]}
+        validate_metadata(sidecar, f"{final}.json")  # the contract apps rely on (metadata.schema.json)
         _remove(final)
         os.replace(staged, final)
-        write_json(f"{final}.json", {**meta, "parity": report["parity"]})
+        write_json(f"{final}.json", sidecar)
         report["status"] = "ok" if run else "ok (numerics not run here)"
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
         report["status"], report["why"] = "failed", (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

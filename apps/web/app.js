@@ -1,0 +1,143 @@
+// The page: load an exported mcq segmentation model (.onnx + its .json metadata), segment an image in the browser
+// on onnxruntime-web, draw the colour overlay and the legend. Everything model-specific comes from the metadata.
+import { argmax, classShares, colourise, inputSpec, preprocess, resizeBilinear } from "./mcq.js";
+
+const ORT_DIR = "./node_modules/onnxruntime-web/dist/";
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let ort = null; // onnxruntime-web: its WebGPU build (WebGPU + WASM) only when WebGPU runs, the faster plain WASM else
+let model = null; // { session, meta, spec, backend }
+let shown = null; // { bitmap, mask, spec } of the last result, redrawn when the overlay is toggled
+
+// For a test or the console: mcq's processing on plain arrays, and the last result.
+window.mcqPreprocess = (pixels, w, h, meta, channels = 4) =>
+  Array.from(preprocess(Uint8Array.from(pixels), w, h, meta, channels).data);
+window.mcqArgmax = (logits, dims) => Array.from(argmax(Float32Array.from(logits), dims));
+window.mcqResize = (pixels, w, h, c, outW, outH) => Array.from(resizeBilinear(Uint8Array.from(pixels), w, h, c, outW, outH));
+
+function setStatus(status, text) {
+  document.body.dataset.status = status;
+  $("status").textContent = text;
+}
+
+function fail(error) {
+  window.mcqError = String(error.message || error);
+  setStatus("error", `Error: ${window.mcqError}`);
+}
+
+async function fetchOk(url, what) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: cannot fetch the ${what} (HTTP ${response.status})`);
+  return response;
+}
+
+/** WebGPU when the browser has an adapter (or ?ep=webgpu), else WASM with threads when cross-origin isolated. */
+async function chooseBackend() {
+  const asked = params.get("ep");
+  if (asked) return asked;
+  try {
+    if (navigator.gpu && (await navigator.gpu.requestAdapter())) return "webgpu";
+  } catch { /* no adapter: WASM */ }
+  return "wasm";
+}
+
+async function loadModel(url) {
+  setStatus("loading", `Loading ${url} ...`);
+  const meta = await (await fetchOk(`${url}.json`, "model's metadata (.json sidecar)")).json();
+  const spec = inputSpec(meta);
+  const bytes = new Uint8Array(await (await fetchOk(url, "model")).arrayBuffer());
+  const backend = await chooseBackend();
+  ort = await import(`${ORT_DIR}${backend === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"}`);
+  ort.env.wasm.wasmPaths = new URL(ORT_DIR, location.href).href;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1;
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: [backend] });
+  model = { session, meta, spec, backend };
+  const name = url.split("/").pop();
+  $("model-info").textContent = `${name}: ${meta.encoder} ${meta.head}, ${meta.precision || ""} ${spec.width}x${spec.height}, ` +
+    `${meta.class_names.length} classes, ${backend}${backend === "wasm" ? ` (${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? "s" : ""})` : ""}`;
+  setStatus("ready", "Model loaded: choose an image.");
+}
+
+async function segment(blob) {
+  if (!model) throw new Error("no model loaded: open the page with ?model=URL");
+  setStatus("running", "Segmenting ...");
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  const pixels = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const { spec, meta, session } = model;
+  const { data, dims } = preprocess(pixels, bitmap.width, bitmap.height, meta);
+  const feeds = { [spec.name]: new ort.Tensor("float32", data, dims) };
+  const outputName = meta.output.name;
+  let start = performance.now();
+  await session.run(feeds); // the first run also compiles (WebGPU shaders, WASM buffers)
+  const firstRunMs = performance.now() - start;
+  start = performance.now();
+  const logits = (await session.run(feeds))[outputName];
+  const timeMs = performance.now() - start;
+  if (logits.type !== "float32") throw new Error(`output ${outputName} is ${logits.type}, not float32`);
+  const mask = argmax(logits.data, logits.dims);
+  shown = { bitmap, mask, spec };
+  draw();
+  const classes = classShares(mask, meta.class_names);
+  legend(classes);
+  window.mcqResult = {
+    mask: Array.from(mask), shape: [logits.dims[2], logits.dims[3]], timeMs, firstRunMs, backend: model.backend,
+    threads: model.backend === "wasm" ? ort.env.wasm.numThreads : null, crossOriginIsolated: self.crossOriginIsolated,
+    image: [bitmap.width, bitmap.height], classes,
+  };
+  setStatus("done", `${timeMs.toFixed(1)} ms per image on ${model.backend} (first run ${firstRunMs.toFixed(1)} ms)`);
+}
+
+function draw() {
+  const { bitmap, mask, spec } = shown;
+  const view = $("view");
+  view.width = bitmap.width;
+  view.height = bitmap.height;
+  const ctx = view.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  if (!$("show-overlay").checked) return;
+  const colours = new ImageData(colourise(mask, model.meta.palette), spec.width, spec.height);
+  const small = new OffscreenCanvas(spec.width, spec.height);
+  small.getContext("2d").putImageData(colours, 0, 0);
+  ctx.globalAlpha = 0.5;
+  ctx.imageSmoothingEnabled = false; // class boundaries stay crisp: nearest, from the input size to the image's
+  ctx.drawImage(small, 0, 0, bitmap.width, bitmap.height);
+  ctx.globalAlpha = 1;
+}
+
+function legend(classes) {
+  const list = $("legend");
+  list.replaceChildren(...classes.map(({ index, name, share }) => {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = `rgb(${model.meta.palette[index].join(",")})`;
+    item.append(swatch, `${name} (${(100 * share).toFixed(1)}%)`);
+    return item;
+  }));
+}
+
+async function segmentUrl(url) {
+  await segment(await (await fetchOk(url, "image")).blob());
+}
+
+const guard = (f) => (...args) => f(...args).catch(fail);
+$("file").addEventListener("change", guard(async (e) => e.target.files[0] && segment(e.target.files[0])));
+$("sample").addEventListener("click", guard(() => segmentUrl("sample.jpg")));
+$("show-overlay").addEventListener("change", () => shown && draw());
+document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
+document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
+document.addEventListener("drop", guard(async (e) => {
+  e.preventDefault();
+  document.body.classList.remove("dragging");
+  const file = [...e.dataTransfer.files].find((f) => f.type.startsWith("image/"));
+  if (file) await segment(file);
+}));
+
+guard(async () => {
+  if (!params.get("model")) return;
+  await loadModel(params.get("model"));
+  if (params.get("image")) await segmentUrl(params.get("image"));
+})();
