@@ -26,7 +26,7 @@ _EXAMPLES = {
         "  mcq train seg --backbone mci2 --init mobileclip_s2.pt --data ADEChallengeData2016\n"
         "  mcq train seg --backbone mci0 --out runs/x --resume  # continue an interrupted run\n"
         "  mcq train depth --backbone mci2 --data nyu_depth_v2                # Table 15 (25 epochs, batch 24)\n"
-        "  mcq train depth --backbone mci0 --max-steps 100 --batch-size 4 --img-size 128   # a CPU run\n"
+        "  mcq train depth --backbone mci0 --max-steps 450 --batch-size 8 --img-size 128 --lr 2e-3 --layer-decay 1  # CPU\n"
         "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt   # fine-tune (Table 12)\n"
         "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt --linear-probe\n"
         "  mcq train det --backbone mci2 --data coco --init mobileclip_s2.pt    # Mask R-CNN 1x (Table 13)\n"
