@@ -61,9 +61,10 @@ _EXAMPLES = {
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
     ),
     "app": (
-        "example:\n"
+        "examples:\n"
         "  npm ci --prefix apps/web                                   # once: onnxruntime-web, pinned\n"
-        "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --port 8000   # then open the URL it prints"
+        "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --port 8000   # then open the URL it prints\n"
+        "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --check photo.jpg --screenshot page.png  # headless"
     ),
 }
 
@@ -188,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     web.add_argument("--model", required=True, help="an exported seg .onnx (with its .json metadata beside it)")
     web.add_argument("--port", type=int, default=8000, help="port on localhost (default 8000; 0: any free port)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    web.add_argument("--check", metavar="IMAGE", help="instead of serving: run the page on IMAGE in headless Chromium, "
+                     "print its agreement with onnxruntime in Python and its time; exit 1 below 99.9%%")
+    web.add_argument("--screenshot", metavar="PNG", help="with --check: a screenshot of the page")
     return p
 
 
@@ -356,8 +360,17 @@ def _predict(args: argparse.Namespace) -> None:
               f"[{', '.join(row['classes'])}]")
 
 
-def _app(args: argparse.Namespace) -> None:
+def _app(args: argparse.Namespace) -> int | None:
     from mcq.apps.web import serve_web_app
+
+    if args.check:
+        from mcq.apps.browser import check_in_browser
+
+        r = check_in_browser(args.model, args.check, args.screenshot)
+        print(f"{args.model} on {args.check} in headless Chromium: {r['agreement']:.4%} of pixels agree with "
+              f"onnxruntime in Python; {r['timeMs']:.1f} ms per image ({r['backend']}, {r['threads']} threads; first "
+              f"run {r['firstRunMs']:.1f} ms)" + (f"; screenshot {args.screenshot}" if args.screenshot else ""))
+        return 0 if r["agreement"] >= 0.999 else 1
 
     app = serve_web_app(args.model, args.port, args.host, image="sample.jpg")
     print(f"serving {args.model} at {app.url}  (Ctrl-C stops)", flush=True)

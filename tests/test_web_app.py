@@ -2,28 +2,27 @@
 Chromium on onnxruntime-web; its mask agrees with onnxruntime in Python, its JS pre/post-processing with mcq's
 reference vector."""
 
+import io
 import json
 import os
 import shutil
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from mcq.apps.browser import CHROMIUM, check_in_browser, headless_chromium, open_page
 from mcq.apps.reference import postprocess, preprocess, reference_vector, write_reference
 from mcq.apps.web import ORT, WEB_DIR, serve_web_app
 from mcq.cli import main
 from mcq.errors import McqError
-from mcq.export import onnx as onnx_format
 from mcq.export.exporter import export_checkpoint
 from mcq.export.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 REQUIRED = os.environ.get("MCQ_REQUIRE_WEB_APP") == "1"  # CI (.ci/run) installs both: a skip would hide the test
 
 
@@ -113,22 +112,17 @@ def test_reference_vector_is_mcqs_processing(artifact, tmp_path):
 
 @pytest.fixture
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _absent("playwright is not installed (pip install -e '.[dev]')")
     if not Path(CHROMIUM).is_file():
         _absent("chromium is not installed (apt-get install -y chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+    try:
+        with headless_chromium() as b:
+            yield b
+    except McqError as e:  # playwright missing
+        _absent(str(e))
 
 
 def _photo(synth_data: Path) -> bytes:
     """A validation image of the synthetic data, stretched to 96x72 (the page resizes it to 64x64), as PNG."""
-    import io
-
     path = sorted((synth_data / "images" / "validation").iterdir())[0]
     buf = io.BytesIO()
     Image.open(path).convert("RGB").resize((96, 72), Image.BILINEAR).save(buf, format="PNG")
@@ -137,27 +131,16 @@ def _photo(synth_data: Path) -> bytes:
 
 def test_browser_segments_like_onnxruntime_and_processes_like_mcq(npm_deps, browser, app, artifact, synth_data, tmp_path):
     png = _photo(synth_data)
-    page = browser.new_page()
-    page.route(lambda url: urlsplit(url).path == "/photo.png", lambda route: route.fulfill(body=png, content_type="image/png",
-                                                           headers={"Cross-Origin-Resource-Policy": "same-origin"}))
-    page.goto(f"{app.url}&image=/photo.png")
-    page.wait_for_function("['done', 'error'].includes(document.body.dataset.status)", timeout=60_000)
-    assert page.evaluate("document.body.dataset.status") == "done", page.evaluate("window.mcqError")
-    result = page.evaluate("window.mcqResult")
-    page.screenshot(path=str(tmp_path / "web_app.png"))
+    result = check_in_browser(artifact, png, tmp_path / "web_app.png", browser=browser)
     assert (tmp_path / "web_app.png").stat().st_size > 1000
-
-    meta = read_sidecar(artifact)
-    x = preprocess(Image.open(__import__("io").BytesIO(png)), meta)
-    expected = postprocess(onnx_format.runner(artifact)(x))
-    mask = np.array(result["mask"], np.uint8).reshape(result["shape"])
-    agreement = float((mask == expected).mean())
-    print(f"browser vs onnxruntime: {agreement:.4%} of pixels agree; {result['timeMs']:.1f} ms per image on "
+    print(f"browser vs onnxruntime: {result['agreement']:.4%} of pixels agree; {result['timeMs']:.1f} ms per image on "
           f"{result['backend']} ({result['threads']} threads; first run {result['firstRunMs']:.1f} ms)")
-    assert result["shape"] == [64, 64] and agreement >= 0.999
+    assert result["shape"] == [64, 64] and result["agreement"] >= 0.999
     assert result["crossOriginIsolated"] and result["backend"] == "wasm" and result["timeMs"] > 0
+    meta = read_sidecar(artifact)
     names = [c["name"] for c in result["classes"]]
-    assert sorted(names) == sorted(meta["class_names"][i] for i in np.unique(expected))
+    assert sorted(names) == sorted(meta["class_names"][i] for i in np.unique(result["expected"]))
+    page = open_page(browser, app.url, png)
     assert page.locator("#legend li").all_inner_texts()[0].startswith(names[0])
 
     ref = reference_vector(meta, seed=2)
@@ -170,3 +153,14 @@ def test_browser_segments_like_onnxruntime_and_processes_like_mcq(npm_deps, brow
     assert tensor.shape == want.shape and diff.max() <= one_level + 1e-5 and (diff < 1e-5).mean() >= 0.99
     got = page.evaluate("([l, d]) => window.mcqArgmax(l, d)", [ref["logits"]["data"], ref["logits"]["shape"]])
     assert got == ref["mask"]["data"]
+
+
+def test_cli_check_runs_the_page_headless(npm_deps, artifact, synth_data, tmp_path, capsys):
+    if not Path(CHROMIUM).is_file():
+        _absent("chromium is not installed (apt-get install -y chromium)")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(_photo(synth_data))
+    rc = main(["app", "web", "--model", str(artifact), "--check", str(photo), "--screenshot", str(tmp_path / "p.png")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "of pixels agree with onnxruntime in Python" in out and "ms per image (wasm" in out
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
