@@ -6,3 +6,9 @@ class McqError(Exception):
 
     The message names the file (when there is one) and what to do; the CLI prints it on one line.
     """
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of ``e``'s message (its type's name when it has none), at most ``limit`` characters: the
+    reason a report gives for an artifact or a cell that failed."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]

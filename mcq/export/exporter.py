@@ -18,7 +18,7 @@ from torch import nn
 
 from mcq.engine.checkpoint import load_task
 from mcq.engine.tasks import task_spec
-from mcq.errors import McqError
+from mcq.errors import McqError, first_line
 from mcq.export import detection
 from mcq.export.detection import letterbox
 from mcq.export.explain import explain_artifact
@@ -102,7 +102,7 @@ def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, met
     try:
         return explain_artifact(fmt, run, model, images, calib, precision, meta, out)
     except Exception as e:  # noqa: BLE001 - a diagnosis that fails is reported, the artifact stands on its check
-        return {"error": (str(e).strip().splitlines() or [type(e).__name__])[0][:300]}
+        return {"error": first_line(e)}
 
 
 def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
@@ -160,7 +160,7 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         write_json(f"{final}.json", sidecar)
         report["status"] = "ok" if run else "ok (numerics not run here)"
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
-        report["status"], report["why"] = "failed", (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        report["status"], report["why"] = "failed", first_line(e)
         for stale in (final, Path(f"{final}.json")):  # an older artifact of the same name no longer stands
             _remove(stale)
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mcq.errors import McqError
+from mcq.errors import McqError, first_line
 from mcq.io import atomic_path
 
 RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml"}  # -> format
@@ -109,10 +109,6 @@ def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
         subjects.append(Subject(ckpt, hp["model"]["encoder"], hp["model"].get("head", ""), str(ckpt),
                                 hp["optim"]["img_size"]))
     return subjects
-
-
-def _one_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def profile(cfg: ProfileConfig) -> dict:
@@ -262,6 +258,6 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
             first_ms = 1000 * (time.perf_counter() - start)
             times = time_calls(lambda: opened.run(bench.x), cfg.runs, cfg.warmup)
     except Exception as e:  # noqa: BLE001 - a runtime that breaks is a failed cell, not a failed profile
-        return {**cell, "status": "failed", "why": f"{runtime}: {_one_line(e)}"}
+        return {**cell, "status": "failed", "why": f"{runtime}: {first_line(e)}"}
     return {**cell, "status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
             **summarize(times)}
