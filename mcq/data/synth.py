@@ -15,6 +15,7 @@ import colorsys
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -105,16 +106,23 @@ def synth_seg(out: str | Path, n_train: int = 240, n_val: int = 48, size: int = 
     out = Path(out)
     rng = np.random.default_rng(seed)
     with staged_dir(out) as tmp:
-        for split, n in (("training", n_train), ("validation", n_val)):
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "annotations" / split).mkdir(parents=True)
-            for i in tqdm(range(n), desc=f"synth seg {split}", unit="img", leave=False):
-                img, lab = synth_scene(size, rng)
-                name = f"ADE_{split[:5]}_{i:08d}"
-                Image.fromarray(img).save(tmp / "images" / split / f"{name}.jpg", quality=95)
-                Image.fromarray(lab).save(tmp / "annotations" / split / f"{name}.png")
-        write_class_names(tmp, SEG_CLASSES)
+        write_ade20k(tmp, (n_train, n_val), lambda: synth_scene(size, rng), "synth seg")
     return out
+
+
+def write_ade20k(root: Path, counts: tuple[int, int], scene: Callable[[], tuple[np.ndarray, np.ndarray]],
+                 desc: str) -> None:
+    """Write ``counts`` (training, validation) frames drawn from ``scene()`` (RGB uint8 image, uint8 labels) under
+    ``root`` in the ADE20K layout, with the class names of ``SEG_CLASSES``."""
+    for split, n in zip(("training", "validation"), counts):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        for i in tqdm(range(n), desc=f"{desc} {split}", unit="img", leave=False):
+            img, lab = scene()
+            name = f"ADE_{split[:5]}_{i:08d}"
+            Image.fromarray(img).save(root / "images" / split / f"{name}.jpg", quality=95)
+            Image.fromarray(lab).save(root / "annotations" / split / f"{name}.png")
+    write_class_names(root, SEG_CLASSES)
 
 
 def mcq_home() -> Path:

@@ -19,8 +19,7 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
-from mcq.data.ade20k import write_class_names
-from mcq.data.synth import SEG_CLASSES, _paint, mcq_home
+from mcq.data.synth import _paint, mcq_home, write_ade20k
 from mcq.io import staged_dir
 
 OBJECTS = ["house", "tree", "rock", "sun"]
@@ -167,15 +166,7 @@ def synth_clip(out: str | Path, n_train: int = 2000, n_val: int = 200, size: int
                     for i in range(start, min(n, start + per_shard)):
                         img, _, objects, ground = clip_scene(size, rng)
                         sink.write(_sample(i, split, img, objects, ground, rng, noise, teacher))
-        for split, n in (("training", n_seg), ("validation", n_seg // 2)):
-            (tmp / "seg" / "images" / split).mkdir(parents=True)
-            (tmp / "seg" / "annotations" / split).mkdir(parents=True)
-            for i in range(n):
-                img, lab, _, _ = clip_scene(size, rng)
-                name = f"ADE_{split[:5]}_{i:08d}"
-                Image.fromarray(img).save(tmp / "seg" / "images" / split / f"{name}.jpg", quality=95)
-                Image.fromarray(lab).save(tmp / "seg" / "annotations" / split / f"{name}.png")
-        write_class_names(tmp / "seg", SEG_CLASSES)
+        write_ade20k(tmp / "seg", (n_seg, n_seg // 2), lambda: clip_scene(size, rng)[:2], "synth clip seg")
     return out
 
 
