@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
+DEMO_STEPS := 200
 WEB := apps/web
 
 .PHONY: setup demo test test-fast clean
@@ -24,7 +25,7 @@ $(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
 # exported to ONNX and ExecuTorch (fp32) and Core ML (fp16), each artifact checked against PyTorch.
 demo: setup
 	$(BIN)/mcq data synth seg --out $(DEMO)/data
-	$(BIN)/mcq train seg --backbone mci0 --data $(DEMO)/data --max-steps 200 --batch-size 8 --img-size 256 \
+	$(BIN)/mcq train seg --backbone mci0 --data $(DEMO)/data --max-steps $(DEMO_STEPS) --batch-size 8 --img-size 256 \
 		--val-every 100 --out $(DEMO)/train --exist-ok
 	$(BIN)/mcq eval seg --checkpoint $(DEMO)/train/checkpoints/last.ckpt --data $(DEMO)/data \
 		--json $(DEMO)/eval.json
