@@ -87,3 +87,43 @@ def test_coreml_delegate_is_lowered_and_inspected(trained_ckpt, synth_data, tmp_
     assert json.loads(path.with_name(path.name + ".json").read_text())["backend"] == "coreml"
     with pytest.raises(ValueError, match="Core ML delegate"):
         et_format.export(None, None, tmp_path / "x.pte", "int8", None, {}, backend="coreml")
+
+
+def test_a_norm_whose_conv_has_other_users_survives_int8_preparation():
+    """torchao's ``prepare_pt2e`` folds a batch norm into its conv even when the conv's output also feeds a residual
+    (FastViT's attention stage does this); ``_norms_as_convs`` keeps such a norm out of its reach, exactly."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    class ConvThenNormAndResidual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.norm = torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.BatchNorm2d(4)
+            self.head = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1), torch.nn.BatchNorm2d(4))  # a safe fold
+
+        def forward(self, x):
+            x = self.conv(x)
+            return self.head(x + self.norm(x))
+
+    torch.manual_seed(0)
+    model = ConvThenNormAndResidual()
+    for bn in (model.norm, model.head[1]):
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2), bn.weight.data.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randn(1, 4, 8, 8)
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config()).set_filter_function(lambda n: False)
+
+    def prepared(m):  # nothing quantized: any change is the preparation's own
+        with torch.no_grad():
+            return prepare_pt2e(torch.export.export(m, (x,)).module(), quantizer)(x)
+
+    with torch.no_grad():
+        ref = model(x)
+    fixed = et_format._norms_as_convs(model)
+    assert isinstance(fixed.norm, torch.nn.Conv2d) and isinstance(fixed.head[1], torch.nn.BatchNorm2d)
+    torch.testing.assert_close(prepared(fixed), ref, atol=1e-5, rtol=1e-5)
+    # the upstream fold this works around; when torchao stops doing it, _norms_as_convs can go
+    assert (prepared(model) - ref).abs().max() > 1e-2

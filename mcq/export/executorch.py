@@ -3,7 +3,7 @@
 fp16 casts weights and compute to half inside the graph (input and output stay float32); XNNPACK takes
 the convolutions, while ops it has no fp16 kernel for (GELU) run as portable kernels between delegate calls.
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
-dataset images. A ``.pte`` has no room for free-form metadata, so ``meta`` lives only in the JSON sidecar.
+dataset images, after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``). A ``.pte`` has no room for free-form metadata, so ``meta`` lives only in the JSON sidecar.
 
 ``backend="coreml"`` lowers to ExecuTorch's Core ML delegate instead (fp32, fp16). The program is written
 here, but its delegate runs only on Apple devices: ``runner`` is None where the runtime lacks a backend the
@@ -36,6 +36,29 @@ class _Half(torch.nn.Module):
         return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
 
+def _norms_as_convs(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every ``BatchNorm2d`` that does not close a conv of an ``nn.Sequential`` replaced by the same
+    affine map as a depthwise 1x1 conv.
+
+    ``prepare_pt2e`` (torchao 0.18) folds a batch norm into the conv that feeds it even when the conv's output has
+    other users, which then get the normalised values: in FastViT's attention stage the position encoding's conv
+    feeds both the first block's norm and its residual, and the fold alone moved a depth model's output by 8%
+    (mean relative error, before any quantization). A norm that is not a conv's sole consumer is left unfolded.
+    """
+    model = copy.deepcopy(model)
+    closes_conv = {id(seq[i + 1]) for seq in model.modules() if isinstance(seq, torch.nn.Sequential)
+                   for i in range(len(seq) - 1) if isinstance(seq[i], torch.nn.modules.conv._ConvNd)}
+    for parent in list(model.modules()):
+        for name, bn in parent.named_children():
+            if type(bn) is torch.nn.BatchNorm2d and id(bn) not in closes_conv:
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv = torch.nn.Conv2d(bn.num_features, bn.num_features, 1, groups=bn.num_features)
+                conv.weight.data = scale.detach().view(-1, 1, 1, 1).clone()
+                conv.bias.data = (bn.bias - bn.running_mean * scale).detach().clone()
+                setattr(parent, name, conv)
+    return model.eval()
+
+
 def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor) -> torch.nn.Module:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -44,7 +67,7 @@ def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tenso
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    prepared = prepare_pt2e(torch.export.export(_norms_as_convs(model), (example,)).module(), quantizer)
     with torch.no_grad():
         for x in calib:
             prepared(x[None])
