@@ -58,6 +58,7 @@ _EXAMPLES = {
         "  mcq profile --models mci0,mci2,swin_l --runtimes torch,onnxruntime,executorch --threads 4 --out profiles/laptop\n"
         "  mcq profile --models mci0 --img-size 256 512 --precision fp32,int8 --runs 50   # resolution as a third axis\n"
         "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
+        "  mcq profile --checkpoint runs/det-mci0/checkpoints/best.ckpt --precision fp32   # Mask R-CNN: graph per cell\n"
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
     ),
     "app": (
@@ -201,16 +202,17 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
                         formatter_class=fmt)
     pf.add_argument("--models", help="encoders, random init (default mci0,mci1,mci2,vit_b16,swin_l; none with "
                     "--checkpoint)")
-    pf.add_argument("--checkpoint", action="append", default=[], help="a trained seg run's .ckpt (repeatable)")
+    pf.add_argument("--checkpoint", action="append", default=[], help="a trained run's .ckpt: seg, det, depth or cls (repeatable)")
     pf.add_argument("--runtimes", default="torch,onnxruntime,executorch,coreml", help="comma-separated (default all)")
     pf.add_argument("--precision", default="fp32,int8", help="fp32, fp16, int8, comma-separated (default fp32,int8)")
     pf.add_argument("--img-size", type=int, nargs="+", help="input sizes, square (default: 512, or the training size)")
     pf.add_argument("--threads", type=int, help="threads for every runtime (default: the usable cores)")
     pf.add_argument("--runs", type=int, default=20, help="timed runs per cell (default 20)")
     pf.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    pf.add_argument("--accuracy", nargs="+", default=[], help="`mcq eval seg --json` files (default: published mIoU)")
+    pf.add_argument("--accuracy", nargs="+", default=[], help="`mcq eval TASK --json` files (default: published mIoU)")
     pf.add_argument("--baselines", help="published accuracies (default profiles/baselines.json)")
-    pf.add_argument("--data", help="images for pre-processing, parity and int8 calibration (default: embedded data)")
+    pf.add_argument("--data", help="images for pre-processing, parity and int8 calibration, in the checkpoints' task "
+                    "layout (default: each task's embedded data)")
     pf.add_argument("--out", help="folder for profile.json, report.md, the plot and artifacts/ (default "
                     "profiles/<device>)")
     cmp = pf.add_subparsers(dest="profile_command").add_parser(

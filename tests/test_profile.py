@@ -143,8 +143,8 @@ def test_compare_bad_input(tmp_path, capsys):
     with pytest.raises(McqError, match="--fail-on 'speed\\+10%'"):
         parse_fail_on("latency+10%,speed+10%")
     eval_json = tmp_path / "val.json"
-    eval_json.write_text(json.dumps({"encoder": "mci0", "img_size": 64}))  # no mIoU: refused before measuring
-    with pytest.raises(McqError, match=re.escape(f"{eval_json}: not an `mcq eval seg --json` result")):
+    eval_json.write_text(json.dumps({"encoder": "mci0", "img_size": 64}))  # no headline figure: refused before measuring
+    with pytest.raises(McqError, match=re.escape(f"{eval_json}: not an `mcq eval --json` result")):
         profile(ProfileConfig(models=["mci0"], accuracy=[str(eval_json)], out=str(tmp_path / "p")))
     assert not (tmp_path / "p").exists()
 
@@ -187,3 +187,44 @@ def test_report_of_several_sizes(tmp_path):
     # the failed cell's figures are not on the front; (512, torch) is beaten by (512, onnxruntime)
     assert front == ("Pareto front (no other cell is both faster and more accurate): mci0+fpn 256 px onnxruntime fp32, "
                      "mci0+fpn 256 px torch fp32, mci0+fpn 512 px onnxruntime fp32.")
+
+
+@pytest.mark.slow
+def test_det_depth_and_cls_checkpoints(trained_det_ckpt, trained_depth_ckpt, trained_cls_ckpt, synth_det_data,
+                                       synth_depth_data, synth_cls_data, tmp_path):
+    """Every task's checkpoint takes the profile: its own data and input, its task's accuracy, and for Mask R-CNN the
+    graph each runtime holds (ONNX the full model, ExecuTorch the features with the rest timed as post-processing)."""
+    from PIL import Image
+
+    from mcq.engine.evaluate import evaluate
+
+    depth_eval = evaluate("depth", trained_depth_ckpt, synth_depth_data, workers=0, json_out=tmp_path / "depth.json",
+                          accelerator="cpu")
+    cells = {}
+    for task, ckpt, data in (("det", trained_det_ckpt, synth_det_data), ("depth", trained_depth_ckpt, synth_depth_data),
+                             ("cls", trained_cls_ckpt, synth_cls_data)):
+        runtimes = ["torch", "onnxruntime"] + (["executorch"] if task == "det" else [])  # ExecuTorch: the features graph
+        prof = profile(ProfileConfig(checkpoints=[str(ckpt)], runtimes=runtimes,
+                                     precisions=["fp32"], runs=1, warmup=0, accuracy=[str(tmp_path / "depth.json")],
+                                     data=str(data), out=str(tmp_path / task), parity_images=1))
+        cells.update({(c["task"], c["runtime"]): c for c in prof["cells"]})
+    assert len(cells) == 7 and all(c["status"] == "ran" for c in cells.values()), cells
+    for c in cells.values():
+        assert 0 < c["median_ms"] and c["pre_ms"] > 0 and c["post_ms"] > 0 and c["params_m"] > 0, c
+    assert [cells[("det", r)]["graph"] for r in ("torch", "onnxruntime", "executorch")] == ["full", "full", "features"]
+    # the features graph leaves RoI heads, NMS and mask pasting to Python: far more post-processing than the full one
+    assert cells[("det", "executorch")]["post_ms"] > 3 * cells[("det", "onnxruntime")]["post_ms"]
+    assert cells[("depth", "torch")]["accuracy"] == {"metric": "RMSE m", "value": pytest.approx(depth_eval["rmse"]),
+                                                     "source": "measured", "note": str(tmp_path / "depth.json")}
+    assert "accuracy" not in cells[("cls", "torch")]  # no eval of it given, and the published figures are ADE20K's
+    assert cells[("depth", "onnxruntime")]["parity"]["mean_rel"] < 1e-4
+    first = sorted((synth_det_data / "val2017").iterdir())[0]
+    assert cells[("det", "torch")]["pre_post_image"] == "x".join(map(str, Image.open(first).size))
+    assert "| ran (features graph) |" in (tmp_path / "det" / "report.md").read_text()
+    assert " RMSE m |" in (tmp_path / "depth" / "report.md").read_text()
+    assert not (tmp_path / "det" / "accuracy_latency.png").exists()  # no ADE20K mIoU cell: no plot
+    # Mask R-CNN exports in fp32 only: its int8 cells say so without exporting anything
+    [cell] = profile(ProfileConfig(checkpoints=[str(trained_det_ckpt)], runtimes=["onnxruntime"], precisions=["int8"],
+                                   runs=1, warmup=0, data=str(synth_det_data), out=str(tmp_path / "q")))["cells"]
+    assert (cell["status"], cell["why"]) == ("not supported", "det models export in fp32 only")
+    assert not list((tmp_path / "q" / "artifacts").iterdir())

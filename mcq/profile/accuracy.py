@@ -1,4 +1,4 @@
-"""Accuracy beside latency: measured (``mcq eval seg --json`` files) or published (``profiles/baselines.json``).
+"""Accuracy beside latency: measured (``mcq eval TASK --json`` files) or published (``profiles/baselines.json``).
 
 An eval of an artifact (it names its ``runtime`` and ``precision``) gives the accuracy of that exact cell; an
 eval of a checkpoint gives the PyTorch fp32 figure, used for the other cells of the same model and size that
@@ -38,34 +38,58 @@ def load_baselines(path: str | Path | None = None) -> list[dict]:
     return entries
 
 
+# the headline figure of each task's `mcq eval TASK --json`: (task, key path, metric name, scale to report)
+HEADLINES = (("seg", ("mIoU",), "mIoU", 100), ("det", ("bbox", "AP"), "box AP", 100),
+             ("cls", ("top1",), "top-1", 100), ("depth", ("rmse",), "RMSE m", 1))
+LOWER_IS_BETTER = {"RMSE m"}
+
+
+def _headline(m: dict) -> tuple[str, str, float] | None:
+    """(task, metric, value as reported) of an eval result, or None when it has no headline figure."""
+    for task, keys, metric, scale in HEADLINES:
+        value = m
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if isinstance(value, float):
+            return task, metric, scale * value
+    return None
+
+
 def load_eval(path: str | Path) -> dict:
-    """An ``mcq eval seg --json`` result: who was evaluated (encoder, head, size, runtime, precision) and mIoU
-    (a fraction there, in % here as in the paper)."""
+    """An ``mcq eval TASK --json`` result: who was evaluated (task, encoder, head, size, runtime, precision) and its
+    headline figure (mIoU, box AP and top-1 in %, as in the paper; depth RMSE in metres)."""
     m = read_json(path, "mcq eval result")
-    if not isinstance(m, dict) or not {"encoder", "img_size", "mIoU"} <= set(m) or not isinstance(m["mIoU"], float):
-        raise McqError(f"{path}: not an `mcq eval seg --json` result (needs encoder, img_size and a number mIoU)")
-    return {"encoder": m["encoder"], "head": m.get("head", ""), "img_size": m["img_size"],
-            "runtime": m.get("runtime", "torch"), "precision": m.get("precision", "fp32"),
-            "value": 100 * m["mIoU"], "file": str(path)}
+    found = _headline(m) if isinstance(m, dict) and {"encoder", "img_size"} <= set(m) else None
+    if found is None:
+        raise McqError(f"{path}: not an `mcq eval --json` result (needs encoder, img_size and one of mIoU, "
+                       "bbox.AP, top1, rmse)")
+    task, metric, value = found
+    return {"task": task, "metric": metric, "encoder": m["encoder"], "head": m.get("head", ""),
+            "img_size": m["img_size"], "runtime": m.get("runtime", "torch"), "precision": m.get("precision", "fp32"),
+            "value": value, "file": str(path)}
 
 
 def attach_accuracy(cells: list[dict], measured: list[dict], published: list[dict]) -> None:
     """Set each cell's ``accuracy`` (``{"metric", "value", "source", "note"}``) from ``load_eval`` results and
-    ``load_baselines`` entries, or leave it out where none is known."""
+    ``load_baselines`` entries (ADE20K mIoU), or leave it out where none is known."""
     for cell in cells:
-        same = [e for e in measured if (e["encoder"], e["img_size"]) == (cell["encoder"], cell["img_size"])
+        task = cell.get("task", "seg")
+        same = [e for e in measured if (e["task"], e["encoder"], e["img_size"]) == (task, cell["encoder"],
+                                                                                    cell["img_size"])
                 and e["head"] in ("", cell["head"])]
         exact = [e for e in same if (e["runtime"], e["precision"]) == (cell["runtime"], cell["precision"])]
         torch_fp32 = [e for e in same if (e["runtime"], e["precision"]) == ("torch", "fp32")]
-        paper = [b for b in published if (b["encoder"], b["head"]) == (cell["encoder"], cell["head"])]
+        paper = [b for b in published if task == "seg" and (b["encoder"], b["head"]) == (cell["encoder"], cell["head"])]
         if exact:
-            acc = {"value": exact[-1]["value"], "source": "measured", "note": exact[-1]["file"]}
+            acc = {"metric": exact[-1]["metric"], "value": exact[-1]["value"], "source": "measured",
+                   "note": exact[-1]["file"]}
         elif torch_fp32:
-            acc = {"value": torch_fp32[-1]["value"], "source": "measured (torch fp32)", "note": torch_fp32[-1]["file"]}
+            acc = {"metric": torch_fp32[-1]["metric"], "value": torch_fp32[-1]["value"],
+                   "source": "measured (torch fp32)", "note": torch_fp32[-1]["file"]}
         elif paper:
             size = f" at {paper[0]['img_size']} px" if paper[0].get("img_size") else ""
-            acc = {"value": paper[0]["value"], "source": "published",
+            acc = {"metric": "mIoU", "value": paper[0]["value"], "source": "published",
                    "note": f"{paper[0]['source']}{size}, {paper[0].get('init', '')} init"}
         else:
             continue
-        cell["accuracy"] = {"metric": "mIoU", **acc}
+        cell["accuracy"] = acc

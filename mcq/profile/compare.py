@@ -20,7 +20,8 @@ METRICS = {  # name in --fail-on -> (how to read it from a cell, unit)
     "load": (lambda c: c.get("load_ms"), "ms"),
     "memory": (lambda c: c.get("peak_mem_mb"), "MB"),
     "size": (lambda c: c.get("size_mb"), "MB"),
-    "miou": (lambda c: (c.get("accuracy") or {}).get("value"), "points"),
+    "miou": (lambda c: (c.get("accuracy") or {}).get("value") if (c.get("accuracy") or {}).get("metric") == "mIoU"
+             else None, "points"),
 }
 
 

@@ -1,9 +1,13 @@
 """``profile``: every model x size x runtime x precision exported by mcq's own exporter, checked, and measured.
 
-A model is a trained checkpoint, or an encoder name: then a randomly initialised segmentation model with
-ADE20K's 150 classes and the encoder's default head, saved once as an mcq checkpoint
+A model is a trained checkpoint of any task (seg, det, depth, cls), or an encoder name: then a randomly initialised
+segmentation model with ADE20K's 150 classes and the encoder's default head, saved once as an mcq checkpoint
 (``<out>/artifacts/<encoder>_random-init.ckpt``) so that it takes exactly the path of a trained one. Speed,
 size and FLOPs do not depend on the weights; accuracy then comes from the published figures.
+
+A det model is Mask R-CNN: ONNX holds the ``full`` graph, ExecuTorch and Core ML its ``features`` graph with the
+rest done in Python (``mcq.export.detection``); each cell names its graph, and its post-processing time is that
+Python part (``mcq.profile.inputs``). Det models export in fp32 only: their fp16 and int8 cells are "not supported".
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -24,6 +30,7 @@ RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "c
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l")
 STATUSES = ("ran", "failed", "cannot run here", "not supported")
+TASKS = ("seg", "det", "depth", "cls")
 
 
 @dataclass
@@ -38,7 +45,7 @@ class ProfileConfig:
     threads: int = 1
     runs: int = 20
     warmup: int = 3
-    accuracy: list[str] = field(default_factory=list)  # `mcq eval seg --json` files
+    accuracy: list[str] = field(default_factory=list)  # `mcq eval TASK --json` files
     baselines: str | None = None  # published accuracies (default profiles/baselines.json)
     data: str | None = None  # images for pre-processing, parity and int8 calibration (default: embedded)
     out: str | None = None  # default profiles/<device>
@@ -66,6 +73,7 @@ class Subject:
     """One model to profile: its checkpoint (trained, or random init written by ``random_checkpoint``)."""
 
     checkpoint: Path
+    task: str
     encoder: str
     head: str
     source: str  # "random init" or the checkpoint's path
@@ -101,12 +109,13 @@ def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
     for name in cfg.models:
         ckpt = random_checkpoint(name, artifacts, cfg.seed)
         hp = load_state(ckpt)["hyper_parameters"]
-        subjects.append(Subject(ckpt, name, hp["model"]["head"], "random init", hp["optim"]["img_size"]))
+        subjects.append(Subject(ckpt, "seg", name, hp["model"]["head"], "random init", hp["optim"]["img_size"]))
     for ckpt in map(Path, cfg.checkpoints):
         hp = load_state(ckpt).get("hyper_parameters") or {}
-        if (hp.get("optim") or {}).get("task", "seg") != "seg" or "model" not in hp:
-            raise McqError(f"{ckpt}: not an mcq segmentation checkpoint; `mcq profile` measures seg models")
-        subjects.append(Subject(ckpt, hp["model"]["encoder"], hp["model"].get("head", ""), str(ckpt),
+        task = (hp.get("optim") or {}).get("task", "seg")
+        if task not in TASKS or "model" not in hp:
+            raise McqError(f"{ckpt}: not an mcq {', '.join(TASKS)} checkpoint; `mcq profile` measures those")
+        subjects.append(Subject(ckpt, task, hp["model"]["encoder"], hp["model"].get("head", ""), str(ckpt),
                                 hp["optim"]["img_size"]))
     return subjects
 
@@ -156,36 +165,30 @@ def _or_none(count):
 
 
 class ModelBench:
-    """What is measured once per model and size: parameters, FLOPs, pre- and post-processing, the input image."""
+    """What is measured once per model and size: parameters, FLOPs, pre-processing, the input image."""
 
     def __init__(self, subject: Subject, size: int, cfg: ProfileConfig):
-        from mcq.data import ADE20K, SegTransform, default_seg_data
-        from mcq.data.ade20k import read_image
         from mcq.engine.checkpoint import load_task
-        from mcq.engine.predict import labels_at
+        from mcq.export import detection
         from mcq.export.exporter import inference_form
+        from mcq.profile.inputs import task_input
         from mcq.profile.measure import gflops, params_m, state_size_mb, summarize, time_calls
 
         self.key, self.subject, self.size = (subject.checkpoint, size), subject, size
-        task = load_task(subject.checkpoint, "seg")
-        task.model.check_input_size(size, size)
-        model = inference_form(task.model)
-        mean, std = task.model.encoder.mean, task.model.encoder.std
-        ds = ADE20K(Path(cfg.data) if cfg.data else default_seg_data(), "validation")
-        image = read_image(ds.images[0])
-        tf = SegTransform(size, False, mean, std)
-        pre = time_calls(lambda: tf.image_only(image)[None].numpy(), cfg.runs, 1)
-        self.x = tf.image_only(image)[None].numpy()
-        with torch.no_grad():
-            logits = model(torch.from_numpy(self.x)).numpy()
-        post = time_calls(lambda: labels_at(logits, image.height, image.width), cfg.runs, 1)
-        self.weights_mb = state_size_mb(model)
+        task = load_task(subject.checkpoint, subject.task)
+        self.model = inference_form(task.model)
+        self.input = task_input(subject.task, self.model, size, cfg.data)
+        self.model.encoder.check_input_size(*self.input.x.shape[-2:])
+        self.x = self.input.x
+        self.torch_form = detection.graph_module(self.model, "full") if subject.task == "det" else self.model
+        pre = time_calls(self.input.pre, cfg.runs, 1)
+        self.weights_mb = state_size_mb(self.model)
         self.facts = {
-            "model": f"{subject.encoder}+{subject.head}", "encoder": subject.encoder, "head": subject.head,
-            "source": subject.source, "img_size": size, "params_m": params_m(task.model),
-            "gflops": _or_none(lambda: gflops(model, torch.from_numpy(self.x))),
-            "pre_ms": summarize(pre)["median_ms"], "post_ms": summarize(post)["median_ms"],
-            "pre_post_image": f"{image.width}x{image.height}",
+            "model": f"{subject.encoder}+{subject.head or subject.task}", "task": subject.task,
+            "encoder": subject.encoder, "head": subject.head, "source": subject.source, "img_size": size,
+            "params_m": params_m(task.model),
+            "gflops": _or_none(lambda: gflops(self.torch_form, torch.from_numpy(self.x))),
+            "pre_ms": summarize(pre)["median_ms"], "pre_post_image": self.input.image,
         }
 
 
@@ -196,8 +199,8 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
     from mcq.export.metadata import sha256
 
     s = bench.subject
-    name = artifact_name({"encoder": s.encoder, "head": s.head, "task": "seg", "input": {"shape": [1, 3, bench.size,
-                                                                                                  bench.size]}},
+    name = artifact_name({"encoder": s.encoder, "head": s.head, "task": s.task, "input": {"shape": [1, 3, bench.size,
+                                                                                                    bench.size]}},
                          fmt, precision)
     path, sidecar = folder / name, folder / f"{name}.json"
     if path.exists() and sidecar.is_file():
@@ -205,11 +208,33 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
         if meta.get("source_checkpoint", {}).get("sha256") == sha256(s.checkpoint) and meta["parity"]["passed"]:
             compared = meta["parity"].get("numerics") == "compared"
             return {"artifact": name, "path": str(path), "parity": meta["parity"], "reused": True,
-                    "status": "ok" if compared else "ok (numerics not run here)"}
+                    "graph": meta.get("graph"), "status": "ok" if compared else "ok (numerics not run here)"}
     start = time.perf_counter()
     [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
                                  n_images=cfg.parity_images, n_calib=cfg.calib_images)
     return {**report, "export_s": time.perf_counter() - start}
+
+
+def _open_all(bench: ModelBench, fmt: str | None, path: Path, threads: int) -> Callable[[np.ndarray], list]:
+    """Every output of one run of the model (the checkpoint in eager PyTorch when ``fmt`` is None)."""
+    if fmt is None:
+        def run(x: np.ndarray) -> list:
+            with torch.no_grad():
+                out = bench.torch_form(torch.from_numpy(x))
+            return list(out) if isinstance(out, tuple) else [out]
+
+        return run
+    from mcq.export.formats import format_module
+
+    module = format_module(fmt)
+    if hasattr(module, "run_all"):
+        run_all = module.run_all(path, threads)
+    else:
+        one = module.runner(path, threads)
+        run_all = None if one is None else (lambda x: [one(x)])
+    if run_all is None:
+        raise McqError(f"{path.name}: cannot run on this machine")
+    return run_all
 
 
 def _prime(fmt: str | None) -> None:
@@ -227,20 +252,21 @@ def _prime(fmt: str | None) -> None:
 
 def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig) -> dict:
     """One cell: ``runtime``, ``precision``, ``status`` (``STATUSES``), ``why`` unless it ran, and the figures."""
-    from mcq.export.runtimes import open_model
     from mcq.profile.measure import path_size_mb, peak_rss, summarize, time_calls
 
     cell: dict = {"runtime": runtime, "precision": precision}
     fmt = RUNTIMES[runtime]
+    if precision != "fp32" and (fmt is None or bench.subject.task == "det"):
+        why = ("eager PyTorch runs fp32 here; {p} is measured through the exported formats" if fmt is None
+               else "det models export in fp32 only")
+        return {**cell, "status": "not supported", "why": why.format(p=precision)}
     if fmt is None:
-        if precision != "fp32":
-            return {**cell, "status": "not supported", "why": "eager PyTorch runs fp32 here; "
-                    f"{precision} is measured through the exported formats"}
         path = bench.subject.checkpoint
-        cell.update(artifact=path.name, size_mb=bench.weights_mb, parity="reference")
+        cell.update(artifact=path.name, size_mb=bench.weights_mb, parity="reference",
+                    **({"graph": "full"} if bench.subject.task == "det" else {}))
     else:
         report = _artifact(bench, fmt, precision, folder, cfg)
-        cell.update({k: report[k] for k in ("artifact", "export_s", "reused", "parity") if k in report})
+        cell.update({k: report[k] for k in ("artifact", "export_s", "reused", "parity", "graph") if k in report})
         if report["status"] == "failed":
             return {**cell, "status": "failed", "why": report["why"]}
         path = Path(report["path"])
@@ -251,13 +277,14 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
         _prime(fmt)
         with peak_rss() as mem:
             start = time.perf_counter()
-            opened = open_model(path, cfg.threads, task="seg")
+            run = _open_all(bench, fmt, path, cfg.threads)
             load_ms = 1000 * (time.perf_counter() - start)
             start = time.perf_counter()
-            opened.run(bench.x)
+            outputs = run(bench.x)
             first_ms = 1000 * (time.perf_counter() - start)
-            times = time_calls(lambda: opened.run(bench.x), cfg.runs, cfg.warmup)
+            times = time_calls(lambda: run(bench.x), cfg.runs, cfg.warmup)
+        post = time_calls(lambda: bench.input.post(outputs, cell.get("graph") or ""), cfg.runs, 1)
     except Exception as e:  # noqa: BLE001 - a runtime that breaks is a failed cell, not a failed profile
         return {**cell, "status": "failed", "why": f"{runtime}: {first_line(e)}"}
     return {**cell, "status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
-            **summarize(times)}
+            "post_ms": summarize(post)["median_ms"], **summarize(times)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mcq.io import atomic_path, write_json
+from mcq.profile.accuracy import LOWER_IS_BETTER
 
 COLUMNS = [  # header, width, cell -> text
     ("model", 18, lambda c: c["model"]),
@@ -21,7 +22,7 @@ COLUMNS = [  # header, width, cell -> text
     ("pre ms", 6, lambda c: _num(c.get("pre_ms"), 1)),
     ("post ms", 7, lambda c: _num(c.get("post_ms"), 1)),
     ("agree %", 7, lambda c: _agreement(c)),
-    ("mIoU", 6, lambda c: _accuracy(c)),
+    ("accuracy", 12, lambda c: _accuracy(c)),
 ]
 
 
@@ -33,16 +34,22 @@ def _agreement(cell: dict) -> str:
     p = cell.get("parity")
     if p == "reference":
         return "ref"
+    if isinstance(p, dict) and "mean_rel" in p:  # depth: mean relative error of the depth map
+        return f"rel {p['mean_rel']:.0e}"
     return f"{100 * p['agreement']:.2f}" if isinstance(p, dict) and "agreement" in p else "-"
 
 
 def _accuracy(cell: dict) -> str:
     acc = cell.get("accuracy")
-    return "-" if not acc else f"{acc['value']:.1f}" + ("*" if acc["source"] == "published" else "")
+    if not acc:
+        return "-"
+    value = f"{acc['value']:.3f}" if acc["metric"] in LOWER_IS_BETTER else f"{acc['value']:.1f}"
+    return f"{value}{'*' if acc['source'] == 'published' else ''} {acc['metric']}"
 
 
 def status_text(cell: dict) -> str:
-    return cell["status"] + (f": {cell['why']}" if cell.get("why") else "")
+    graph = f" ({cell['graph']} graph)" if cell.get("graph") else ""
+    return cell["status"] + graph + (f": {cell['why']}" if cell.get("why") else "")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -56,8 +63,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def plotted(cells: list[dict]) -> list[dict]:
-    """The cells with a latency and an accuracy: the points of the plot and of the front."""
-    return [c for c in cells if c["status"] == "ran" and c.get("accuracy")]
+    """The cells with a latency and an ADE20K mIoU (the paper's trade-off): the points of the plot and of the front;
+    the other tasks' accuracy is in the table."""
+    return [c for c in cells if c["status"] == "ran" and (c.get("accuracy") or {}).get("metric") == "mIoU"]
 
 
 def front_cells(cells: list[dict]) -> list[dict]:
@@ -75,9 +83,9 @@ def format_table(profile: dict) -> str:
     s = profile["settings"]
     notes = [device_line(profile["device"]),
              f"batch 1; median and p90 of {s['runs']} runs after {s['warmup']} warm-up; load: open the artifact (cold "
-             f"start); peak MB: {s['memory']}; pre: resize + normalise, post: upsample + argmax of one "
-             f"{profile['cells'][0]['pre_post_image'] if profile['cells'] else ''} image; GFLOPs by fvcore "
-             "(a multiply-add counts one); agree: parity with PyTorch; mIoU* published (paper), not measured here"]
+             f"start); peak MB: {s['memory']}; pre: resize + normalise, post: what an app does with the output (seg: upsample "
+             "+ argmax; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore (a multiply-add "
+             "counts one); agree: parity with PyTorch; accuracy* published (paper), not measured here"]
     front = front_cells(profile["cells"])
     if front:
         notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
@@ -94,10 +102,12 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
              f"Batch 1, {s['threads']} threads for every runtime; latency: median and p90 of {s['runs']} runs after "
              f"{s['warmup']} warm-up runs; load: time to open the artifact in its runtime (cold start, the first run "
              f"is `first_run_ms` in profile.json); peak memory: {s['memory']}; pre-processing: resize + normalise, "
-             f"post-processing: upsample to the image + argmax (one image of the data: {s['data']}); GFLOPs counted "
-             "by fvcore (a multiply-add is one); agree %: pixels whose class matches PyTorch's in the export's parity "
-             "check. mIoU marked * is the paper's published figure for the architecture, not measured on these "
-             "weights.", "",
+             f"post-processing: what an app does with the output (seg: upsample to the image + argmax; depth: upsample; cls: "
+             f"softmax + top 5; det: the part of Mask R-CNN its graph leaves to Python, `mcq.profile.inputs`), on one "
+             f"image of the data ({s['data']}); GFLOPs counted by fvcore (a multiply-add is one); agree %: pixels "
+             "(seg) or top-1 classes (cls) that match PyTorch's in the export's parity check. Accuracy marked * is the "
+             "paper's published figure for the architecture, not measured on these weights; the plot and the Pareto "
+             "front are the ADE20K mIoU cells.", "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
              "|" + "---|" * (len(COLUMNS) + 1)]
     lines += ["| " + " | ".join(f(c) for _, _, f in COLUMNS) + f" | {status_text(c)} |" for c in cells]
