@@ -49,7 +49,8 @@ final class AppState: ObservableObject {
         let frames = frames
         camera.onFrame = { [weak self] frame in  // on the camera's queue
             let result = Result { try segmenter.predict(frame) }
-            let picture = frames.createCGImage(CIImage(cvPixelBuffer: frame), from: CIImage(cvPixelBuffer: frame).extent)
+            let image = CIImage(cvPixelBuffer: frame)
+            let picture = frames.createCGImage(image, from: image.extent)
             Task { @MainActor in
                 guard let self, self.cameraOn else { return }
                 if let picture { self.image = UIImage(cgImage: picture) }

@@ -10,6 +10,7 @@ import android.graphics.drawable.GradientDrawable
 import android.net.Uri
 import android.os.Bundle
 import android.view.View
+import android.view.ViewGroup
 import android.widget.Button
 import android.widget.CheckBox
 import android.widget.FrameLayout
@@ -153,7 +154,7 @@ class MainActivity : ComponentActivity() {
         camera?.unbindAll()
         camera = null
         val frame = findViewById<FrameLayout>(R.id.frame)
-        frame.layoutParams = frame.layoutParams.apply { height = LinearLayout.LayoutParams.WRAP_CONTENT }
+        frame.layoutParams = frame.layoutParams.apply { height = ViewGroup.LayoutParams.WRAP_CONTENT }
         findViewById<PreviewView>(R.id.preview).visibility = View.GONE
         findViewById<ImageView>(R.id.photo).visibility = View.VISIBLE
         findViewById<Button>(R.id.camera).setText(R.string.camera)
