@@ -192,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
 
     app = sub.add_parser("app", parents=[common], help="sample apps").add_subparsers(dest="app_command", required=True)
     web = app.add_parser("web", parents=[common], help="serve the web app (apps/web) on an exported segmentation "
-                         "or depth model, run in the browser by onnxruntime-web", epilog=_EXAMPLES["app"], formatter_class=fmt)
+                         "or depth model, run in the browser by onnxruntime-web", epilog=_EXAMPLES["app"],
+                         formatter_class=fmt)
     web.add_argument("--model", required=True, help="an exported seg or depth .onnx (its .json metadata beside it)")
     web.add_argument("--port", type=int, default=8000, help="port on localhost (default 8000; 0: any free port)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -376,8 +377,7 @@ def _check_app_export(app: str, formats: list[str], precisions: list[str | None]
     """``--app`` takes one artifact of the format the app runs: refused before a long export otherwise."""
     fmt = APPS[app].format
     if fmt not in formats:
-        raise McqError(f"--app {app} runs {fmt} artifacts: export coreml/executorch/all accordingly "
-                       f"(`mcq export {fmt} --app {app}`)")
+        raise McqError(f"--app {app} runs {fmt} artifacts: `mcq export {fmt} --app {app}` (or `mcq export all`)")
     if len(precisions) > 1:
         raise McqError(f"--app {app} takes one artifact: give one --precision")
 

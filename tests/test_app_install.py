@@ -60,7 +60,8 @@ def test_install_ios_replaces_the_package(apps_dir, tmp_path):
     new = _artifact(tmp_path, "mci0_fpn_64_fp16.mlpackage", "coreml", "new")
     [written] = install_in_app(new, "ios", apps_dir)
     assert written == apps_dir / "ios" / "McqSegment" / "McqModel.mlpackage"
-    assert sorted(p.name for p in written.iterdir()) == ["Manifest.json"] and (written / "Manifest.json").read_text() == "new"
+    assert sorted(p.name for p in written.iterdir()) == ["Manifest.json"]  # nothing of the old package stays
+    assert (written / "Manifest.json").read_text() == "new"
 
 
 def test_install_android_copies_program_and_sidecar(apps_dir, tmp_path):
@@ -68,7 +69,8 @@ def test_install_android_copies_program_and_sidecar(apps_dir, tmp_path):
     written = install_in_app(pte, "android", apps_dir)
     assets = apps_dir / "android" / "app" / "src" / "main" / "assets"
     assert written == [assets / "model.pte", assets / "model.pte.json"]
-    assert (assets / "model.pte").read_text() == "v1" and json.loads((assets / "model.pte.json").read_text())["format"] == "executorch"
+    assert (assets / "model.pte").read_text() == "v1"
+    assert json.loads((assets / "model.pte.json").read_text())["format"] == "executorch"
 
 
 def test_install_refuses_in_one_line(apps_dir, tmp_path):

@@ -5,6 +5,7 @@ their camera code is there (`tests/test_app_install.py`: `mcq export --app`)."""
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,7 @@ def test_the_app_asks_for_the_camera_and_targets_ios_17(project):
 
 def test_the_shared_scheme_tests_both_targets(project):
     scheme = (IOS / "McqSegment.xcodeproj" / "xcshareddata" / "xcschemes" / "McqSegment.xcscheme").read_text()
+    ET.fromstring(scheme)  # well-formed XML
     ids = {name: t["id"] for name, t in project["targets"].items()}
     for name in ("McqSegmentTests", "MCQPerfTests"):
         assert re.search(rf'<TestableReference[^<]*<BuildableReference[^>]*BlueprintIdentifier = "{ids[name]}"', scheme)

@@ -217,12 +217,18 @@ def test_browser_maps_depth_like_onnxruntime(npm_deps, browser, depth_artifact, 
         app.close()
 
 
-def test_cli_check_runs_the_page_headless(npm_deps, artifact, synth_data, tmp_path, capsys):
+@pytest.mark.parametrize("task", ["seg", "depth"])
+def test_cli_check_runs_the_page_headless(task, npm_deps, request, tmp_path, capsys):
     if not Path(CHROMIUM).is_file():
         _absent("chromium is not installed (apt-get install -y chromium)")
+    model, data, photo_of, says = {
+        "seg": ("artifact", "synth_data", _photo, "of pixels agree with onnxruntime in Python"),
+        "depth": ("depth_artifact", "synth_depth_data", _depth_photo, "relative (mean "),
+    }[task]
     photo = tmp_path / "photo.png"
-    photo.write_bytes(_photo(synth_data))
-    rc = main(["app", "web", "--model", str(artifact), "--check", str(photo), "--screenshot", str(tmp_path / "p.png")])
+    photo.write_bytes(photo_of(request.getfixturevalue(data)))
+    model = request.getfixturevalue(model)
+    rc = main(["app", "web", "--model", str(model), "--check", str(photo), "--screenshot", str(tmp_path / "p.png")])
     out = capsys.readouterr().out
-    assert rc == 0 and "of pixels agree with onnxruntime in Python" in out and "ms per image (wasm" in out
+    assert rc == 0 and says in out and "ms per image (wasm" in out
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

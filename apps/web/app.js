@@ -60,7 +60,8 @@ async function loadModel(url) {
   const what = meta.task === "seg" ? `${meta.class_names.length} classes`
     : `depth in ${meta.output.units} up to ${meta.output.max_depth}`;
   const threads = ort.env.wasm.numThreads;
-  $("model-info").textContent = `${name}: ${meta.encoder} ${meta.head}, ${meta.precision || ""} ${spec.width}x${spec.height}, ` +
+  $("model-info").textContent = `${name}: ${meta.encoder} ${meta.head}, ${meta.precision || ""} ` +
+    `${spec.width}x${spec.height}, ` +
     `${what}, ${backend}${backend === "wasm" ? ` (${threads} thread${threads > 1 ? "s" : ""})` : ""}`;
   setStatus("ready", "Model loaded: choose an image.");
 }
@@ -100,7 +101,9 @@ function showClasses(logits) {
   const mask = argmax(logits.data, logits.dims);
   const classes = classShares(mask, model.meta.class_names);
   legend(classes);
-  return { shown: { colours: colourise(mask, model.meta.palette), alpha: 0.5 }, fields: { mask: Array.from(mask), classes } };
+  return {
+    shown: { colours: colourise(mask, model.meta.palette), alpha: 0.5 }, fields: { mask: Array.from(mask), classes },
+  };
 }
 
 /** Depth: the colour map over the image's own range (opaque) and its min / max in the metadata's units. */

@@ -127,7 +127,9 @@ final class Segmenter {
         }
         let mask = Processing.argmax(classes: values.count / plane, pixels: plane) { k, i in values[k * plane + i] }
         let names = meta.classNames ?? [], palette = meta.palette ?? []
-        let classes = Processing.classShares(mask).map { ClassShare(index: $0.index, name: names[$0.index], share: $0.share) }
+        let classes = Processing.classShares(mask).map {
+            ClassShare(index: $0.index, name: names[$0.index], share: $0.share)
+        }
         var rgba = [UInt8](repeating: 128, count: mask.count * 4)  // alpha 0.5, colours premultiplied
         for (i, m) in mask.enumerated() {
             for c in 0..<3 { rgba[i * 4 + c] = UInt8(palette[Int(m)][c] / 2) }

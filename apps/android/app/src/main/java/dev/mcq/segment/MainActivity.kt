@@ -55,9 +55,11 @@ class MainActivity : ComponentActivity() {
             pick.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly))
         }
         findViewById<Button>(R.id.camera).setOnClickListener {
+            val granted = ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) ==
+                PackageManager.PERMISSION_GRANTED
             when {
                 camera != null -> stopCamera()
-                ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) == PackageManager.PERMISSION_GRANTED -> startCamera()
+                granted -> startCamera()
                 else -> cameraPermission.launch(Manifest.permission.CAMERA)
             }
         }

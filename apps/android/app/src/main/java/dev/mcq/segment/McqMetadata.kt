@@ -44,15 +44,21 @@ data class McqMetadata(
             val output = meta.getJSONObject("output")
             val names = meta.optJSONArray("class_names")
             val colours = meta.optJSONArray("palette")
-            require(task != "seg" || (names != null && colours != null)) { "$source: a seg model without class_names and palette" }
-            fun floats(key: String) = input.getJSONArray(key).let { a -> FloatArray(a.length()) { a.getDouble(it).toFloat() } }
+            require(task != "seg" || (names != null && colours != null)) {
+                "$source: a seg model without class_names and palette"
+            }
+            fun floats(key: String) = input.getJSONArray(key).let { a ->
+                FloatArray(a.length()) { a.getDouble(it).toFloat() }
+            }
             return McqMetadata(
                 task = task,
                 encoder = meta.getString("encoder"),
                 head = meta.getString("head"),
                 precision = meta.optString("precision"),
                 classNames = List(names?.length() ?: 0) { names!!.getString(it) },
-                palette = List(colours?.length() ?: 0) { i -> colours!!.getJSONArray(i).let { c -> IntArray(3) { c.getInt(it) } } },
+                palette = List(colours?.length() ?: 0) { i ->
+                    colours!!.getJSONArray(i).let { c -> IntArray(3) { c.getInt(it) } }
+                },
                 height = shape.getInt(2),
                 width = shape.getInt(3),
                 range = floats("range"),

@@ -44,7 +44,8 @@ class Segmenter(context: Context) {
 
     val description: String
         get() {
-            val what = if (meta.task == "seg") "${meta.classNames.size} classes" else "depth in ${meta.units} up to ${meta.maxDepth}"
+            val what = if (meta.task == "seg") "${meta.classNames.size} classes"
+            else "depth in ${meta.units} up to ${meta.maxDepth}"
             return "${meta.encoder} ${meta.head}, ${meta.precision} ${meta.width}x${meta.height}, $what, ExecuTorch"
         }
 

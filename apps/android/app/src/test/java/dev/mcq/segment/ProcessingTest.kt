@@ -37,7 +37,8 @@ class ProcessingTest {
     fun preprocessingIsMcqs() {
         val meta = meta()
         val image = ref.getJSONObject("image")
-        val tensor = Processing.preprocess(image.getJSONArray("rgb").ints(), image.getInt("width"), image.getInt("height"), meta)
+        val rgb = image.getJSONArray("rgb").ints()
+        val tensor = Processing.preprocess(rgb, image.getInt("width"), image.getInt("height"), meta)
         val want = ref.getJSONObject("tensor").getJSONArray("data").floats()
         assertEquals(want.size, tensor.size)
         val oneLevel = 1f / 255f / meta.std.min()
