@@ -1,6 +1,6 @@
 """The web app (apps/web): served by ``mcq app web`` with the isolation headers WASM threads need, run in headless
-Chromium on onnxruntime-web; its mask agrees with onnxruntime in Python, its JS pre/post-processing with mcq's
-reference vector."""
+Chromium on onnxruntime-web; its mask (seg) and depth map (depth) agree with onnxruntime in Python, its JS
+pre/post-processing and depth colour map with mcq's reference vector."""
 
 import io
 import json
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mcq.apps.browser import CHROMIUM, check_in_browser, headless_chromium, open_page
-from mcq.apps.reference import postprocess, preprocess, reference_vector, write_reference
+from mcq.apps.browser import CHROMIUM, MAX_REL, check_in_browser, headless_chromium, open_page
+from mcq.apps.reference import DEPTH_RAMP, colour_depth, postprocess, preprocess, reference_vector, write_reference
 from mcq.apps.web import ORT, WEB_DIR, serve_web_app
 from mcq.cli import main
 from mcq.errors import McqError
@@ -41,6 +41,15 @@ def artifact(trained_ckpt, synth_data, tmp_path_factory) -> Path:
     """The tiny seg model exported to ONNX fp32 (64 px, 8 classes), with its sidecar."""
     out = tmp_path_factory.mktemp("web-model")
     [report] = export_checkpoint(trained_ckpt, ["onnx"], ["fp32"], out=out, data=synth_data, n_images=2)
+    assert report["status"] == "ok", report.get("why")
+    return out / report["artifact"]
+
+
+@pytest.fixture(scope="module")
+def depth_artifact(trained_depth_ckpt, synth_depth_data, tmp_path_factory) -> Path:
+    """The tiny depth model exported to ONNX fp32, with its sidecar."""
+    out = tmp_path_factory.mktemp("web-depth")
+    [report] = export_checkpoint(trained_depth_ckpt, ["onnx"], ["fp32"], out=out, data=synth_depth_data, n_images=2)
     assert report["status"] == "ok", report.get("why")
     return out / report["artifact"]
 
@@ -87,6 +96,10 @@ def test_refuses_what_it_cannot_serve_in_one_line(artifact, tmp_path):
     (tmp_path / "m.onnx.json").write_text(json.dumps({**meta, "task": "depth"}))
     with pytest.raises(McqError, match=r"m.onnx.json: metadata breaks mcq's schema"):
         serve_web_app(tmp_path / "m.onnx", port=0)
+    cls = {**meta, "task": "cls", "head": "linear", "output": {**meta["output"], "shape": [1, 8]}}
+    (tmp_path / "m.onnx.json").write_text(json.dumps(cls))
+    with pytest.raises(McqError, match=r"m.onnx: a cls model; the web app shows segmentation and depth models$"):
+        serve_web_app(tmp_path / "m.onnx", port=0)
 
 
 def test_cli_help_has_an_example(capsys):
@@ -108,6 +121,19 @@ def test_reference_vector_is_mcqs_processing(artifact, tmp_path):
     logits = np.array(ref["logits"]["data"], np.float32).reshape(ref["logits"]["shape"])
     mask = np.array(ref["mask"]["data"]).reshape(ref["mask"]["shape"])
     assert np.array_equal(mask, postprocess(logits)) and (np.sort(logits[0], 0)[-1] == np.sort(logits[0], 0)[-2]).any()
+    depth = ref["depth"]
+    assert depth["min"] == min(depth["data"]) and depth["max"] == max(depth["data"])
+    rgb = np.array(depth["rgb"]).reshape(-1, 3)
+    assert rgb[np.argmin(depth["data"])].tolist() == list(DEPTH_RAMP[0])  # near: the ramp's first colour
+    assert rgb[np.argmax(depth["data"])].tolist() == list(DEPTH_RAMP[-1])
+
+
+def test_depth_colour_map_interpolates_the_ramp():
+    d = np.array([0.0, 0.5, 1.0, 2.0, 3.0], np.float32)  # below, at and above the range [1, 2]
+    rgb = colour_depth(d, 1.0, 2.0)
+    assert rgb[:3].tolist() == [list(DEPTH_RAMP[0])] * 3 and rgb[3:].tolist() == [list(DEPTH_RAMP[-1])] * 2
+    mid = colour_depth(np.array([1.0625]), 1.0, 2.0)[0]  # half-way between the first two anchors
+    assert mid.tolist() == [165, 26, 4] and colour_depth(d, 2.0, 2.0).tolist() == [list(DEPTH_RAMP[0])] * 5
 
 
 @pytest.fixture
@@ -155,12 +181,54 @@ def test_browser_segments_like_onnxruntime_and_processes_like_mcq(npm_deps, brow
     assert got == ref["mask"]["data"]
 
 
-def test_cli_check_runs_the_page_headless(npm_deps, artifact, synth_data, tmp_path, capsys):
+def _depth_photo(synth_depth_data: Path) -> bytes:
+    """A test frame of the synthetic depth data as PNG, at 80x60 (the page stretches it to the input size)."""
+    path = sorted(synth_depth_data.rglob("rgb_*.jpg"))[-1]
+    buf = io.BytesIO()
+    Image.open(path).convert("RGB").resize((80, 60), Image.BILINEAR).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_browser_maps_depth_like_onnxruntime(npm_deps, browser, depth_artifact, synth_depth_data, tmp_path):
+    png = _depth_photo(synth_depth_data)
+    result = check_in_browser(depth_artifact, png, tmp_path / "depth.png", browser=browser)
+    meta = read_sidecar(depth_artifact)
+    print(f"browser vs onnxruntime: depth within {result['max_rel']:.2e} relative (mean {result['mean_rel']:.2e}); "
+          f"{result['min']:.3f}-{result['max']:.3f} m; {result['timeMs']:.1f} ms on {result['backend']}")
+    assert result["passed"] and result["max_rel"] <= MAX_REL and result["shape"] == meta["output"]["shape"][-2:]
+    assert result["units"] == "metres" and result["min"] == pytest.approx(float(result["expected"].min()), rel=1e-3)
+    assert result["max"] == pytest.approx(float(result["expected"].max()), rel=1e-3) and result["max"] > result["min"]
+    assert "mask" not in result and (tmp_path / "depth.png").stat().st_size > 1000
+
+    app = serve_web_app(depth_artifact, port=0)
+    try:
+        page = open_page(browser, app.url, png)
+        assert page.locator("#depth-legend").is_visible() and not page.locator("#legend li").count()
+        assert page.locator("#depth-min").inner_text() == f"{result['min']:.2f} m"
+        assert page.locator("#depth-max").inner_text() == f"{result['max']:.2f} m"
+        assert "depth in metres up to" in page.locator("#model-info").inner_text()
+        ref = reference_vector(meta, seed=3)["depth"]
+        got = np.array(page.evaluate("([d, lo, hi]) => window.mcqColourDepth(d, lo, hi)",
+                                     [ref["data"], ref["min"], ref["max"]])).reshape(-1, 4)
+        want = np.array(ref["rgb"]).reshape(-1, 3)
+        assert (got[:, 3] == 255).all() and np.abs(got[:, :3] - want).max() <= 1  # float64 here, float32 in mcq
+        assert (got[:, :3] == want).mean() >= 0.99
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("task", ["seg", "depth"])
+def test_cli_check_runs_the_page_headless(task, npm_deps, request, tmp_path, capsys):
     if not Path(CHROMIUM).is_file():
         _absent("chromium is not installed (apt-get install -y chromium)")
+    model, data, photo_of, says = {
+        "seg": ("artifact", "synth_data", _photo, "of pixels agree with onnxruntime in Python"),
+        "depth": ("depth_artifact", "synth_depth_data", _depth_photo, "relative (mean "),
+    }[task]
     photo = tmp_path / "photo.png"
-    photo.write_bytes(_photo(synth_data))
-    rc = main(["app", "web", "--model", str(artifact), "--check", str(photo), "--screenshot", str(tmp_path / "p.png")])
+    photo.write_bytes(photo_of(request.getfixturevalue(data)))
+    model = request.getfixturevalue(model)
+    rc = main(["app", "web", "--model", str(model), "--check", str(photo), "--screenshot", str(tmp_path / "p.png")])
     out = capsys.readouterr().out
-    assert rc == 0 and "of pixels agree with onnxruntime in Python" in out and "ms per image (wasm" in out
+    assert rc == 0 and says in out and "ms per image (wasm" in out
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,19 +1,23 @@
-// The page: load an exported mcq segmentation model (.onnx + its .json metadata), segment an image in the browser
-// on onnxruntime-web, draw the colour overlay and the legend. Everything model-specific comes from the metadata.
-import { argmax, classShares, colourise, inputSpec, preprocess, resizeBilinear } from "./mcq.js";
+// The page: load an exported mcq segmentation or depth model (.onnx + its .json metadata), run it on an image in the
+// browser on onnxruntime-web, draw the class overlay and legend, or the colour-mapped depth and its range in metres.
+// Everything model-specific (task included) comes from the metadata.
+import {
+  argmax, classShares, colourDepth, colourise, DEPTH_RAMP, depthRange, inputSpec, preprocess, resizeBilinear,
+} from "./mcq.js";
 
 const ORT_DIR = "./node_modules/onnxruntime-web/dist/";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 let ort = null; // onnxruntime-web: its WebGPU build (WebGPU + WASM) only when WebGPU runs, the faster plain WASM else
 let model = null; // { session, meta, spec, backend }
-let shown = null; // { bitmap, mask, spec } of the last result, redrawn when the overlay is toggled
+let shown = null; // { bitmap, colours, alpha } of the last result, redrawn when the overlay is toggled
 
 // For a test or the console: mcq's processing on plain arrays, and the last result.
 window.mcqPreprocess = (pixels, w, h, meta, channels = 4) =>
   Array.from(preprocess(Uint8Array.from(pixels), w, h, meta, channels).data);
 window.mcqArgmax = (logits, dims) => Array.from(argmax(Float32Array.from(logits), dims));
 window.mcqResize = (pixels, w, h, c, outW, outH) => Array.from(resizeBilinear(Uint8Array.from(pixels), w, h, c, outW, outH));
+window.mcqColourDepth = (depth, lo, hi) => Array.from(colourDepth(Float32Array.from(depth), lo, hi));
 
 function setStatus(status, text) {
   document.body.dataset.status = status;
@@ -53,14 +57,18 @@ async function loadModel(url) {
   const session = await ort.InferenceSession.create(bytes, { executionProviders: [backend] });
   model = { session, meta, spec, backend };
   const name = url.split("/").pop();
-  $("model-info").textContent = `${name}: ${meta.encoder} ${meta.head}, ${meta.precision || ""} ${spec.width}x${spec.height}, ` +
-    `${meta.class_names.length} classes, ${backend}${backend === "wasm" ? ` (${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads > 1 ? "s" : ""})` : ""}`;
+  const what = meta.task === "seg" ? `${meta.class_names.length} classes`
+    : `depth in ${meta.output.units} up to ${meta.output.max_depth}`;
+  const threads = ort.env.wasm.numThreads;
+  $("model-info").textContent = `${name}: ${meta.encoder} ${meta.head}, ${meta.precision || ""} ` +
+    `${spec.width}x${spec.height}, ` +
+    `${what}, ${backend}${backend === "wasm" ? ` (${threads} thread${threads > 1 ? "s" : ""})` : ""}`;
   setStatus("ready", "Model loaded: choose an image.");
 }
 
-async function segment(blob) {
+async function infer(blob) {
   if (!model) throw new Error("no model loaded: open the page with ?model=URL");
-  setStatus("running", "Segmenting ...");
+  setStatus("running", "Running the model ...");
   const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
   const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
@@ -74,35 +82,55 @@ async function segment(blob) {
   await session.run(feeds); // the first run also compiles (WebGPU shaders, WASM buffers)
   const firstRunMs = performance.now() - start;
   start = performance.now();
-  const logits = (await session.run(feeds))[outputName];
+  const output = (await session.run(feeds))[outputName];
   const timeMs = performance.now() - start;
-  if (logits.type !== "float32") throw new Error(`output ${outputName} is ${logits.type}, not float32`);
-  const mask = argmax(logits.data, logits.dims);
-  shown = { bitmap, mask, spec };
+  if (output.type !== "float32") throw new Error(`output ${outputName} is ${output.type}, not float32`);
+  const result = meta.task === "seg" ? showClasses(output) : showDepth(output);
+  shown = { bitmap, ...result.shown };
   draw();
-  const classes = classShares(mask, meta.class_names);
-  legend(classes);
   window.mcqResult = {
-    mask: Array.from(mask), shape: [logits.dims[2], logits.dims[3]], timeMs, firstRunMs, backend: model.backend,
+    ...result.fields, shape: [output.dims[2], output.dims[3]], timeMs, firstRunMs, backend: model.backend,
     threads: model.backend === "wasm" ? ort.env.wasm.numThreads : null, crossOriginIsolated: self.crossOriginIsolated,
-    image: [bitmap.width, bitmap.height], classes,
+    image: [bitmap.width, bitmap.height],
   };
   setStatus("done", `${timeMs.toFixed(1)} ms per image on ${model.backend} (first run ${firstRunMs.toFixed(1)} ms)`);
 }
 
+/** Seg: the class overlay (half transparent) and the legend of the classes present. */
+function showClasses(logits) {
+  const mask = argmax(logits.data, logits.dims);
+  const classes = classShares(mask, model.meta.class_names);
+  legend(classes);
+  return {
+    shown: { colours: colourise(mask, model.meta.palette), alpha: 0.5 }, fields: { mask: Array.from(mask), classes },
+  };
+}
+
+/** Depth: the colour map over the image's own range (opaque) and its min / max in the metadata's units. */
+function showDepth(depth) {
+  const [lo, hi] = depthRange(depth.data);
+  const units = model.meta.output.units, unit = units === "metres" ? "m" : units;
+  $("depth-bar").style.background = `linear-gradient(to right, ${DEPTH_RAMP.map((c) => `rgb(${c.join(",")})`).join(", ")})`;
+  $("depth-min").textContent = `${lo.toFixed(2)} ${unit}`;
+  $("depth-max").textContent = `${hi.toFixed(2)} ${unit}`;
+  $("depth-legend").hidden = false;
+  return { shown: { colours: colourDepth(depth.data, lo, hi), alpha: 1 },
+    fields: { depth: Array.from(depth.data), min: lo, max: hi, units } };
+}
+
 function draw() {
-  const { bitmap, mask, spec } = shown;
+  const { bitmap, colours, alpha } = shown;
+  const { spec } = model;
   const view = $("view");
   view.width = bitmap.width;
   view.height = bitmap.height;
   const ctx = view.getContext("2d");
   ctx.drawImage(bitmap, 0, 0);
   if (!$("show-overlay").checked) return;
-  const colours = new ImageData(colourise(mask, model.meta.palette), spec.width, spec.height);
   const small = new OffscreenCanvas(spec.width, spec.height);
-  small.getContext("2d").putImageData(colours, 0, 0);
-  ctx.globalAlpha = 0.5;
-  ctx.imageSmoothingEnabled = false; // class boundaries stay crisp: nearest, from the input size to the image's
+  small.getContext("2d").putImageData(new ImageData(colours, spec.width, spec.height), 0, 0);
+  ctx.globalAlpha = alpha;
+  ctx.imageSmoothingEnabled = false; // boundaries stay crisp: nearest, from the input size to the image's
   ctx.drawImage(small, 0, 0, bitmap.width, bitmap.height);
   ctx.globalAlpha = 1;
 }
@@ -119,13 +147,13 @@ function legend(classes) {
   }));
 }
 
-async function segmentUrl(url) {
-  await segment(await (await fetchOk(url, "image")).blob());
+async function inferUrl(url) {
+  await infer(await (await fetchOk(url, "image")).blob());
 }
 
 const guard = (f) => (...args) => f(...args).catch(fail);
-$("file").addEventListener("change", guard(async (e) => e.target.files[0] && segment(e.target.files[0])));
-$("sample").addEventListener("click", guard(() => segmentUrl("sample.jpg")));
+$("file").addEventListener("change", guard(async (e) => e.target.files[0] && infer(e.target.files[0])));
+$("sample").addEventListener("click", guard(() => inferUrl("sample.jpg")));
 $("show-overlay").addEventListener("change", () => shown && draw());
 document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dragging"); });
 document.addEventListener("dragleave", () => document.body.classList.remove("dragging"));
@@ -133,11 +161,11 @@ document.addEventListener("drop", guard(async (e) => {
   e.preventDefault();
   document.body.classList.remove("dragging");
   const file = [...e.dataTransfer.files].find((f) => f.type.startsWith("image/"));
-  if (file) await segment(file);
+  if (file) await infer(file);
 }));
 
 guard(async () => {
   if (!params.get("model")) return;
   await loadModel(params.get("model"));
-  if (params.get("image")) await segmentUrl(params.get("image"));
+  if (params.get("image")) await inferUrl(params.get("image"));
 })();

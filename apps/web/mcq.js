@@ -1,13 +1,16 @@
-// mcq's pre- and post-processing for a segmentation artifact, read from its metadata sidecar (<artifact>.json,
-// schema: mcq/export/metadata.schema.json). Pure functions on typed arrays: the page uses them, and so can Node
-// or a test (the page exposes them as window.mcqPreprocess, window.mcqArgmax, window.mcqResize).
+// mcq's pre- and post-processing for a segmentation or depth artifact, read from its metadata sidecar
+// (<artifact>.json, schema: mcq/export/metadata.schema.json). Pure functions on typed arrays: the page uses them,
+// and so can Node or a test (the page exposes them as window.mcqPreprocess, window.mcqArgmax, window.mcqResize,
+// window.mcqColourDepth).
 
 const PRECISION_BITS = 32 - 8 - 2; // Pillow's fixed point for 8-bit resampling
 const ONE = 2 ** PRECISION_BITS;
 
+export const TASKS = ["seg", "depth"];
+
 /** What the model takes, from the metadata; throws one line when the page cannot honour it. */
 export function inputSpec(meta) {
-  if (meta.task !== "seg") throw new Error(`a ${meta.task} model: this page shows segmentation models`);
+  if (!TASKS.includes(meta.task)) throw new Error(`a ${meta.task} model: this page shows segmentation and depth models`);
   const inp = meta.input;
   if (inp.layout !== "NCHW" || inp.color !== "RGB" || inp.dtype !== "float32") {
     throw new Error(`input ${inp.layout} ${inp.color} ${inp.dtype}: this page feeds NCHW RGB float32`);
@@ -127,4 +130,34 @@ export function classShares(mask, classNames) {
   for (const m of mask) counts.set(m, (counts.get(m) || 0) + 1);
   return [...counts.entries()].sort((a, b) => b[1] - a[1])
     .map(([index, n]) => ({ index, name: classNames[index], share: n / mask.length }));
+}
+
+// Depth colour map, near -> far: matplotlib's turbo at 9 even steps, reversed (near is red), interpolated linearly;
+// the same table as mcq.apps.reference.DEPTH_RAMP, which the test checks this against.
+export const DEPTH_RAMP = [[122, 4, 3], [208, 47, 5], [251, 126, 33], [238, 207, 58], [164, 252, 60], [50, 242, 152],
+  [40, 188, 235], [70, 107, 227], [48, 18, 59]];
+
+/** The smallest and largest finite value of ``depth``. */
+export function depthRange(depth) {
+  let lo = Infinity, hi = -Infinity;
+  for (const d of depth) {
+    if (d < lo) lo = d;
+    if (d > hi) hi = d;
+  }
+  return [lo, hi];
+}
+
+/** RGBA pixels (opaque) colouring ``depth`` on DEPTH_RAMP from ``lo`` (near) to ``hi`` (far); each channel rounded
+ * half up; ``hi <= lo`` colours everything as near. */
+export function colourDepth(depth, lo, hi) {
+  const out = new Uint8ClampedArray(depth.length * 4), last = DEPTH_RAMP.length - 1;
+  depth.forEach((d, p) => {
+    const t = hi > lo ? Math.min(Math.max((d - lo) / (hi - lo), 0), 1) : 0;
+    const x = t * last, i = Math.min(Math.floor(x), last - 1), f = x - i;
+    for (let c = 0; c < 3; c++) {
+      out[p * 4 + c] = Math.floor(DEPTH_RAMP[i][c] + (DEPTH_RAMP[i + 1][c] - DEPTH_RAMP[i][c]) * f + 0.5);
+    }
+    out[p * 4 + 3] = 255;
+  });
+  return out;
 }

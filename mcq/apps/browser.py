@@ -22,6 +22,8 @@ from mcq.export import onnx as onnx_format
 from mcq.export.schema import read_sidecar
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MIN_AGREEMENT = 0.999  # seg: share of pixels whose class matches onnxruntime in Python
+MAX_REL = 1e-3  # depth: largest relative error against onnxruntime in Python
 
 
 @contextmanager
@@ -56,9 +58,11 @@ def open_page(browser, app_url: str, image: bytes, timeout_s: float = 120):
 
 def check_in_browser(model: str | Path, image: str | Path | bytes, screenshot: str | Path | None = None,
                      browser=None) -> dict:
-    """Run the web app on ``model`` (an exported ``.onnx`` segmentation artifact) and ``image`` in headless Chromium;
-    return the page's ``window.mcqResult`` with ``agreement``: the share of pixels whose class matches onnxruntime in
-    Python on the same image, preprocessed as the sidecar says. ``screenshot``: a PNG of the page to write."""
+    """Run the web app on ``model`` (an exported ``.onnx`` seg or depth artifact) and ``image`` in headless Chromium;
+    return the page's ``window.mcqResult`` compared with onnxruntime in Python on the same image, preprocessed as the
+    sidecar says: seg adds ``agreement`` (share of pixels whose class matches) and ``expected`` (the mask), depth
+    ``mean_rel`` and ``max_rel`` (relative error of the depth) and ``expected`` (the depth map); ``passed`` says
+    whether they are within ``MIN_AGREEMENT`` / ``MAX_REL``. ``screenshot``: a PNG of the page to write."""
     data = image if isinstance(image, bytes) else Path(image).read_bytes()
     meta = read_sidecar(model)
     app = serve_web_app(model, port=0)
@@ -71,9 +75,16 @@ def check_in_browser(model: str | Path, image: str | Path | bytes, screenshot: s
             page.close()
     finally:
         app.close()
-    expected = postprocess(onnx_format.runner(model)(preprocess(Image.open(io.BytesIO(data)), meta)))
-    mask = np.array(result["mask"], np.uint8).reshape(result["shape"])
-    return {**result, "agreement": float((mask == expected).mean()), "expected": expected, "mask": mask}
+    output = onnx_format.runner(model)(preprocess(Image.open(io.BytesIO(data)), meta))
+    if meta["task"] == "seg":
+        expected, mask = postprocess(output), np.array(result["mask"], np.uint8).reshape(result["shape"])
+        agreement = float((mask == expected).mean())
+        return {**result, "mask": mask, "expected": expected, "agreement": agreement,
+                "passed": agreement >= MIN_AGREEMENT}
+    expected, depth = output[0, 0], np.array(result["depth"], np.float32).reshape(result["shape"])
+    rel = np.abs(depth - expected) / np.maximum(np.abs(expected), 1e-6)
+    return {**result, "depth": depth, "expected": expected, "mean_rel": float(rel.mean()), "max_rel": float(rel.max()),
+            "passed": float(rel.max()) <= MAX_REL}
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from mcq.export.schema import read_sidecar
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "apps" / "web"
 ORT = Path("node_modules") / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"  # ort.webgpu.min.mjs beside it
+WEB_TASKS = ("seg", "depth")  # apps/web/mcq.js TASKS
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
              "Cross-Origin-Resource-Policy": "same-origin"}
 
@@ -65,15 +66,15 @@ class _Handler(SimpleHTTPRequestHandler):
 
 
 def check_web_model(model: str | Path) -> dict:
-    """The metadata of ``model`` if the web app can run it (an ONNX segmentation artifact with a valid sidecar)."""
+    """The metadata of ``model`` if the web app can run it (an ONNX seg or depth artifact with a valid sidecar)."""
     model = Path(model)
     if model.suffix != ".onnx":
         raise McqError(f"{model}: the web app runs .onnx artifacts (export one with `mcq export onnx`)")
     if not model.is_file():
         raise McqError(f"{model}: no such model file")
     meta = read_sidecar(model)
-    if meta["task"] != "seg":
-        raise McqError(f"{model}: a {meta['task']} model; the web app shows segmentation models")
+    if meta["task"] not in WEB_TASKS:
+        raise McqError(f"{model}: a {meta['task']} model; the web app shows segmentation and depth models")
     return meta
 
 

@@ -3,13 +3,17 @@ package dev.mcq.segment
 import org.json.JSONObject
 
 /**
- * The part of an mcq artifact's metadata sidecar (`<artifact>.json`, contract: mcq/export/metadata.schema.json)
- * the app uses. ExecuTorch programs carry no metadata inside, so the app reads the sidecar shipped beside the `.pte`.
+ * The part of an mcq artifact's metadata sidecar (`<artifact>.json`, contract: mcq/export/metadata.schema.json; the
+ * keys are the schema's) the app uses. ExecuTorch programs carry no metadata inside, so the app reads the sidecar
+ * shipped beside the `.pte`.
  */
 data class McqMetadata(
+    /** "seg" or "depth". */
+    val task: String,
     val encoder: String,
     val head: String,
     val precision: String,
+    /** seg: class index -> name and RGB colour; empty for depth. */
     val classNames: List<String>,
     val palette: List<IntArray>,
     val height: Int,
@@ -17,13 +21,19 @@ data class McqMetadata(
     val range: FloatArray,
     val mean: FloatArray,
     val std: FloatArray,
+    val outputName: String,
+    /** depth: the units of the output ("metres") and the largest depth the head predicts. */
+    val units: String,
+    val maxDepth: Double,
 ) {
     companion object {
-        /** Parse [json] (the sidecar named [source]); a segmentation model that stretches its input, or an error. */
+        val TASKS = listOf("seg", "depth")
+
+        /** Parse [json] (the sidecar named [source]); a seg or depth model that stretches its input, or an error. */
         fun parse(json: String, source: String): McqMetadata {
             val meta = JSONObject(json)
             val task = meta.getString("task")
-            require(task == "seg") { "$source: a $task model: this app shows segmentation models" }
+            require(task in TASKS) { "$source: a $task model: this app shows segmentation and depth models" }
             val input = meta.getJSONObject("input")
             val resize = input.getString("resize")
             require(resize.startsWith("stretch")) { "$source: input resize \"$resize\": this app only stretches" }
@@ -31,20 +41,32 @@ data class McqMetadata(
                 "$source: the app feeds NCHW RGB input"
             }
             val shape = input.getJSONArray("shape")
-            val names = meta.getJSONArray("class_names")
-            val colours = meta.getJSONArray("palette")
-            fun floats(key: String) = input.getJSONArray(key).let { a -> FloatArray(a.length()) { a.getDouble(it).toFloat() } }
+            val output = meta.getJSONObject("output")
+            val names = meta.optJSONArray("class_names")
+            val colours = meta.optJSONArray("palette")
+            require(task != "seg" || (names != null && colours != null)) {
+                "$source: a seg model without class_names and palette"
+            }
+            fun floats(key: String) = input.getJSONArray(key).let { a ->
+                FloatArray(a.length()) { a.getDouble(it).toFloat() }
+            }
             return McqMetadata(
+                task = task,
                 encoder = meta.getString("encoder"),
                 head = meta.getString("head"),
                 precision = meta.optString("precision"),
-                classNames = List(names.length()) { names.getString(it) },
-                palette = List(colours.length()) { i -> colours.getJSONArray(i).let { c -> IntArray(3) { c.getInt(it) } } },
+                classNames = List(names?.length() ?: 0) { names!!.getString(it) },
+                palette = List(colours?.length() ?: 0) { i ->
+                    colours!!.getJSONArray(i).let { c -> IntArray(3) { c.getInt(it) } }
+                },
                 height = shape.getInt(2),
                 width = shape.getInt(3),
                 range = floats("range"),
                 mean = floats("mean"),
                 std = floats("std"),
+                outputName = output.getString("name"),
+                units = output.optString("units"),
+                maxDepth = output.optDouble("max_depth"),
             )
         }
     }

@@ -8,18 +8,21 @@ import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
 import java.io.File
 
-/** One segmentation: class index per pixel (row-major, the model's input size), its colours, the time. */
-class Segmentation(
-    val mask: ByteArray,
+/**
+ * One prediction: what to draw over the image (at the model's input size), the time of `forward`, and per task
+ * what it found: seg the classes (index, share of the pixels; most frequent first), depth its min and max.
+ */
+class Prediction(
     val overlay: Bitmap,
     val milliseconds: Double,
-    /** (class index, share of the pixels), most frequent first. */
     val classes: List<Pair<Int, Double>>,
+    val depthRange: ClosedFloatingPointRange<Float>?,
 )
 
 /**
- * The first mcq ExecuTorch segmentation program in the app's assets (`NAME.pte`) with its sidecar (`NAME.pte.json`).
- * Everything model-specific comes from the sidecar: input size, normalisation, class names, colours.
+ * The app's mcq ExecuTorch program, `assets/model.pte` (which `mcq export executorch --app android` installs), with
+ * its sidecar `model.pte.json`. Everything model-specific comes from the sidecar: task, input size, normalisation,
+ * class names, colours, depth units.
  */
 class Segmenter(context: Context) {
     val meta: McqMetadata
@@ -27,68 +30,51 @@ class Segmenter(context: Context) {
 
     init {
         val assets = context.assets
-        val name = assets.list("")?.firstOrNull { it.endsWith(".pte") }
-            ?: throw IllegalStateException("no .pte in the app's assets: copy an exported model and its .json there")
-        val sidecar = "$name.json"
         val json = try {
-            assets.open(sidecar).bufferedReader().use { it.readText() }
+            assets.open(SIDECAR).bufferedReader().use { it.readText() }
         } catch (e: java.io.IOException) {
-            throw IllegalStateException("$name: its metadata $sidecar is missing from the assets")
+            throw IllegalStateException("$SIDECAR is not in the app's assets: run `mcq export executorch --checkpoint " +
+                "CKPT --app android` and build again")
         }
-        meta = McqMetadata.parse(json, sidecar)
-        val file = File(context.filesDir, name)  // ExecuTorch loads from a path: copy the asset out once
-        if (!file.exists()) assets.open(name).use { input -> file.outputStream().use { input.copyTo(it) } }
+        meta = McqMetadata.parse(json, SIDECAR)
+        val file = File(context.filesDir, MODEL) // ExecuTorch loads from a path: copy the asset out
+        assets.open(MODEL).use { input -> file.outputStream().use { input.copyTo(it) } }
         module = Module.load(file.absolutePath)
     }
 
     val description: String
-        get() = "${meta.encoder} ${meta.head}, ${meta.precision} ${meta.width}x${meta.height}, " +
-            "${meta.classNames.size} classes, ExecuTorch"
+        get() {
+            val what = if (meta.task == "seg") "${meta.classNames.size} classes"
+            else "depth in ${meta.units} up to ${meta.maxDepth}"
+            return "${meta.encoder} ${meta.head}, ${meta.precision} ${meta.width}x${meta.height}, $what, ExecuTorch"
+        }
 
-    fun segment(photo: Bitmap): Segmentation {
-        val input = Tensor.fromBlob(preprocess(photo), longArrayOf(1, 3, meta.height.toLong(), meta.width.toLong()))
+    /** A photo or camera frame (ARGB_8888, upright): stretched to the input size, run, post-processed. */
+    fun predict(photo: Bitmap): Prediction {
+        val argb = IntArray(photo.width * photo.height)
+        photo.getPixels(argb, 0, photo.width, 0, 0, photo.width, photo.height)
+        val rgb = IntArray(argb.size * 3) { j -> (argb[j / 3] shr (16 - 8 * (j % 3))) and 0xff }
+        val input = Processing.preprocess(rgb, photo.width, photo.height, meta)
+        val shape = longArrayOf(1, 3, meta.height.toLong(), meta.width.toLong())
         val start = System.nanoTime()
-        val output = module.forward(EValue.from(input))[0].toTensor()
+        val output = module.forward(EValue.from(Tensor.fromBlob(input, shape)))[0].toTensor().dataAsFloatArray
         val milliseconds = (System.nanoTime() - start) / 1e6
-        val mask = argmax(output.dataAsFloatArray, output.shape())
-        val counts = mask.asList().groupingBy { it.toInt() and 0xff }.eachCount()
-        val classes = counts.entries.sortedByDescending { it.value }.map { it.key to it.value.toDouble() / mask.size }
-        return Segmentation(mask, colourise(mask), milliseconds, classes)
+        val plane = meta.width * meta.height
+        check(output.size % plane == 0) { "output ${meta.outputName} has ${output.size} values, not C x $plane" }
+        if (meta.task == "depth") {
+            val lo = output.min()
+            val hi = output.max()
+            return Prediction(bitmap(Processing.colourDepth(output, lo, hi)), milliseconds, emptyList(), lo..hi)
+        }
+        val mask = Processing.argmax(output, output.size / plane, plane)
+        val colours = IntArray(plane) { i -> meta.palette[mask[i].toInt() and 0xff].let { Color.rgb(it[0], it[1], it[2]) } }
+        return Prediction(bitmap(colours), milliseconds, Processing.classShares(mask), null)
     }
 
-    /** The photo stretched to the input size (bilinear), scaled to the metadata's range, normalised, NCHW. */
-    private fun preprocess(photo: Bitmap): FloatArray {
-        val (w, h) = meta.width to meta.height
-        val scaled = Bitmap.createScaledBitmap(photo, w, h, true)
-        val pixels = IntArray(w * h)
-        scaled.getPixels(pixels, 0, w, 0, 0, w, h)
-        val (lo, hi) = meta.range[0] to meta.range[1]
-        val out = FloatArray(3 * w * h)
-        for (i in pixels.indices) {
-            val rgb = intArrayOf(Color.red(pixels[i]), Color.green(pixels[i]), Color.blue(pixels[i]))
-            for (c in 0 until 3) {
-                val v = lo + rgb[c] / 255f * (hi - lo)
-                out[c * w * h + i] = (v - meta.mean[c]) / meta.std[c]
-            }
-        }
-        return out
-    }
+    private fun bitmap(argb: IntArray) = Bitmap.createBitmap(argb, meta.width, meta.height, Bitmap.Config.ARGB_8888)
 
-    /** Class index per pixel of logits [1, K, H, W] (the first of equal maxima). */
-    private fun argmax(logits: FloatArray, shape: LongArray): ByteArray {
-        val k = shape[1].toInt()
-        val plane = (shape[2] * shape[3]).toInt()
-        return ByteArray(plane) { i ->
-            var best = 0
-            for (c in 1 until k) if (logits[c * plane + i] > logits[best * plane + i]) best = c
-            best.toByte()
-        }
-    }
-
-    private fun colourise(mask: ByteArray): Bitmap {
-        val colours = IntArray(mask.size) { i ->
-            meta.palette[mask[i].toInt() and 0xff].let { Color.rgb(it[0], it[1], it[2]) }
-        }
-        return Bitmap.createBitmap(colours, meta.width, meta.height, Bitmap.Config.ARGB_8888)
+    companion object {
+        const val MODEL = "model.pte"
+        const val SIDECAR = "$MODEL.json"
     }
 }

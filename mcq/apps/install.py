@@ -1,0 +1,63 @@
+"""``install_in_app``: an exported artifact copied where a sample app's project expects it (``mcq export --app``).
+
+The iOS project compiles ``apps/ios/McqSegment/McqModel.mlpackage`` (its metadata is inside the package); the Android
+app loads ``app/src/main/assets/model.pte`` with its sidecar ``model.pte.json``. Fixed names: the projects reference
+them without edits, and a new export replaces the old one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcq.errors import McqError
+from mcq.export.schema import read_sidecar
+
+APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
+
+
+@dataclass(frozen=True)
+class AppSlot:
+    """Where an app takes its model: the export ``format`` it runs, the artifact's path in ``apps/`` and whether the
+    sidecar goes beside it (where the artifact cannot hold its metadata)."""
+
+    format: str
+    model: str
+    sidecar: bool
+
+
+APPS = {"ios": AppSlot("coreml", "ios/McqSegment/McqModel.mlpackage", sidecar=False),
+        "android": AppSlot("executorch", "android/app/src/main/assets/model.pte", sidecar=True)}
+
+
+def _replace(src: Path, dst: Path) -> None:
+    if dst.is_dir():
+        shutil.rmtree(dst)
+    elif dst.exists():
+        dst.unlink()
+    (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)
+
+
+def install_in_app(artifact: str | Path, app: str, apps_dir: str | Path | None = None) -> list[Path]:
+    """Copy ``artifact`` (an exported ``.mlpackage`` for ``ios``, ``.pte`` for ``android``, with a valid sidecar) into
+    the app's project under ``apps_dir`` (default: mcq's ``apps/``), replacing the model there; return the paths
+    written."""
+    if app not in APPS:
+        raise McqError(f"--app {app}: no such app (choose from {', '.join(APPS)})")
+    slot, artifact = APPS[app], Path(artifact)
+    if artifact.suffix != Path(slot.model).suffix:
+        raise McqError(f"{artifact}: the {app} app runs {Path(slot.model).suffix} artifacts "
+                       f"(`mcq export {slot.format}`)")
+    if not artifact.exists():
+        raise McqError(f"{artifact}: no such artifact")
+    read_sidecar(artifact)  # the contract the app relies on
+    dst = Path(apps_dir or APPS_DIR) / slot.model
+    if not dst.parent.is_dir():
+        raise McqError(f"{dst.parent}: the {app} app is not there (it lives in apps/{app} of mcq's source tree)")
+    _replace(artifact, dst)
+    written = [dst]
+    if slot.sidecar:
+        shutil.copyfile(f"{artifact}.json", f"{dst}.json")
+        written.append(Path(f"{dst}.json"))
+    return written
