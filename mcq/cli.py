@@ -60,6 +60,12 @@ _EXAMPLES = {
         "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
     ),
+    "analyze": (
+        "examples:\n"
+        "  mcq analyze attention-distance --checkpoint MobileCLIP-B/open_clip_model.safetensors --data ADEChallengeData2016\n"
+        "  mcq analyze attention-distance --checkpoint runs/seg-vit_b16/checkpoints/best.ckpt --data data/synth-seg \\\n"
+        "      --images 16 --img-size 224 --out analysis/   # attention_distance.json and .png (the paper's Fig. 3)"
+    ),
     "app": (
         "examples:\n"
         "  npm ci --prefix apps/web                                   # once: onnxruntime-web, pinned\n"
@@ -175,6 +181,18 @@ def _parser() -> argparse.ArgumentParser:
                     "devices)")
 
     _profile_parser(sub, common, fmt)
+
+    an = sub.add_parser("analyze", parents=[common], help="analyses of an encoder").add_subparsers(
+        dest="analyze_command", required=True)
+    ad = an.add_parser("attention-distance", parents=[common], help="mean attention distance per head and layer of "
+                       "a ViT encoder, in pixels (the paper's Fig. 3)", epilog=_EXAMPLES["analyze"], formatter_class=fmt)
+    ad.add_argument("--checkpoint", required=True, help="an OpenCLIP checkpoint (open_clip_config.json beside it "
+                    "names the tower, else vit_b16) or an mcq run's .ckpt with a ViT encoder")
+    ad.add_argument("--data", required=True, help="an ADE20K-layout folder (its validation images), a `mcq data synth "
+                    "clip` folder (its seg/ set) or a folder of images")
+    ad.add_argument("--images", type=int, default=32, help="images to average over (default 32)")
+    ad.add_argument("--img-size", type=int, help="input size, square (default: the tower's own, e.g. 224)")
+    ad.add_argument("--out", default="analysis", help="folder for attention_distance.json and .png (default analysis/)")
 
     pr = sub.add_parser("predict", parents=[common], help="segment images with a checkpoint or an artifact",
                         epilog=_EXAMPLES["predict"], formatter_class=fmt)
@@ -360,6 +378,17 @@ def _predict(args: argparse.Namespace) -> None:
               f"[{', '.join(row['classes'])}]")
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from mcq.analysis.attention_distance import analyze_attention_distance
+
+    r = analyze_attention_distance(args.checkpoint, args.data, args.images, args.out, args.img_size)
+    print(f"{r['encoder']}: mean attention distance (px) over {r['images']} images at {r['img_size']} px, "
+          f"{r['heads']} heads (min / mean / max over heads)")
+    for i, heads in enumerate(r["mean_distance_px"], start=1):
+        print(f"layer {i:>2}: {min(heads):7.1f} {sum(heads) / len(heads):7.1f} {max(heads):7.1f}")
+    print("written: " + ", ".join(r["outputs"].values()))
+
+
 def _app(args: argparse.Namespace) -> int | None:
     from mcq.apps.web import serve_web_app
 
@@ -391,7 +420,7 @@ def _one_line(e: McqError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
-                "predict": _predict, "profile": _profile, "app": _app}
+                "predict": _predict, "profile": _profile, "analyze": _analyze, "app": _app}
     try:
         rc = handlers[args.command](args)
     except McqError as e:

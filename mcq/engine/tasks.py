@@ -302,8 +302,9 @@ class ClipSpec(TaskSpec):
     def finish(self, task: ClipTask, run: Path, trainer: L.Trainer) -> dict:
         """The model (the EMA weights when the recipe keeps one) in open_clip's checkpoint layout, which
         ``--init`` reads: ``checkpoints/openclip.pt`` and ``checkpoints/open_clip_config.json``."""
+        m = task.hparams.model
         path = save_openclip_checkpoint(task.model, run / "checkpoints" / "openclip.pt", run.name,
-                                        trainer.current_epoch, task.hparams.model["cfg"])
+                                        trainer.current_epoch, m["cfg"], m["img_size"])
         return {"openclip_checkpoint": str(path)}
 
     def describe(self, task: ClipTask) -> dict:
