@@ -252,7 +252,7 @@ def test_recipe_is_the_papers_table_11():
 # --- the run and the round trip into --init ---------------------------------------------------------------------
 
 
-def test_tiny_clip_run_initialises_a_segmentation_model(capsys, clip_data, tmp_path):
+def test_tiny_clip_run_is_evaluated_and_initialises_a_segmentation_model(capsys, clip_data, tmp_path):
     run = tmp_path / "clip"
     rc, out, err = _cli(capsys, ["train", "clip", "--model", "MobileCLIP2-S0", "--data", clip_data / "train",
                                  "--val-data", clip_data / "val", "--out", run, *TINY_CLIP])
@@ -265,6 +265,18 @@ def test_tiny_clip_run_initialises_a_segmentation_model(capsys, clip_data, tmp_p
     assert any(k.startswith("visual.trunk.") for k in ckpt["state_dict"])
     cfg = json.loads((run / "checkpoints" / "open_clip_config.json").read_text())["model_cfg"]
     assert cfg["text_cfg"]["width"] == 64 and cfg["vision_cfg"]["timm_model_name"] == "fastvit_mci0"
+    assert cfg["vision_cfg"]["image_size"] == 64
+
+    # mcq eval clip: the run's own validation, again, on the held-back shards (last.ckpt: the final weights)
+    rc, out, err = _cli(capsys, ["eval", "clip", "--checkpoint", run / "checkpoints" / "last.ckpt", "--data",
+                                 clip_data, "--json", tmp_path / "r.json", "--workers", 0])
+    assert rc == 0, err
+    assert "i2t R@1" in out
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert again["pairs"] == 8 and again["recall"] == metrics["recall"]  # recall is a share of 8: exact
+    rc, out, err = _cli(capsys, ["eval", "clip", "--checkpoint", run / "checkpoints" / "last.ckpt", "--data",
+                                 clip_data / "val" / "00000.tar", "--captions", "syn", "--workers", 0])
+    assert rc == 0 and "\nsyn " in out and "\ngt " not in out, err
 
     rc, out, err = _cli(capsys, [*tiny_argv("seg", clip_data / "seg", tmp_path / "seg"), "--init",
                                  run / "checkpoints" / "openclip.pt"])
