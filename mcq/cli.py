@@ -43,7 +43,9 @@ _EXAMPLES = {
         "  mcq eval seg --model exports/mci0_fpn_512_int8.onnx      # the artifact, through its own runtime\n"
         "  mcq eval depth --checkpoint runs/depth-mci0/checkpoints/best.ckpt --data nyu_depth_v2\n"
         "  mcq eval cls --checkpoint runs/cls-mci0/checkpoints/best.ckpt --data imagenet --json val.json\n"
-        "  mcq eval det --checkpoint runs/det-mci2/checkpoints/best.ckpt --data coco --json val.json   # box + mask AP"
+        "  mcq eval det --checkpoint runs/det-mci2/checkpoints/best.ckpt --data coco --json val.json   # box + mask AP\n"
+        "  mcq eval clip --checkpoint runs/clip/checkpoints/best.ckpt --data 'val/{00000..00007}.tar' --json r.json\n"
+        "  mcq eval clip --checkpoint runs/clip/checkpoints/last.ckpt --captions gt,syn   # recall on both captions"
     ),
     "export": (
         "examples:\n"
@@ -65,6 +67,12 @@ _EXAMPLES = {
         "  mcq analyze attention-distance --checkpoint MobileCLIP-B/open_clip_model.safetensors --data ADEChallengeData2016\n"
         "  mcq analyze attention-distance --checkpoint runs/seg-vit_b16/checkpoints/best.ckpt --data data/synth-seg \\\n"
         "      --images 16 --img-size 224 --out analysis/   # attention_distance.json and .png (the paper's Fig. 3)"
+    ),
+    "experiment": (
+        "examples:\n"
+        "  mcq experiment caption-quality --out runs/caption-quality      # ~30 min on a 2-core CPU: 3 arms x 2 seeds\n"
+        "  mcq experiment caption-quality --seeds 0,1,2 --clip-steps 400 --seg-steps 300   # a longer budget\n"
+        "  python benchmarks/caption_quality.py --seeds 0,1               # the same, as a benchmark script"
     ),
     "app": (
         "examples:\n"
@@ -150,11 +158,14 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint", epilog=_EXAMPLES["eval"],
                         formatter_class=fmt)
-    ev.add_argument("task", choices=["seg", "depth", "cls", "det"])
+    ev.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (evaluated with Lightning)")
     which.add_argument("--model", help="seg: an exported .onnx / .pte (or a .ckpt), run by its own runtime")
-    ev.add_argument("--data", help="dataset folder in the task's layout (default: the embedded synthetic data)")
+    ev.add_argument("--data", help="dataset folder in the task's layout; clip: held-back .tar shards (a folder, its "
+                    "val/ folder, a brace pattern or a::b) (default: the embedded synthetic data)")
+    ev.add_argument("--captions", help="clip: caption kinds to score recall on: gt,syn, gt or syn (default: those "
+                    "the model was trained on)")
     ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size; det: the long side)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=2)
@@ -201,6 +212,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="predictions", help="folder for NAME_mask.png and NAME_overlay.png")
     pr.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
 
+    _experiment_parser(sub, common, fmt)
+
     app = sub.add_parser("app", parents=[common], help="sample apps").add_subparsers(dest="app_command", required=True)
     web = app.add_parser("web", parents=[common], help="serve the web app (apps/web) on an exported segmentation "
                          "model, run in the browser by onnxruntime-web", epilog=_EXAMPLES["app"], formatter_class=fmt)
@@ -238,6 +251,48 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     cmp.add_argument("b", help="profile.json (or its folder) to judge")
     cmp.add_argument("--fail-on", default="", help="e.g. latency+10%%,miou-0.5 (metrics: latency, p90, load, "
                      "memory, size, miou; %% relative to A, else absolute)")
+
+
+def _experiment_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
+    from mcq.experiments.caption_quality import CaptionQualityConfig as C
+
+    ex = sub.add_parser("experiment", parents=[common], help="experiments that compare several trainings"
+                        ).add_subparsers(dest="experiment_command", required=True)
+    cq = ex.add_parser("caption-quality", parents=[common], help="CLIP pretraining on noisy web captions (txt) vs "
+                       "DataCompDR's web + synthetic captions (gt,syn) vs none, judged by SemanticFPN mIoU after "
+                       "fine-tuning and by retrieval recall", epilog=_EXAMPLES["experiment"], formatter_class=fmt)
+    cq.add_argument("--out", default=C.out, help=f"folder for data/, the runs and caption_quality.json (default {C.out})")
+    cq.add_argument("--encoder", default=C.encoder, help=f"image encoder (see `mcq models`; default {C.encoder})")
+    cq.add_argument("--seeds", default="0,1", help="seeds, comma-separated; each repeats pretraining and fine-tuning "
+                    "(default 0,1)")
+    budget = {"noise": "share of noisy web captions", "n_train": "pretraining pairs", "n_val": "held-back pairs",
+              "n_seg": "labelled training images (half as many for validation)", "data_size": "generated image size",
+              "clip_steps": "CLIP steps per arm", "clip_batch": "CLIP batch", "clip_img_size": "CLIP input size",
+              "text_width": "text transformer width", "text_layers": "text transformer layers",
+              "seg_steps": "SemanticFPN steps per arm", "seg_batch": "SemanticFPN batch",
+              "seg_img_size": "SemanticFPN crop size", "seg_lr": "SemanticFPN peak lr",
+              "workers": "data loader workers"}
+    for name, text in budget.items():
+        default = getattr(C, name)
+        cq.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                        help=f"{text} (default {default})")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    from mcq.experiments.caption_quality import CaptionQualityConfig, format_caption_quality_table, run_caption_quality
+
+    _lightning_logs_to_stdout()
+    fields = CaptionQualityConfig.__dataclass_fields__
+    given = {k: v for k, v in vars(args).items() if k in fields and k != "seeds"}
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise McqError(f"--seeds {args.seeds!r}: expected integers, comma-separated (e.g. 0,1)") from None
+    if not seeds:
+        raise McqError("--seeds: give at least one seed")
+    result = run_caption_quality(CaptionQualityConfig(seeds=seeds, **given))
+    print(format_caption_quality_table(result))
+    print(f"written: {Path(args.out) / 'caption_quality.json'} ({result['wall_s'] / 60:.1f} min)")
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -326,7 +381,8 @@ def _eval(args: argparse.Namespace) -> None:
         metrics = evaluate_seg_model(args.model, args.data, args.json, args.threads)
         print(f"{args.model} through {metrics['runtime']} ({metrics['precision']}, {metrics['img_size']} px)")
     else:
-        metrics = evaluate(args.task, args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
+        metrics = evaluate(args.task, args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json,
+                           captions=args.captions)
     print(task_spec(args.task).format_table(metrics))
     if args.json:
         print(f"metrics written to {args.json}")
@@ -420,7 +476,8 @@ def _one_line(e: McqError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
-                "predict": _predict, "profile": _profile, "analyze": _analyze, "app": _app}
+                "predict": _predict, "profile": _profile, "analyze": _analyze, "experiment": _experiment,
+                "app": _app}
     try:
         rc = handlers[args.command](args)
     except McqError as e:
