@@ -117,6 +117,7 @@ def test_cli_on_a_tiny_openclip_vit(capsys, tmp_path, synth_data):
     assert (r["layers"], r["heads"], r["images"], r["img_size"], r["patch_stride"]) == (12, 3, 2, 224, 16)
     # a 14x14 grid of 16 px patches: every distance lies between 0 and the diagonal
     assert all(0 < d < 16 * 13 * math.sqrt(2) for heads in r["mean_distance_px"] for d in heads)
+    assert r["uniform_px"] == pytest.approx(mean_attention_distance(_uniform(14), (14, 14), 16)[0, 0].item())
     assert (tmp_path / "a" / "attention_distance.png").read_bytes()[:4] == b"\x89PNG"
 
     # the weights were loaded: the same numbers from the model in memory

@@ -188,10 +188,12 @@ def analyze_attention_distance(checkpoint: str | Path, data: str | Path, n_image
         d = trunk_attention_distance(trunk, images).sum(0)
         total = d if total is None else total + d
     per_head = (total / len(files)).tolist()
+    grid = (size // stride, size // stride)
     result = {"checkpoint": str(checkpoint), "encoder": name, "data": str(data), "images": len(files),
               "img_size": size, "patch_stride": stride, "prefix_tokens": "excluded, patch weights renormalised",
               "layers": len(per_head), "heads": len(per_head[0]), "mean_distance_px": per_head,
-              "layer_mean_px": [sum(h) / len(h) for h in per_head]}
+              "layer_mean_px": [sum(h) / len(h) for h in per_head],
+              "uniform_px": float(patch_distances(grid, stride).mean())}
     if out:
         out = Path(out)
         write_json(out / "attention_distance.json", result)
@@ -210,6 +212,8 @@ def plot_attention_distance(result: dict, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
     for layer, heads in enumerate(result["mean_distance_px"], start=1):
         ax.scatter([layer] * len(heads), heads, s=14, color="C0", alpha=0.8)
+    ax.axhline(result["uniform_px"], color="0.5", linestyle="--", linewidth=1, label="uniform attention")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("layer (network depth)")
     ax.set_ylabel("mean attention distance (px)")
     ax.set_title(f"{result['encoder']}: {result['images']} images, {result['img_size']} px", fontsize=9)
