@@ -2,7 +2,7 @@
 CLIP pretraining of one encoder on noisy web captions only, on DataCompDR's web + synthetic captions, and none,
 each judged by SemanticFPN mIoU after fine-tuning (mean and spread over seeds) and by retrieval recall.
 
-    .venv/bin/python benchmarks/caption_quality.py --seeds 0,1            # ~30 minutes on a 2-core CPU
+    .venv/bin/python benchmarks/caption_quality.py --seeds 0,1            # < 30 minutes on 2 idle CPU cores
     .venv/bin/python benchmarks/caption_quality.py --help                 # the budgets
 """
 

@@ -70,7 +70,7 @@ _EXAMPLES = {
     ),
     "experiment": (
         "examples:\n"
-        "  mcq experiment caption-quality --out runs/caption-quality      # ~30 min on a 2-core CPU: 3 arms x 2 seeds\n"
+        "  mcq experiment caption-quality --out runs/caption-quality   # 3 arms x 2 seeds, < 30 min on 2 idle cores\n"
         "  mcq experiment caption-quality --seeds 0,1,2 --clip-steps 400 --seg-steps 300   # a longer budget\n"
         "  python benchmarks/caption_quality.py --seeds 0,1               # the same, as a benchmark script"
     ),

@@ -30,7 +30,10 @@ ARMS = {"txt": "gt", "gt+syn": "gt,syn", "none": None}  # arm -> the captions of
 
 @dataclass
 class CaptionQualityConfig:
-    """Budgets and sizes; the defaults fit about 30 minutes on this two-core CPU (see ``benchmarks/caption_quality.py``)."""
+    """Budgets and sizes, the defaults sized to 30 minutes on two idle CPU cores: one CLIP step (batch 32, 64 px,
+    gt,syn) measured 1.9 CPU-s and one SemanticFPN step (batch 8, 64 px) 1.0 CPU-s on one thread, so two seeds
+    (4 pretrainings, 6 fine-tunings) cost about 27 CPU-minutes of training, plus validation and start-up, shared
+    by the two cores' threads (an estimate from those steps, not a timed end-to-end run)."""
 
     out: str = "runs/caption-quality"
     encoder: str = "mci0"
@@ -41,12 +44,12 @@ class CaptionQualityConfig:
     n_seg: int = 96  # labelled training images (and half as many validation images)
     data_size: int = 64  # pixels of the generated images
     data_seed: int = 0  # one world for every arm and seed; the seeds vary the training
-    clip_steps: int = 150
+    clip_steps: int = 120
     clip_batch: int = 32
     clip_img_size: int = 64
     text_width: int = 128
     text_layers: int = 2
-    seg_steps: int = 150
+    seg_steps: int = 120
     seg_batch: int = 8
     seg_img_size: int = 64
     seg_lr: float = 5e-4  # the top of the paper's sweep (Table 14): short runs need it
