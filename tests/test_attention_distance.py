@@ -144,3 +144,6 @@ def test_a_non_vit_encoder_is_a_one_line_error_naming_it(capsys, tmp_path, synth
     vit, _ = _tiny_openclip_vit(tmp_path / "vit")
     rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", vit, "--data", empty])
     assert rc == 2 and f"{empty}: no images" in err
+    rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", vit, "--data", synth_data,
+                               "--images", 0])
+    assert rc == 2 and "--images 0: give at least one image" in err

@@ -190,6 +190,8 @@ def test_bad_captions_flag_and_unknown_model_are_one_line_errors(capsys, clip_da
     assert not (tmp_path / "r").exists()
     rc, _, err = _cli(capsys, ["train", "seg", "--model", "MobileCLIP2-S0", "--out", tmp_path / "s"])
     assert rc == 2 and "--model is for clip" in err
+    rc, _, err = _cli(capsys, ["eval", "seg", "--checkpoint", tmp_path / "x.ckpt", "--captions", "gt"])
+    assert rc == 2 and "--captions is for clip; seg has no captions" in err
 
 
 # --- the loss and the metric -------------------------------------------------------------------------------------

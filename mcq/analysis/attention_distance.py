@@ -175,6 +175,8 @@ def analyze_attention_distance(checkpoint: str | Path, data: str | Path, n_image
     ``attention_distance.png`` there."""
     from timm.data import resolve_data_config
 
+    if n_images < 1:
+        raise McqError(f"--images {n_images}: give at least one image")
     trunk, name = load_vit_trunk(checkpoint)
     files = list_images(data)[:n_images]
     size = img_size or trunk.patch_embed.img_size[0]

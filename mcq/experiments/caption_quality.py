@@ -23,8 +23,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mcq.io import write_json
-
 ARMS = {"txt": "gt", "gt+syn": "gt,syn", "none": None}  # arm -> the captions of its CLIP loss (None: no pretraining)
 
 
@@ -66,6 +64,7 @@ def run_caption_quality(cfg: CaptionQualityConfig) -> dict:
     from mcq.data.synth_clip import synth_clip
     from mcq.engine.evaluate import evaluate
     from mcq.engine.train import TrainConfig, train
+    from mcq.io import write_json
 
     start = time.perf_counter()
     out = Path(cfg.out)
