@@ -128,6 +128,23 @@ def test_cli_on_a_tiny_openclip_vit(capsys, tmp_path, synth_data):
     torch.testing.assert_close(torch.tensor(r["mean_distance_px"], dtype=torch.float64), want)
 
 
+@pytest.mark.slow
+def test_openclip_vit_b16_without_a_config_is_read_into_vit_b16(capsys, tmp_path, synth_data):
+    """MobileCLIP-B's image tower (``visual.trunk.*``, as open_clip saves it) with no open_clip_config.json beside it:
+    read into mcq's vit_b16 (dynamic size: analysed here at 64 px, a 4x4 grid)."""
+    import open_clip
+
+    from ckpt_layouts import randomize_
+
+    trunk = randomize_(open_clip.create_model("MobileCLIP-B", pretrained=None).visual.trunk, seed=1)
+    ckpt = save_openclip({f"visual.trunk.{k}": v for k, v in trunk.state_dict().items()}, tmp_path / "b", "bare")
+    rc, out, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", ckpt, "--data", synth_data,
+                                 "--images", 1, "--img-size", 64, "--out", tmp_path / "a"])
+    assert rc == 0, err
+    r = json.loads((tmp_path / "a" / "attention_distance.json").read_text())
+    assert (r["encoder"], r["layers"], r["heads"], r["patch_stride"]) == ("vit_b16", 12, 12, 16)
+
+
 def test_a_non_vit_encoder_is_a_one_line_error_naming_it(capsys, tmp_path, synth_data, trained_ckpt):
     rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", trained_ckpt, "--data", synth_data])
     assert rc == 2 and err.count("\n") == 1

@@ -279,6 +279,9 @@ def test_tiny_clip_run_is_evaluated_and_initialises_a_segmentation_model(capsys,
     rc, out, err = _cli(capsys, ["eval", "clip", "--checkpoint", run / "checkpoints" / "last.ckpt", "--data",
                                  clip_data / "val" / "00000.tar", "--captions", "syn", "--workers", 0])
     assert rc == 0 and "\nsyn " in out and "\ngt " not in out, err
+    rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", run / "checkpoints" / "last.ckpt",
+                               "--data", clip_data])
+    assert rc == 2 and "last.ckpt: its encoder fastvit_mci0 (FastVit) is not a ViT" in err  # a CLIP run's tower
 
     rc, out, err = _cli(capsys, [*tiny_argv("seg", clip_data / "seg", tmp_path / "seg"), "--init",
                                  run / "checkpoints" / "openclip.pt"])
