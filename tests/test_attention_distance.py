@@ -148,7 +148,7 @@ def test_openclip_vit_b16_without_a_config_is_read_into_vit_b16(capsys, tmp_path
 def test_a_non_vit_encoder_is_a_one_line_error_naming_it(capsys, tmp_path, synth_data, trained_ckpt):
     rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", trained_ckpt, "--data", synth_data])
     assert rc == 2 and err.count("\n") == 1
-    assert f"{trained_ckpt}: its encoder mci0 (FastVit) is not a ViT" in err
+    assert f"{trained_ckpt}: its encoder mci0 (FastVit) is not a timm ViT" in err
 
     cfg = clip_model_config("MobileCLIP2-S0", text_width=64, text_layers=1)  # an MCi tower, OpenCLIP layout
     ckpt = save_openclip(create_clip_model(cfg, 64).state_dict(), tmp_path / "mci", "bare")

@@ -299,7 +299,7 @@ def test_attention_distance_refuses_a_clip_runs_mci_tower(capsys, clip_data, cli
     rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", clip_run / "checkpoints" / "last.ckpt",
                                "--data", clip_data])
     assert rc == 2 and err.count("\n") == 1
-    assert "last.ckpt: its encoder fastvit_mci0 (FastVit) is not a ViT" in err
+    assert "last.ckpt: its encoder fastvit_mci0 (FastVit) is not a timm ViT" in err
 
 
 def test_distill_run_with_synthetic_captions_only(capsys, clip_data, tmp_path):

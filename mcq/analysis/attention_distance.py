@@ -111,10 +111,10 @@ def _vit_from_openclip(path: Path, sd: dict) -> tuple[nn.Module, str]:
 
 
 def check_vit(trunk: nn.Module, name: str, path: str | Path) -> None:
-    """A one-line error unless ``trunk`` is a timm ViT."""
+    """A one-line error unless ``trunk`` is a timm ViT (open_clip's own ViT towers, e.g. ViT-B-16's, are not read)."""
     if not isinstance(trunk, VisionTransformer):
-        raise McqError(f"{path}: its encoder {name} ({type(trunk).__name__}) is not a ViT; attention distance is "
-                       "for ViT encoders (vit_b16)")
+        raise McqError(f"{path}: its encoder {name} ({type(trunk).__name__}) is not a timm ViT; attention "
+                       "distance is for timm ViT encoders (vit_b16)")
 
 
 def load_vit_trunk(path: str | Path) -> tuple[VisionTransformer, str]:
