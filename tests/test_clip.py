@@ -251,6 +251,18 @@ def test_recipe_is_the_papers_table_11():
     assert resolve_recipe(TrainConfig(task="clip", max_steps=1000)).resolve(0).warmup_steps == 10  # the 1% share
 
 
+def test_a_vit_image_tower_takes_the_runs_image_size():
+    """open_clip builds a timm ViT at its default size whatever ``image_size`` says; ``create_clip_model`` resizes
+    it (e.g. ``--model vit_b16 --img-size 64``)."""
+    from mcq.models.clip_model import clip_model_config, create_clip_model
+
+    cfg = clip_model_config("MobileCLIP2-S0", text_width=64, text_layers=1)
+    cfg["vision_cfg"]["timm_model_name"] = "vit_tiny_patch16_224"
+    model = create_clip_model(cfg, 64).eval()
+    assert model.visual.trunk.pos_embed.shape[1] == 1 + 4 * 4
+    assert model.encode_image(torch.randn(2, 3, 64, 64)).shape == (2, 512)
+
+
 # --- the run and the round trip into --init ---------------------------------------------------------------------
 
 

@@ -55,7 +55,11 @@ def create_clip_model(cfg: dict, img_size: int) -> torch.nn.Module:
     if "timm_model_name" in cfg["vision_cfg"]:
         cfg["vision_cfg"]["timm_model_pretrained"] = False
     model_class = open_clip.CustomTextCLIP if custom_text or "hf_model_name" in cfg["text_cfg"] else open_clip.CLIP
-    return model_class(**cfg)
+    model = model_class(**cfg)
+    trunk = getattr(model.visual, "trunk", None)
+    if hasattr(trunk, "set_input_size"):  # open_clip builds a timm ViT at its default size, whatever image_size says
+        trunk.set_input_size(img_size=(img_size, img_size))
+    return model
 
 
 def tokenizer_for(name: str, context_length: int):
