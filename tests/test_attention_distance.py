@@ -164,3 +164,27 @@ def test_a_non_vit_encoder_is_a_one_line_error_naming_it(capsys, tmp_path, synth
     rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", vit, "--data", synth_data,
                                "--images", 0])
     assert rc == 2 and "--images 0: give at least one image" in err
+
+
+@pytest.mark.slow
+def test_a_vit_clip_runs_ckpt_and_openclip_checkpoint_agree(capsys, tmp_path):
+    """``mcq train clip --model vit_b16`` at 64 px: its Lightning .ckpt and its openclip.pt (built from the
+    open_clip_config.json beside it) are the same tower (openclip.pt holds the EMA weights, as last.ckpt does)."""
+    from mcq.data.synth_clip import synth_clip
+
+    data = synth_clip(tmp_path / "data", n_train=8, n_val=4, size=64, per_shard=8, n_seg=2)
+    argv = ["train", "clip", "--model", "vit_b16", "--data", data, "--out", tmp_path / "run", "--text-width", 64,
+            "--text-layers", 1, "--img-size", 64, "--batch-size", 4, "--max-steps", 1, "--val-every", 1,
+            "--workers", 0, "--accelerator", "cpu"]
+    rc, _, err = _cli(capsys, argv)
+    assert rc == 0, err
+    got = {}
+    for name in ("last.ckpt", "openclip.pt"):
+        rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", tmp_path / "run" / "checkpoints" /
+                                   name, "--data", data, "--images", 2, "--out", tmp_path / name])
+        assert rc == 0, err
+        got[name] = json.loads((tmp_path / name / "attention_distance.json").read_text())
+    assert got["last.ckpt"]["img_size"] == got["openclip.pt"]["img_size"] == 64
+    assert got["last.ckpt"]["encoder"] == got["openclip.pt"]["encoder"] == "vit_base_mci_224"
+    torch.testing.assert_close(torch.tensor(got["last.ckpt"]["mean_distance_px"]),
+                               torch.tensor(got["openclip.pt"]["mean_distance_px"]))
