@@ -488,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mcq: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if type(e).__name__ != "SIGTERMException":  # Lightning's, raised with no code (exit status 0) on SIGTERM
+            raise
+        print("mcq: terminated (SIGTERM); an interrupted training run continues with --resume", file=sys.stderr)
+        return 143
     return rc or 0
 
 
