@@ -44,7 +44,9 @@ _EXAMPLES = {
         "  mcq eval seg --model exports/mci0_fpn_512_int8.onnx      # the artifact, through its own runtime\n"
         "  mcq eval depth --checkpoint runs/depth-mci0/checkpoints/best.ckpt --data nyu_depth_v2\n"
         "  mcq eval cls --checkpoint runs/cls-mci0/checkpoints/best.ckpt --data imagenet --json val.json\n"
-        "  mcq eval det --checkpoint runs/det-mci2/checkpoints/best.ckpt --data coco --json val.json   # box + mask AP"
+        "  mcq eval det --checkpoint runs/det-mci2/checkpoints/best.ckpt --data coco --json val.json   # box + mask AP\n"
+        "  mcq eval clip --checkpoint runs/clip/checkpoints/best.ckpt --data 'val/{00000..00007}.tar' --json r.json\n"
+        "  mcq eval clip --checkpoint runs/clip/checkpoints/last.ckpt --captions gt,syn   # recall on both captions"
     ),
     "export": (
         "examples:\n"
@@ -63,6 +65,18 @@ _EXAMPLES = {
         "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
         "  mcq profile --checkpoint runs/det-mci0/checkpoints/best.ckpt --precision fp32   # Mask R-CNN: graph per cell\n"
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
+    ),
+    "analyze": (
+        "examples:\n"
+        "  mcq analyze attention-distance --checkpoint MobileCLIP-B/open_clip_model.safetensors --data ADEChallengeData2016\n"
+        "  mcq analyze attention-distance --checkpoint runs/seg-vit_b16/checkpoints/best.ckpt --data data/synth-seg \\\n"
+        "      --images 16 --img-size 224 --out analysis/   # attention_distance.json and .png (the paper's Fig. 3)"
+    ),
+    "experiment": (
+        "examples:\n"
+        "  mcq experiment caption-quality --out runs/caption-quality   # 3 arms x 2 seeds, < 30 min on 2 idle cores\n"
+        "  mcq experiment caption-quality --seeds 0,1,2 --clip-steps 400 --seg-steps 300   # a longer budget\n"
+        "  python benchmarks/caption_quality.py --seeds 0,1               # the same, as a benchmark script"
     ),
     "app": (
         "examples:\n"
@@ -150,11 +164,14 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint", epilog=_EXAMPLES["eval"],
                         formatter_class=fmt)
-    ev.add_argument("task", choices=["seg", "depth", "cls", "det"])
+    ev.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (evaluated with Lightning)")
     which.add_argument("--model", help="seg: an exported .onnx / .pte (or a .ckpt), run by its own runtime")
-    ev.add_argument("--data", help="dataset folder in the task's layout (default: the embedded synthetic data)")
+    ev.add_argument("--data", help="dataset folder in the task's layout; clip: held-back .tar shards (a folder, its "
+                    "val/ folder, a brace pattern or a::b) (default: the embedded synthetic data)")
+    ev.add_argument("--captions", help="clip: caption kinds to score recall on: gt,syn, gt or syn (default: those "
+                    "the model was trained on)")
     ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size; det: the long side)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=2)
@@ -184,12 +201,26 @@ def _parser() -> argparse.ArgumentParser:
 
     _profile_parser(sub, common, fmt)
 
+    an = sub.add_parser("analyze", parents=[common], help="analyses of an encoder").add_subparsers(
+        dest="analyze_command", required=True)
+    ad = an.add_parser("attention-distance", parents=[common], help="mean attention distance per head and layer of "
+                       "a ViT encoder, in pixels (the paper's Fig. 3)", epilog=_EXAMPLES["analyze"], formatter_class=fmt)
+    ad.add_argument("--checkpoint", required=True, help="an OpenCLIP checkpoint (open_clip_config.json beside it "
+                    "names the tower, else vit_b16) or an mcq run's .ckpt with a ViT encoder")
+    ad.add_argument("--data", required=True, help="an ADE20K-layout folder (its validation images), a `mcq data synth "
+                    "clip` folder (its seg/ set) or a folder of images")
+    ad.add_argument("--images", type=int, default=32, help="images to average over (default 32)")
+    ad.add_argument("--img-size", type=int, help="input size, square (default: the tower's own, e.g. 224)")
+    ad.add_argument("--out", default="analysis", help="folder for attention_distance.json and .png (default analysis/)")
+
     pr = sub.add_parser("predict", parents=[common], help="segment images with a checkpoint or an artifact",
                         epilog=_EXAMPLES["predict"], formatter_class=fmt)
     pr.add_argument("images", nargs="+", help="image files")
     pr.add_argument("--model", required=True, help="a .ckpt, .onnx or .pte (with its .json metadata)")
     pr.add_argument("--out", default="predictions", help="folder for NAME_mask.png and NAME_overlay.png")
     pr.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
+
+    _experiment_parser(sub, common, fmt)
 
     app = sub.add_parser("app", parents=[common], help="sample apps").add_subparsers(dest="app_command", required=True)
     web = app.add_parser("web", parents=[common], help="serve the web app (apps/web) on an exported segmentation "
@@ -236,6 +267,48 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     cmp.add_argument("b", help="profile.json (or its folder) to judge")
     cmp.add_argument("--fail-on", default="", help="e.g. latency+10%%,miou-0.5 (metrics: latency, p90, load, "
                      "memory, size, miou; %% relative to A, else absolute)")
+
+
+def _experiment_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
+    from mcq.experiments.caption_quality import CaptionQualityConfig as C
+
+    ex = sub.add_parser("experiment", parents=[common], help="experiments that compare several trainings"
+                        ).add_subparsers(dest="experiment_command", required=True)
+    cq = ex.add_parser("caption-quality", parents=[common], help="CLIP pretraining on noisy web captions (txt) vs "
+                       "DataCompDR's web + synthetic captions (gt,syn) vs none, judged by SemanticFPN mIoU after "
+                       "fine-tuning and by retrieval recall", epilog=_EXAMPLES["experiment"], formatter_class=fmt)
+    cq.add_argument("--out", default=C.out, help=f"folder for data/, the runs and caption_quality.json (default {C.out})")
+    cq.add_argument("--encoder", default=C.encoder, help=f"image encoder (see `mcq models`; default {C.encoder})")
+    cq.add_argument("--seeds", default="0,1", help="seeds, comma-separated; each repeats pretraining and fine-tuning "
+                    "(default 0,1)")
+    budget = {"noise": "share of noisy web captions", "n_train": "pretraining pairs", "n_val": "held-back pairs",
+              "n_seg": "labelled training images (half as many for validation)", "data_size": "generated image size",
+              "clip_steps": "CLIP steps per arm", "clip_batch": "CLIP batch", "clip_img_size": "CLIP input size",
+              "text_width": "text transformer width", "text_layers": "text transformer layers",
+              "seg_steps": "SemanticFPN steps per arm", "seg_batch": "SemanticFPN batch",
+              "seg_img_size": "SemanticFPN crop size", "seg_lr": "SemanticFPN peak lr",
+              "workers": "data loader workers"}
+    for name, text in budget.items():
+        default = getattr(C, name)
+        cq.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                        help=f"{text} (default {default})")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    from mcq.experiments.caption_quality import CaptionQualityConfig, format_caption_quality_table, run_caption_quality
+
+    _lightning_logs_to_stdout()
+    fields = CaptionQualityConfig.__dataclass_fields__
+    given = {k: v for k, v in vars(args).items() if k in fields and k != "seeds"}
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise McqError(f"--seeds {args.seeds!r}: expected integers, comma-separated (e.g. 0,1)") from None
+    if not seeds:
+        raise McqError("--seeds: give at least one seed")
+    result = run_caption_quality(CaptionQualityConfig(seeds=seeds, **given))
+    print(format_caption_quality_table(result))
+    print(f"written: {Path(args.out) / 'caption_quality.json'} ({result['wall_s'] / 60:.1f} min)")
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -324,7 +397,8 @@ def _eval(args: argparse.Namespace) -> None:
         metrics = evaluate_seg_model(args.model, args.data, args.json, args.threads)
         print(f"{args.model} through {metrics['runtime']} ({metrics['precision']}, {metrics['img_size']} px)")
     else:
-        metrics = evaluate(args.task, args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json)
+        metrics = evaluate(args.task, args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json,
+                           captions=args.captions)
     print(task_spec(args.task).format_table(metrics))
     if args.json:
         print(f"metrics written to {args.json}")
@@ -392,6 +466,17 @@ def _predict(args: argparse.Namespace) -> None:
               f"[{', '.join(row['classes'])}]")
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from mcq.analysis.attention_distance import analyze_attention_distance
+
+    r = analyze_attention_distance(args.checkpoint, args.data, args.images, args.out, args.img_size)
+    print(f"{r['encoder']}: mean attention distance (px) over {r['images']} images at {r['img_size']} px, "
+          f"{r['heads']} heads (min / mean / max over heads)")
+    for i, heads in enumerate(r["mean_distance_px"], start=1):
+        print(f"layer {i:>2}: {min(heads):7.1f} {sum(heads) / len(heads):7.1f} {max(heads):7.1f}")
+    print("written: " + ", ".join(r["outputs"].values()))
+
+
 def _app(args: argparse.Namespace) -> int | None:
     from mcq.apps.web import serve_web_app
 
@@ -433,7 +518,8 @@ def _one_line(e: McqError) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
-                "predict": _predict, "profile": _profile, "app": _app}
+                "predict": _predict, "profile": _profile, "analyze": _analyze, "experiment": _experiment,
+                "app": _app}
     try:
         rc = handlers[args.command](args)
     except McqError as e:
@@ -444,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mcq: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if type(e).__name__ != "SIGTERMException":  # Lightning's, raised with no code (exit status 0) on SIGTERM
+            raise
+        print("mcq: terminated (SIGTERM); an interrupted training run continues with --resume", file=sys.stderr)
+        return 143
     return rc or 0
 
 

@@ -338,3 +338,16 @@ def test_train_into_a_finished_run_is_refused(capsys, tiny_train_argv, trained_r
     rc, _, err = _train(capsys, tiny_train_argv, synth_data, trained_run)
     _assert_one_line_error(rc, err, trained_run, "--resume", "--exist-ok")
     assert {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")} == before
+
+
+def test_a_run_stopped_by_sigterm_does_not_exit_0(capsys, monkeypatch):
+    """Lightning stops a run on SIGTERM with a SystemExit of no code; mcq answers 143, as a shell does for SIGTERM."""
+    import mcq.cli
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    def stopped(args):
+        raise SIGTERMException()
+
+    monkeypatch.setattr(mcq.cli, "_models", stopped)
+    assert main(["models"]) == 143
+    assert "mcq: terminated (SIGTERM)" in capsys.readouterr().err

@@ -190,6 +190,8 @@ def test_bad_captions_flag_and_unknown_model_are_one_line_errors(capsys, clip_da
     assert not (tmp_path / "r").exists()
     rc, _, err = _cli(capsys, ["train", "seg", "--model", "MobileCLIP2-S0", "--out", tmp_path / "s"])
     assert rc == 2 and "--model is for clip" in err
+    rc, _, err = _cli(capsys, ["eval", "seg", "--checkpoint", tmp_path / "x.ckpt", "--captions", "gt"])
+    assert rc == 2 and "--captions is for clip; seg has no captions" in err
 
 
 # --- the loss and the metric -------------------------------------------------------------------------------------
@@ -249,27 +251,67 @@ def test_recipe_is_the_papers_table_11():
     assert resolve_recipe(TrainConfig(task="clip", max_steps=1000)).resolve(0).warmup_steps == 10  # the 1% share
 
 
+def test_a_vit_image_tower_takes_the_runs_image_size():
+    """open_clip builds a timm ViT at its default size whatever ``image_size`` says; ``create_clip_model`` resizes
+    it (e.g. ``--model vit_b16 --img-size 64``)."""
+    from mcq.models.clip_model import clip_model_config, create_clip_model
+
+    cfg = clip_model_config("MobileCLIP2-S0", text_width=64, text_layers=1)
+    cfg["vision_cfg"]["timm_model_name"] = "vit_tiny_patch16_224"
+    model = create_clip_model(cfg, 64).eval()
+    assert model.visual.trunk.pos_embed.shape[1] == 1 + 4 * 4
+    assert model.encode_image(torch.randn(2, 3, 64, 64)).shape == (2, 512)
+
+
 # --- the run and the round trip into --init ---------------------------------------------------------------------
 
 
-def test_tiny_clip_run_initialises_a_segmentation_model(capsys, clip_data, tmp_path):
-    run = tmp_path / "clip"
-    rc, out, err = _cli(capsys, ["train", "clip", "--model", "MobileCLIP2-S0", "--data", clip_data / "train",
-                                 "--val-data", clip_data / "val", "--out", run, *TINY_CLIP])
-    assert rc == 0, err
-    assert "i2t R@1" in out and "pairs" in out
-    metrics = json.loads((run / "metrics.json").read_text())
+@pytest.fixture(scope="module")
+def clip_run(clip_data, tmp_path_factory) -> Path:
+    """A finished tiny CLIP run (MCi0 image tower) on ``clip_data``, through the CLI. Do not modify it."""
+    run = tmp_path_factory.mktemp("runs") / "clip"
+    argv = ["train", "clip", "--model", "MobileCLIP2-S0", "--data", clip_data / "train", "--val-data",
+            clip_data / "val", "--out", run, *TINY_CLIP]
+    assert main([str(a) for a in argv]) == 0
+    return run
+
+
+def test_tiny_clip_run_initialises_a_segmentation_model(capsys, clip_data, clip_run, tmp_path):
+    metrics = json.loads((clip_run / "metrics.json").read_text())
     assert metrics["step"] == 2 and metrics["pairs"] == 8 and set(metrics["recall"]) == {"gt", "syn"}
-    ckpt = torch.load(run / "checkpoints" / "openclip.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(clip_run / "checkpoints" / "openclip.pt", map_location="cpu", weights_only=True)
     assert set(ckpt) == {"epoch", "name", "state_dict"}
     assert any(k.startswith("visual.trunk.") for k in ckpt["state_dict"])
-    cfg = json.loads((run / "checkpoints" / "open_clip_config.json").read_text())["model_cfg"]
+    cfg = json.loads((clip_run / "checkpoints" / "open_clip_config.json").read_text())["model_cfg"]
     assert cfg["text_cfg"]["width"] == 64 and cfg["vision_cfg"]["timm_model_name"] == "fastvit_mci0"
+    assert cfg["vision_cfg"]["image_size"] == 64
 
     rc, out, err = _cli(capsys, [*tiny_argv("seg", clip_data / "seg", tmp_path / "seg"), "--init",
-                                 run / "checkpoints" / "openclip.pt"])
+                                 clip_run / "checkpoints" / "openclip.pt"])
     assert rc == 0, err
     assert "(openclip layout):" in out and " 0 missing, 0 shape-mismatched" in out
+
+
+def test_eval_clip_repeats_the_runs_validation(capsys, clip_data, clip_run, tmp_path):
+    """``mcq eval clip`` on the held-back shards: the run's own validation step, on last.ckpt (the final weights)."""
+    last = clip_run / "checkpoints" / "last.ckpt"
+    rc, out, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--data", clip_data, "--json",
+                                 tmp_path / "r.json", "--workers", 0])
+    assert rc == 0, err
+    assert "i2t R@1" in out and "pairs" in out
+    again = json.loads((tmp_path / "r.json").read_text())
+    metrics = json.loads((clip_run / "metrics.json").read_text())
+    assert again["pairs"] == 8 and again["recall"] == metrics["recall"]  # recall is a share of 8: exact
+    rc, out, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--data", clip_data / "val" / "00000.tar",
+                                 "--captions", "syn", "--workers", 0])
+    assert rc == 0 and "\nsyn " in out and "\ngt " not in out, err
+
+
+def test_attention_distance_refuses_a_clip_runs_mci_tower(capsys, clip_data, clip_run):
+    rc, _, err = _cli(capsys, ["analyze", "attention-distance", "--checkpoint", clip_run / "checkpoints" / "last.ckpt",
+                               "--data", clip_data])
+    assert rc == 2 and err.count("\n") == 1
+    assert "last.ckpt: its encoder fastvit_mci0 (FastVit) is not a timm ViT" in err
 
 
 def test_distill_run_with_synthetic_captions_only(capsys, clip_data, tmp_path):

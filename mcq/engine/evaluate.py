@@ -7,34 +7,38 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm import tqdm
 
 from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, default_seg_data
+from mcq.data.clip_shards import parse_captions
 from mcq.engine.checkpoint import load_task
 from mcq.engine.metrics import accumulate, seg_metrics
 from mcq.engine.tasks import check_classes, task_spec
+from mcq.errors import McqError
 from mcq.export.runtimes import open_model
 from mcq.io import write_json
 
 
 def evaluate(
     task: str, checkpoint: str | Path, data: str | Path | None = None, img_size: int | None = None, batch_size: int = 4,
-    workers: int = 2, json_out: str | Path | None = None, accelerator: str = "auto",
+    workers: int = 2, json_out: str | Path | None = None, accelerator: str = "auto", captions: str | None = None,
 ) -> dict:
-    """The ``task`` metrics of ``checkpoint`` on the validation split of ``data`` (default: the embedded dataset)."""
+    """The ``task`` metrics of ``checkpoint`` on the validation split of ``data`` (default: the embedded dataset);
+    clip: image<->text recall@1/5 (the training run's validation) on the held-back shards, for the caption kinds
+    ``captions`` (default: those the model was trained on)."""
     spec = task_spec(task)
+    if captions and task != "clip":
+        raise McqError(f"--captions is for clip; {task} has no captions")
     module = load_task(checkpoint, task)
+    if captions:
+        module.captions = parse_captions(captions)
     size = img_size or module.hparams.optim["img_size"]
-    module.model.encoder.check_input_size(size, size)
     data = Path(data) if data else spec.default_data()
-    ds = spec.val_set(data, size, module.model.cfg.encoder)
-    spec.check_eval_data(ds, module, data, checkpoint)
-    spec.prepare_eval(module, size)
+    loader = spec.eval_loader(module, data, size, batch_size, workers, checkpoint)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False)
-    trainer.validate(module, DataLoader(ds, batch_size, num_workers=workers, collate_fn=spec.collate), verbose=False)
+    trainer.validate(module, loader, verbose=False)
     metrics = {"checkpoint": str(checkpoint), "data": str(data), "img_size": size, **spec.describe(module),
                **module.metrics}
     if json_out:

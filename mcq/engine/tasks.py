@@ -119,6 +119,16 @@ class TaskSpec:
         """Training callbacks the recipe asks for (e.g. an EMA of the weights)."""
         return []
 
+    def eval_loader(self, task: TaskModule, data: Path, img_size: int, batch_size: int, workers: int,
+                    checkpoint: str | Path) -> DataLoader:
+        """The validation split of ``data`` for ``task`` at ``img_size``, checked against the checkpoint; ``task``
+        is set up to be evaluated at that size."""
+        task.model.encoder.check_input_size(img_size, img_size)
+        ds = self.val_set(data, img_size, task.model.cfg.encoder)
+        self.check_eval_data(ds, task, data, checkpoint)
+        self.prepare_eval(task, img_size)
+        return DataLoader(ds, batch_size, num_workers=workers, collate_fn=self.collate)
+
     def prepare_eval(self, task: TaskModule, img_size: int) -> None:
         """Set up ``task`` to be evaluated at ``img_size`` (for models that resize their input themselves)."""
 
@@ -263,16 +273,12 @@ class ClipSpec(TaskSpec):
         if len(train) < world:
             raise McqError(f"{data}: {len(train)} training shards for {world} processes; each needs at least one")
         workers = min(cfg.workers, len(train) // world)  # every worker needs a shard of its own
-        captions = parse_captions(cfg.captions)
-        model_cfg = self.model_config(cfg, recipe)
-        mean, std = clip_normalization(model_cfg)
-        tok = tokenizer_for(self.model_name(cfg), recipe.context_length)
-        aug = dict(scale=tuple(recipe.crop_scale))  # open_clip's crop keeps the aspect range 3/4..4/3, the recipe's
         per_process = recipe.batch_size // world
 
         def decode(train: bool) -> SampleDecoder:
-            transform = open_clip.image_transform(recipe.img_size, train, mean, std, aug_cfg=aug if train else None)
-            return SampleDecoder(transform, tok, captions, cfg.distill, train)
+            return clip_decoder(self.model_name(cfg), self.model_config(cfg, recipe), recipe.img_size,
+                                recipe.context_length, parse_captions(cfg.captions), cfg.distill, train,
+                                recipe.crop_scale)
 
         train_pipe = clip_pipeline(train, decode(True), per_process, True, recipe.shuffle_buffer)
         if val_spec:
@@ -299,11 +305,23 @@ class ClipSpec(TaskSpec):
     def callbacks(self, recipe: Recipe) -> list[L.Callback]:
         return [ema(recipe.ema)] if recipe.ema else []
 
+    def eval_loader(self, task: ClipTask, data: Path, img_size: int, batch_size: int, workers: int,
+                    checkpoint: str | Path) -> DataLoader:
+        """One pass over the shards ``data`` (or its ``val/`` folder), scoring the caption kinds in
+        ``task.captions``."""
+        self.check_input_size(task, img_size)
+        shards = list_shards(str(data / "val") if (data / "val").is_dir() else str(data))
+        m, o = task.hparams.model, task.hparams.optim
+        decoder = clip_decoder(m["name"], m["cfg"], img_size, o["context_length"], task.captions, False, False)
+        return DataLoader(clip_pipeline(shards, decoder, batch_size, False), batch_size=None,
+                          num_workers=min(workers, len(shards)))
+
     def finish(self, task: ClipTask, run: Path, trainer: L.Trainer) -> dict:
         """The model (the EMA weights when the recipe keeps one) in open_clip's checkpoint layout, which
         ``--init`` reads: ``checkpoints/openclip.pt`` and ``checkpoints/open_clip_config.json``."""
+        m = task.hparams.model
         path = save_openclip_checkpoint(task.model, run / "checkpoints" / "openclip.pt", run.name,
-                                        trainer.current_epoch, task.hparams.model["cfg"])
+                                        trainer.current_epoch, m["cfg"], m["img_size"])
         return {"openclip_checkpoint": str(path)}
 
     def describe(self, task: ClipTask) -> dict:
@@ -315,6 +333,16 @@ def _rank_zero() -> bool:
     from mcq.engine.train import _is_rank_zero
 
     return _is_rank_zero()
+
+
+def clip_decoder(name: str, model_cfg: dict, img_size: int, context_length: int, captions: tuple[str, ...],
+                 teacher: bool, train: bool, crop_scale: list[float] | None = None) -> SampleDecoder:
+    """Shard samples -> model inputs for the CLIP model ``name`` (``model_cfg``): open_clip's image transform (with
+    the random crop of ``crop_scale`` when training; its aspect range 3/4..4/3 is the recipe's) and tokenizer."""
+    mean, std = clip_normalization(model_cfg)
+    aug = dict(scale=tuple(crop_scale)) if train else None
+    transform = open_clip.image_transform(img_size, train, mean, std, aug_cfg=aug)
+    return SampleDecoder(transform, tokenizer_for(name, context_length), captions, teacher, train)
 
 
 def clip_normalization(model_cfg: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -55,7 +55,11 @@ def create_clip_model(cfg: dict, img_size: int) -> torch.nn.Module:
     if "timm_model_name" in cfg["vision_cfg"]:
         cfg["vision_cfg"]["timm_model_pretrained"] = False
     model_class = open_clip.CustomTextCLIP if custom_text or "hf_model_name" in cfg["text_cfg"] else open_clip.CLIP
-    return model_class(**cfg)
+    model = model_class(**cfg)
+    trunk = getattr(model.visual, "trunk", None)
+    if hasattr(trunk, "set_input_size"):  # open_clip builds a timm ViT at its default size, whatever image_size says
+        trunk.set_input_size(img_size=(img_size, img_size))
+    return model
 
 
 def tokenizer_for(name: str, context_length: int):
@@ -63,10 +67,14 @@ def tokenizer_for(name: str, context_length: int):
     return open_clip.get_tokenizer(name if open_clip.get_model_config(name) else BASE_ARCH, context_length=context_length)
 
 
-def save_openclip_checkpoint(model: torch.nn.Module, path: str | Path, name: str, epoch: int, cfg: dict) -> Path:
+def save_openclip_checkpoint(model: torch.nn.Module, path: str | Path, name: str, epoch: int, cfg: dict,
+                             img_size: int) -> Path:
     """Write ``{"epoch", "name", "state_dict"}`` as open_clip's training script does, and beside it
-    ``open_clip_config.json`` (``{"model_cfg": cfg}``, the layout of open_clip's hub configs), atomically."""
+    ``open_clip_config.json`` (``{"model_cfg": cfg}`` with the trained ``image_size``, the layout of open_clip's hub
+    configs), atomically."""
     path = Path(path)
+    cfg = copy.deepcopy(cfg)
+    cfg["vision_cfg"]["image_size"] = img_size
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save({"epoch": epoch, "name": name, "state_dict": state}, tmp)
