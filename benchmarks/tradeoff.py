@@ -89,11 +89,14 @@ def tradeoff(pairs, runtime: str, threads: int, runs: int, blocks: int, warmup: 
     result = {"runtime": f"{runtime} fp32", "threads": threads, "runs_per_block": runs, "blocks": blocks,
               "warmup": warmup, "weights": "random init (latency does not depend on the values)",
               "matmul_gmacs": rate, "pairs": []}
+    prepared: dict[tuple[str, int], tuple[dict, callable]] = {}  # a model in two pairs is exported once
     with tempfile.TemporaryDirectory() as tmp:
         for (a, size_a), (b, size_b) in pairs:
             facts, runners = {}, {}
-            for key, (name, size) in (("a", (a, size_a)), ("b", (b, size_b))):
-                facts[key], runners[key] = prepare(name, size, runtime, threads, Path(tmp))
+            for key, model in (("a", (a, size_a)), ("b", (b, size_b))):
+                if model not in prepared:
+                    prepared[model] = prepare(*model, runtime, threads, Path(tmp))
+                facts[key], runners[key] = dict(prepared[model][0]), prepared[model][1]
             times = measure_pair(runners, blocks, runs, warmup)
             for key in facts:
                 f = facts[key]
