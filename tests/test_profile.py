@@ -187,3 +187,16 @@ def test_report_of_several_sizes(tmp_path):
     # the failed cell's figures are not on the front; (512, torch) is beaten by (512, onnxruntime)
     assert front == ("Pareto front (no other cell is both faster and more accurate): mci0+fpn 256 px onnxruntime fp32, "
                      "mci0+fpn 256 px torch fp32, mci0+fpn 512 px onnxruntime fp32.")
+
+
+@pytest.mark.parametrize("source", ["measured", "published"])
+def test_published_note_only_when_a_published_figure_is_shown(source):
+    from mcq.profile.report import format_markdown, format_table
+
+    cell = {"model": "mci0+fpn", "img_size": 64, "runtime": "torch", "precision": "fp32", "status": "ran",
+            "median_ms": 1.0, "pre_post_image": "64x64", "accuracy": {"metric": "mIoU", "value": 40.0,
+                                                                        "source": source, "note": "x"}}
+    prof = {"created": "now", "device": {"cpu": "cpu"}, "cells": [cell],
+            "settings": {"threads": 1, "runs": 1, "warmup": 0, "memory": "m", "data": "d"}}
+    for text in (format_table(prof), format_markdown(prof, None)):
+        assert ("published" in text.split("Accuracy sources")[0]) == (source == "published")

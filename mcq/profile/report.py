@@ -41,6 +41,11 @@ def _accuracy(cell: dict) -> str:
     return "-" if not acc else f"{acc['value']:.1f}" + ("*" if acc["source"] == "published" else "")
 
 
+def _published(cells: list[dict]) -> bool:
+    """Whether any cell shows a published accuracy (the reports explain the * only then)."""
+    return any((c.get("accuracy") or {}).get("source") == "published" for c in cells)
+
+
 def status_text(cell: dict) -> str:
     return cell["status"] + (f": {cell['why']}" if cell.get("why") else "")
 
@@ -77,7 +82,8 @@ def format_table(profile: dict) -> str:
              f"batch 1; median and p90 of {s['runs']} runs after {s['warmup']} warm-up; load: open the artifact (cold "
              f"start); peak MB: {s['memory']}; pre: resize + normalise, post: upsample + argmax of one "
              f"{profile['cells'][0]['pre_post_image'] if profile['cells'] else ''} image; GFLOPs by fvcore "
-             "(a multiply-add counts one); agree: parity with PyTorch; mIoU* published (paper), not measured here"]
+             "(a multiply-add counts one); agree: parity with PyTorch"
+             + ("; mIoU* published (paper), not measured here" if _published(profile["cells"]) else "")]
     front = front_cells(profile["cells"])
     if front:
         notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
@@ -96,8 +102,8 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
              f"is `first_run_ms` in profile.json); peak memory: {s['memory']}; pre-processing: resize + normalise, "
              f"post-processing: upsample to the image + argmax (one image of the data: {s['data']}); GFLOPs counted "
              "by fvcore (a multiply-add is one); agree %: pixels whose class matches PyTorch's in the export's parity "
-             "check. mIoU marked * is the paper's published figure for the architecture, not measured on these "
-             "weights.", "",
+             "check." + (" mIoU marked * is the paper's published figure for the architecture, not measured on "
+                         "these weights." if _published(cells) else ""), "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
              "|" + "---|" * (len(COLUMNS) + 1)]
     lines += ["| " + " | ".join(f(c) for _, _, f in COLUMNS) + f" | {status_text(c)} |" for c in cells]
