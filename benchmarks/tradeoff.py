@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 
 from mcq.export.exporter import inference_form
@@ -50,7 +49,7 @@ def matmul_gmacs(threads: int, n: int = 1024, runs: int = 10) -> float:
     return n ** 3 / (ms / 1000) / 1e9
 
 
-def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> tuple[dict, callable]:
+def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> tuple[dict, Callable[[], object]]:
     """A random-init segmentation model of encoder ``name``: its facts and a runner of one image on ``runtime``."""
     from mcq.export.formats import SUFFIXES, format_module
 
@@ -89,7 +88,7 @@ def tradeoff(pairs, runtime: str, threads: int, runs: int, blocks: int, warmup: 
     result = {"runtime": f"{runtime} fp32", "threads": threads, "runs_per_block": runs, "blocks": blocks,
               "warmup": warmup, "weights": "random init (latency does not depend on the values)",
               "matmul_gmacs": rate, "pairs": []}
-    prepared: dict[tuple[str, int], tuple[dict, callable]] = {}  # a model in two pairs is exported once
+    prepared: dict[tuple[str, int], tuple[dict, Callable[[], object]]] = {}  # a model in two pairs is exported once
     with tempfile.TemporaryDirectory() as tmp:
         for (a, size_a), (b, size_b) in pairs:
             facts, runners = {}, {}

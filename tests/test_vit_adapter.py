@@ -1,4 +1,5 @@
-"""ViT-Adapter: multi-scale deformable attention against a direct loop and through ONNX and ExecuTorch; a tiny ViT-Adapter trains and exports."""
+"""ViT-Adapter: multi-scale deformable attention against a direct loop, through ONNX and ExecuTorch; a tiny
+ViT-Adapter trains and exports."""
 
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ def test_tiny_seg_model_onnx_matches_eager(tmp_path):
     from mcq.export.exporter import inference_form
 
     torch.manual_seed(0)
-    model = inference_form(SegModel(SegModelConfig("vit_adapter_b", 5), encoder=create_encoder("vit_adapter_b", **TINY)))
+    encoder = create_encoder("vit_adapter_b", **TINY)
+    model = inference_form(SegModel(SegModelConfig("vit_adapter_b", 5), encoder=encoder))
     onnx_format.export(model, torch.randn(1, 3, 64, 64), tmp_path / "m.onnx", "fp32", None, {})
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     xs = torch.randn(2, 3, 64, 64)

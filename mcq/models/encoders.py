@@ -160,7 +160,7 @@ def swin_l(drop_path: float = 0.0) -> Encoder:
 
 
 _VIT_ADAPTER_B = EncoderInfo("vit_adapter_b", "vit_base_patch16_384.augreg_in21k_ft_in1k", "upernet",
-                             "ViT-Adapter-B: ViT-B/16 + spatial prior + deformable interactions (baseline of [profile])")
+                             "ViT-Adapter-B: ViT-B/16 + spatial prior + deformable interactions (baseline)")
 
 
 @register_encoder(_VIT_ADAPTER_B)
