@@ -342,9 +342,10 @@ def _models(args: argparse.Namespace) -> None:
     from mcq.models import describe_encoders
 
     rows = describe_encoders()
-    print(f"{'name':<9} {'params(M)':>9}  {'head':<8} {'strides':<19} {'channels':<29} timm model")
+    w = max(len(r["name"]) for r in rows)
+    print(f"{'name':<{w}} {'params(M)':>9}  {'head':<8} {'strides':<19} {'channels':<29} timm model")
     for r in rows:
-        print(f"{r['name']:<9} {r['params_m']:>9.1f}  {r['default_head']:<8} {str(r['strides']):<19} "
+        print(f"{r['name']:<{w}} {r['params_m']:>9.1f}  {r['default_head']:<8} {str(r['strides']):<19} "
               f"{str(r['channels']):<29} {r['timm_name']}")
 
 

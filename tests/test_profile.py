@@ -52,7 +52,7 @@ def test_table_json_report_and_plot(profiled, ran):
         c = cells[runtime]
         assert c["status"] == "ran" and "why" not in c, c
         assert 0 < c["min_ms"] <= c["median_ms"] <= c["p90_ms"] and len(c["runs_ms"]) == 2
-        assert c["load_ms"] > 0 and c["first_run_ms"] > 0 and c["peak_mem_mb"] >= 0 and c["size_mb"] > 0
+        assert c["load_ms"] > 0 and c["first_run_ms"] > 0 and c["peak_mem_mb"] > 0 and c["size_mb"] > 0
         source = "measured" if runtime == "torch" else "measured (torch fp32)"  # the eval was of the checkpoint
         assert c["accuracy"] == {"metric": "mIoU", "value": pytest.approx(100 * metrics["mIoU"]), "source": source,
                                  "note": str(out.parent / "eval.json")}
@@ -228,3 +228,16 @@ def test_det_depth_and_cls_checkpoints(trained_det_ckpt, trained_depth_ckpt, tra
                                    runs=1, warmup=0, data=str(synth_det_data), out=str(tmp_path / "q")))["cells"]
     assert (cell["status"], cell["why"]) == ("not supported", "det models export in fp32 only")
     assert not list((tmp_path / "q" / "artifacts").iterdir())
+
+
+@pytest.mark.parametrize("source", ["measured", "published"])
+def test_published_note_only_when_a_published_figure_is_shown(source):
+    from mcq.profile.report import format_markdown, format_table
+
+    cell = {"model": "mci0+fpn", "img_size": 64, "runtime": "torch", "precision": "fp32", "status": "ran",
+            "median_ms": 1.0, "pre_post_image": "64x64", "accuracy": {"metric": "mIoU", "value": 40.0,
+                                                                        "source": source, "note": "x"}}
+    prof = {"created": "now", "device": {"cpu": "cpu"}, "cells": [cell],
+            "settings": {"threads": 1, "runs": 1, "warmup": 0, "memory": "m", "data": "d"}}
+    for text in (format_table(prof), format_markdown(prof, None)):
+        assert ("published" in text.split("Accuracy sources")[0]) == (source == "published")

@@ -83,9 +83,12 @@ def _sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, output: str) -> None:
+    """Traced with a batch of two: from a batch of one, torch.export specialises the batch axis in adaptive pooling
+    (UperNet's PSP) and the export fails."""
     batch = torch.export.Dim("batch", min=1, max=64)
+    pair = example[:1].expand(2, *example.shape[1:])
     torch.onnx.export(
-        model, (example,), str(path), dynamo=True, external_data=False, opset_version=OPSET,
+        model, (pair,), str(path), dynamo=True, external_data=False, opset_version=OPSET,
         input_names=["image"], output_names=[output], dynamic_shapes=({0: batch},), verbose=False,
     )
 

@@ -2,8 +2,8 @@
 
 Every encoder returns a list of NCHW maps at increasing strides (``encoder.strides``) with
 ``encoder.channels`` channels. ``encoder.trunk`` is the timm model whose weights come from a
-CLIP checkpoint (see ``mcq.models.clip_init``); anything outside the trunk (the ViTDet pyramid)
-is trained from scratch.
+CLIP checkpoint (see ``mcq.models.clip_init``); anything outside the trunk (the ViTDet pyramid,
+ViT-Adapter's adapter) is trained from scratch.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mcq.models.pyramid import SimpleFeaturePyramid
+from mcq.models.vit_adapter import ViTAdapter, ViTAdapterConfig
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,23 @@ class Encoder(nn.Module):
         return self.neck(feats[-1]) if self.neck is not None else list(feats)
 
 
+class AdapterEncoder(Encoder):
+    """A ViT trunk run block by block inside an adapter (ViT-Adapter), which returns the pyramid."""
+
+    def __init__(self, info: EncoderInfo, trunk: nn.Module, adapter: ViTAdapter):
+        super().__init__(info, trunk, [len(trunk.blocks) - 1])
+        self.adapter = adapter
+        self.channels, self.strides = list(adapter.channels), list(adapter.strides)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.adapter(x, self.trunk)
+
+
 _REGISTRY: dict[str, tuple[EncoderInfo, Callable[..., Encoder]]] = {}
 
 
 def register_encoder(info: EncoderInfo):
-    """Decorator: register a factory ``fn(drop_path: float) -> Encoder`` under ``info.name``."""
+    """Decorator: register a factory ``fn(drop_path: float, **kwargs) -> Encoder`` under ``info.name``."""
 
     def wrap(fn: Callable[..., Encoder]) -> Callable[..., Encoder]:
         _REGISTRY[info.name] = (info, fn)
@@ -97,10 +110,11 @@ def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(map(float, cfg.mean)), tuple(map(float, cfg.std))
 
 
-def create_encoder(name: str, drop_path: float = 0.0) -> Encoder:
-    """Build the encoder registered as ``name`` with stochastic depth ``drop_path`` (random init)."""
+def create_encoder(name: str, drop_path: float = 0.0, **kwargs) -> Encoder:
+    """Build the encoder registered as ``name`` with stochastic depth ``drop_path`` (random init); ``kwargs`` go to
+    its factory (e.g. a smaller ``vit_adapter_b`` for tests)."""
     encoder_info(name)
-    return _REGISTRY[name][1](drop_path=drop_path)
+    return _REGISTRY[name][1](drop_path=drop_path, **kwargs)
 
 
 def _mci(name: str, timm_name: str, levels: int, description: str) -> None:
@@ -143,6 +157,22 @@ def swin_l(drop_path: float = 0.0) -> Encoder:
         strict_img_size=False, dynamic_img_size=True,
     )
     return Encoder(_SWIN_L, trunk, range(4))
+
+
+_VIT_ADAPTER_B = EncoderInfo("vit_adapter_b", "vit_base_patch16_384.augreg_in21k_ft_in1k", "upernet",
+                             "ViT-Adapter-B: ViT-B/16 + spatial prior + deformable interactions (baseline)")
+
+
+@register_encoder(_VIT_ADAPTER_B)
+def vit_adapter_b(drop_path: float = 0.0, **kwargs) -> Encoder:
+    """ViT-Adapter-B (``ViTAdapterConfig``'s defaults; ``kwargs`` override its fields) on timm's AugReg ViT-B/16
+    at 384 px, whose position embedding is resized to the input, without class token, as ViT-Adapter uses it."""
+    cfg = ViTAdapterConfig(**kwargs)
+    trunk = timm.create_model(
+        _VIT_ADAPTER_B.timm_name, pretrained=False, num_classes=0, drop_path_rate=drop_path, dynamic_img_size=True,
+        class_token=False, global_pool="avg", embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
+    )
+    return AdapterEncoder(_VIT_ADAPTER_B, trunk, ViTAdapter(cfg, drop_path))
 
 
 def describe_encoders() -> list[dict]:

@@ -47,6 +47,11 @@ def _accuracy(cell: dict) -> str:
     return f"{value}{'*' if acc['source'] == 'published' else ''} {acc['metric']}"
 
 
+def _published(cells: list[dict]) -> bool:
+    """Whether any cell shows a published accuracy (the reports explain the * only then)."""
+    return any((c.get("accuracy") or {}).get("source") == "published" for c in cells)
+
+
 def status_text(cell: dict) -> str:
     graph = f" ({cell['graph']} graph)" if cell.get("graph") else ""
     return cell["status"] + graph + (f": {cell['why']}" if cell.get("why") else "")
@@ -83,9 +88,10 @@ def format_table(profile: dict) -> str:
     s = profile["settings"]
     notes = [device_line(profile["device"]),
              f"batch 1; median and p90 of {s['runs']} runs after {s['warmup']} warm-up; load: open the artifact (cold "
-             f"start); peak MB: {s['memory']}; pre: resize + normalise, post: what an app does with the output (seg: upsample "
-             "+ argmax; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore (a multiply-add "
-             "counts one); agree: parity with PyTorch; accuracy* published (paper), not measured here"]
+             f"start); peak MB: {s['memory']}; pre: resize + normalise, post: what an app does with the output "
+             "(seg: upsample + argmax; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore "
+             "(a multiply-add counts one); agree: parity with PyTorch"
+             + ("; accuracy* published (paper), not measured here" if _published(profile["cells"]) else "")]
     front = front_cells(profile["cells"])
     if front:
         notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
@@ -102,12 +108,13 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
              f"Batch 1, {s['threads']} threads for every runtime; latency: median and p90 of {s['runs']} runs after "
              f"{s['warmup']} warm-up runs; load: time to open the artifact in its runtime (cold start, the first run "
              f"is `first_run_ms` in profile.json); peak memory: {s['memory']}; pre-processing: resize + normalise, "
-             f"post-processing: what an app does with the output (seg: upsample to the image + argmax; depth: upsample; cls: "
-             f"softmax + top 5; det: the part of Mask R-CNN its graph leaves to Python, `mcq.profile.inputs`), on one "
+             "post-processing: what an app does with the output (seg: upsample to the image + argmax; depth: "
+             "upsample; cls: softmax + top 5; det: the part of Mask R-CNN its graph leaves to Python, "
+             f"`mcq.profile.inputs`), on one "
              f"image of the data ({s['data']}); GFLOPs counted by fvcore (a multiply-add is one); agree %: pixels "
-             "(seg) or top-1 classes (cls) that match PyTorch's in the export's parity check. Accuracy marked * is the "
-             "paper's published figure for the architecture, not measured on these weights; the plot and the Pareto "
-             "front are the ADE20K mIoU cells.", "",
+             "(seg) or top-1 classes (cls) that match PyTorch's in the export's parity check."
+             + (" Accuracy marked * is the paper's published figure for the architecture, not measured on these "
+                "weights." if _published(cells) else "") + " The plot and the Pareto front are the ADE20K mIoU cells.", "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
              "|" + "---|" * (len(COLUMNS) + 1)]
     lines += ["| " + " | ".join(f(c) for _, _, f in COLUMNS) + f" | {status_text(c)} |" for c in cells]
