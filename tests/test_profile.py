@@ -203,7 +203,7 @@ def test_det_depth_and_cls_checkpoints(trained_det_ckpt, trained_depth_ckpt, tra
     cells = {}
     for task, ckpt, data in (("det", trained_det_ckpt, synth_det_data), ("depth", trained_depth_ckpt, synth_depth_data),
                              ("cls", trained_cls_ckpt, synth_cls_data)):
-        runtimes = ["torch", "onnxruntime"] + (["executorch"] if task == "det" else [])  # ExecuTorch: the features graph
+        runtimes = ["torch", "onnxruntime"] + (["executorch"] if task == "det" else [])  # ExecuTorch: features graph
         prof = profile(ProfileConfig(checkpoints=[str(ckpt)], runtimes=runtimes,
                                      precisions=["fp32"], runs=1, warmup=0, accuracy=[str(tmp_path / "depth.json")],
                                      data=str(data), out=str(tmp_path / task), parity_images=1))

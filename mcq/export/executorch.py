@@ -3,7 +3,8 @@
 fp16 casts weights and compute to half inside the graph (input and output stay float32); XNNPACK takes
 the convolutions, while ops it has no fp16 kernel for (GELU) run as portable kernels between delegate calls.
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
-dataset images, after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``). A ``.pte`` has no room for free-form metadata, so ``meta`` lives only in the JSON sidecar.
+dataset images, after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``).
+A ``.pte`` has no room for free-form metadata, so ``meta`` lives only in the JSON sidecar.
 
 ``backend="coreml"`` lowers to ExecuTorch's Core ML delegate instead (fp32, fp16). The program is written
 here, but its delegate runs only on Apple devices: ``runner`` is None where the runtime lacks a backend the

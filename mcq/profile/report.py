@@ -114,7 +114,8 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
              f"image of the data ({s['data']}); GFLOPs counted by fvcore (a multiply-add is one); agree %: pixels "
              "(seg) or top-1 classes (cls) that match PyTorch's in the export's parity check."
              + (" Accuracy marked * is the paper's published figure for the architecture, not measured on these "
-                "weights." if _published(cells) else "") + " The plot and the Pareto front are the ADE20K mIoU cells.", "",
+                "weights." if _published(cells) else "")
+             + " The plot and the Pareto front are the ADE20K mIoU cells.", "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
              "|" + "---|" * (len(COLUMNS) + 1)]
     lines += ["| " + " | ".join(f(c) for _, _, f in COLUMNS) + f" | {status_text(c)} |" for c in cells]
