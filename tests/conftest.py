@@ -26,9 +26,8 @@ def pytest_configure(config) -> None:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """The slow end-to-end tests first, the demo's (about half the suite's CPU time) before all: under pytest-xdist
-    they then run beside the quick ones, not after them."""
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.path.name != "test_demo.py"))
+    """The slow end-to-end tests first: under pytest-xdist they then run beside the quick ones, not after them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)
