@@ -35,9 +35,8 @@ Outputs = list  # every output of one run, numpy arrays or tensors, in the artif
 
 @dataclass
 class TaskInput:
-    """One image as the model of ``task`` takes it, and the work an app does around the model."""
+    """One image as the model of a task takes it, and the work an app does around the model."""
 
-    task: str
     x: np.ndarray  # the model's input [1, 3, H, W]
     pre: Callable[[], object]  # decoded image -> the model's input
     post: Callable[[Outputs, str], object]  # (one run's outputs, the artifact's det graph or "") -> the answer
@@ -66,4 +65,4 @@ def task_input(task: str, model: nn.Module, size: int, data: str | Path | None) 
                                                    align_corners=False),
             "cls": lambda outs, _: torch.as_tensor(outs[0]).softmax(-1).topk(5),
         }[task]
-    return TaskInput(task, x.numpy(), pre, post, f"{w}x{h}")
+    return TaskInput(x.numpy(), pre, post, f"{w}x{h}")
