@@ -36,22 +36,22 @@ def npm_deps() -> None:
         _absent("onnxruntime-web is not installed: run `npm ci --prefix apps/web`")
 
 
+def _onnx_fp32(checkpoint: Path, data: Path, out: Path) -> Path:
+    [report] = export_checkpoint(checkpoint, ["onnx"], ["fp32"], out=out, data=data, n_images=2)
+    assert report["status"] == "ok", report.get("why")
+    return out / report["artifact"]
+
+
 @pytest.fixture(scope="module")
 def artifact(trained_ckpt, synth_data, tmp_path_factory) -> Path:
     """The tiny seg model exported to ONNX fp32 (64 px, 8 classes), with its sidecar."""
-    out = tmp_path_factory.mktemp("web-model")
-    [report] = export_checkpoint(trained_ckpt, ["onnx"], ["fp32"], out=out, data=synth_data, n_images=2)
-    assert report["status"] == "ok", report.get("why")
-    return out / report["artifact"]
+    return _onnx_fp32(trained_ckpt, synth_data, tmp_path_factory.mktemp("web-model"))
 
 
 @pytest.fixture(scope="module")
 def depth_artifact(trained_depth_ckpt, synth_depth_data, tmp_path_factory) -> Path:
     """The tiny depth model exported to ONNX fp32, with its sidecar."""
-    out = tmp_path_factory.mktemp("web-depth")
-    [report] = export_checkpoint(trained_depth_ckpt, ["onnx"], ["fp32"], out=out, data=synth_depth_data, n_images=2)
-    assert report["status"] == "ok", report.get("why")
-    return out / report["artifact"]
+    return _onnx_fp32(trained_depth_ckpt, synth_depth_data, tmp_path_factory.mktemp("web-depth"))
 
 
 @pytest.fixture
