@@ -245,12 +245,16 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     pf = sub.add_parser("profile", parents=[common], help="latency, memory, size, FLOPs and accuracy of every model x "
                         "runtime x precision; `profile compare` for two devices", epilog=_EXAMPLES["profile"],
                         formatter_class=fmt)
-    pf.add_argument("--models", help="encoders, random init (default mci0,mci1,mci2,vit_b16,swin_l; none with "
-                    "--checkpoint)")
+    pf.add_argument("--models", help="encoders, random init (default mci0,mci1,mci2,vit_b16,swin_l,vit_adapter_b; "
+                    "none with --checkpoint)")
     pf.add_argument("--checkpoint", action="append", default=[], help="a trained run's .ckpt: seg, det, depth or cls (repeatable)")
     pf.add_argument("--runtimes", default="torch,onnxruntime,executorch,coreml", help="comma-separated (default all)")
     pf.add_argument("--precision", default="fp32,int8", help="fp32, fp16, int8, comma-separated (default fp32,int8)")
-    pf.add_argument("--img-size", type=int, nargs="+", help="input sizes, square (default: 512, or the training size)")
+    pf.add_argument("--compute-units", default="cpu_only,cpu_and_gpu,all",
+                    help="Core ML on macOS: a cell per setting, comma-separated, of cpu_only, cpu_and_gpu, cpu_and_ne, "
+                    "all (default cpu_only,cpu_and_gpu,all); elsewhere Core ML is exported and checked, not timed")
+    pf.add_argument("--img-size", type=int, nargs="+", help="input sizes, square (default: each encoder's "
+                    "paper size, swin_l 640 and the others 512, or the checkpoint's training size)")
     pf.add_argument("--threads", type=int, help="threads for every runtime (default: the usable cores)")
     pf.add_argument("--runs", type=int, default=20, help="timed runs per cell (default 20)")
     pf.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
@@ -329,7 +333,8 @@ def _profile(args: argparse.Namespace) -> int:
     split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
     models = split(args.models) if args.models is not None else ([] if args.checkpoint else list(DEFAULT_MODELS))
     cfg = ProfileConfig(models=models, checkpoints=args.checkpoint, runtimes=split(args.runtimes),
-                        precisions=split(args.precision), img_sizes=args.img_size or [],
+                        precisions=split(args.precision), compute_units=split(args.compute_units),
+                        img_sizes=args.img_size or [],
                         threads=args.threads or usable_cores(), runs=args.runs, warmup=args.warmup,
                         accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out)
     result = profile(cfg)

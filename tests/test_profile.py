@@ -95,6 +95,56 @@ def test_failed_and_not_supported(monkeypatch, synth_data, tmp_path):
     assert not list(tmp_path.glob("artifacts/*.onnx"))
 
 
+def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, trained_ckpt, synth_data, tmp_path):
+    """Where Core ML predicts (macOS; here PyTorch stands in for its runtime and a stub for the package), each
+    compute-unit setting is a cell of its own, opened with that setting and labelled with it."""
+    import coremltools as ct
+
+    from mcq.export import coreml
+    from mcq.export.runtimes import open_model
+    from mcq.profile.report import format_table
+
+    reference, opened = open_model(trained_ckpt).run, []
+
+    def package(model, example, path, precision, calib, meta):
+        meta["coreml_input"] = coreml._image_input(meta["input"]["mean"], meta["input"]["std"])  # as export records
+        path.mkdir()
+        (path / "weights.bin").write_bytes(bytes(1000))
+
+    def run_all(path, threads=None, compute_units="all"):
+        opened.append(compute_units)
+        return lambda x: [reference(x)]
+
+    monkeypatch.setattr(coreml, "can_predict", lambda: True)
+    monkeypatch.setattr(coreml, "export", package)
+    monkeypatch.setattr(coreml, "run_all", run_all)
+    prof = profile(ProfileConfig(checkpoints=[str(trained_ckpt)], runtimes=["coreml"], precisions=["fp32"],
+                                 compute_units=["cpu_only", "all"], runs=1, warmup=0, data=str(synth_data),
+                                 out=str(tmp_path), parity_images=1))
+    assert [(c["compute_units"], c["status"]) for c in prof["cells"]] == [("cpu_only", "ran"), ("all", "ran")]
+    assert opened == ["all", "cpu_only", "all"]  # the export's parity check, then one cell per setting
+    assert prof["settings"]["compute_units"] == ["cpu_only", "all"]
+    rows = [line for line in format_table(prof).splitlines() if line.startswith("mci0+fpn")]
+    assert [row.split()[2] for row in rows] == ["coreml/cpu", "coreml/all"]
+    assert coreml.compute_unit("cpu_and_gpu") is ct.ComputeUnit.CPU_AND_GPU
+    with pytest.raises(McqError, match="unknown Core ML compute units gpu; known: cpu_only"):
+        ProfileConfig(models=["mci0"], compute_units=["gpu"]).check()
+
+
+def test_an_encoder_is_profiled_at_its_papers_input_size(monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from mcq.engine.checkpoint import load_state
+    from mcq.models import encoders
+    from mcq.profile.profiler import random_checkpoint
+
+    assert encoders.encoder_info("swin_l").img_size == 640 and encoders.encoder_info("vit_adapter_b").img_size == 512
+    info, factory = encoders._REGISTRY["mci0"]
+    monkeypatch.setitem(encoders._REGISTRY, "mci0", (replace(info, img_size=320), factory))
+    hp = load_state(random_checkpoint("mci0", tmp_path))["hyper_parameters"]
+    assert hp["optim"]["img_size"] == 320 and hp["model"]["head"] == "fpn"
+
+
 def test_pareto_front():
     points = [(10.0, 40.0), (20.0, 45.0), (15.0, 39.0), (30.0, 45.0), (5.0, 30.0), (20.0, 44.0), (50.0, 50.0)]
     assert pareto_front(points) == [4, 0, 1, 6]  # (15, 39), (30, 45) and (20, 44) are beaten

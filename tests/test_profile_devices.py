@@ -3,6 +3,7 @@ profile cells that `mcq profile compare` takes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,15 @@ def test_xctest():
     cell = parse_xctest((SAMPLES / "xctest.txt").read_text(), "mci0_fpn_512_fp16.mlpackage")
     assert cell["runs_ms"] == pytest.approx([13.0, 12.0, 11.0, 12.0, 12.0])
     assert cell["median_ms"] == pytest.approx(12.0) and cell["runtime"] == "coreml" and cell["precision"] == "fp16"
+    assert "compute_units" not in cell
+
+
+def test_xctest_records_its_compute_units(tmp_path):
+    out = tmp_path / "profile.json"
+    assert main(["xctest", str(SAMPLES / "xctest.txt"), "--artifact", "mci0_fpn_512_fp16.mlpackage", "--compute-units",
+                 "CPU+GPU", "--out", str(out)]) == 0
+    [cell] = json.loads(out.read_text())["cells"]
+    assert cell["compute_units"] == "cpu_and_gpu" and cell["median_ms"] == pytest.approx(12.0)
 
 
 def test_device_profiles_compare(tmp_path):

@@ -16,8 +16,9 @@ artifact=$(basename "${2:?model: the artifact installed with mcq export coreml -
 out=${3:-profiles/ios}
 mkdir -p "$out"
 # TEST_RUNNER_<NAME> reaches the test process as <NAME> (Xcode 13+)
-TEST_RUNNER_MCQ_COMPUTE_UNITS=${4:-All} xcodebuild test -project "$here/../../apps/ios/McqSegment.xcodeproj" \
+units=${4:-All}
+TEST_RUNNER_MCQ_COMPUTE_UNITS=$units xcodebuild test -project "$here/../../apps/ios/McqSegment.xcodeproj" \
     -scheme McqSegment -destination "$destination" -only-testing:MCQPerfTests/MCQPerfTests/testModelLatency 2>&1 \
     | tee "$out/xcodebuild.txt"
 python -m mcq.profile.devices xctest "$out/xcodebuild.txt" --artifact "$artifact" --device "$destination" \
-    --out "$out/profile.json"
+    --compute-units "$units" --out "$out/profile.json"

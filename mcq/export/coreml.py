@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mcq.errors import McqError
 from mcq.export.metadata import outputs
 
 DEFAULT_PRECISION = "fp16"
@@ -98,30 +99,52 @@ def read_metadata(path: Path) -> dict:
     return json.loads(spec.description.metadata.userDefined["mcq"])
 
 
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-    """On macOS: normalised NCHW float32 -> pixels -> ``MLModel.predict`` -> the (first) output. Elsewhere None.
+COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")  # coremltools' ``ComputeUnit``, lower-case
 
-    ``threads`` has no Core ML setting; it is ignored.
-    """
-    if platform.system() != "Darwin":
+
+def can_predict() -> bool:
+    """Whether coremltools can run a model here (macOS only)."""
+    return platform.system() == "Darwin"
+
+
+def compute_unit(name: str):
+    """coremltools' ``ComputeUnit`` called ``name`` (one of ``COMPUTE_UNITS``)."""
+    import coremltools as ct
+
+    if name not in COMPUTE_UNITS:
+        raise McqError(f"unknown Core ML compute units {name!r}; known: {', '.join(COMPUTE_UNITS)}")
+    return ct.ComputeUnit[name.upper()]
+
+
+def run_all(path: Path, threads: int | None = None,
+            compute_units: str = "all") -> Callable[[np.ndarray], list[np.ndarray]] | None:
+    """On macOS: normalised NCHW float32 -> pixels -> ``MLModel.predict`` on ``compute_units`` -> every output, in
+    the order the metadata lists them. Elsewhere None. ``threads`` has no Core ML setting; it is ignored."""
+    if not can_predict():
         return None
     import coremltools as ct
     from PIL import Image
 
-    mlmodel = ct.models.MLModel(str(path))
+    mlmodel = ct.models.MLModel(str(path), compute_units=compute_unit(compute_units))
     meta = json.loads(mlmodel.user_defined_metadata["mcq"])
     mean = np.asarray(meta["input"]["mean"], np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(meta["input"]["std"], np.float32).reshape(1, -1, 1, 1)
+    outs = outputs(meta)
 
-    output = outputs(meta)[0]
-
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> list[np.ndarray]:
         pixels = np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255.0), 0, 255).astype(np.uint8)
         images = [Image.fromarray(np.ascontiguousarray(p.transpose(1, 2, 0))) for p in pixels]
-        outs = [mlmodel.predict({"image": image})[output["name"]] for image in images]
-        return np.concatenate([np.asarray(o, np.float32).reshape(output["shape"]) for o in outs])
+        preds = [mlmodel.predict({"image": image}) for image in images]
+        return [np.concatenate([np.asarray(p[o["name"]], np.float32).reshape(o["shape"]) for p in preds])
+                for o in outs]
 
     return run
+
+
+def runner(path: Path, threads: int | None = None, compute_units: str = "all") -> Callable[[np.ndarray], np.ndarray] | None:
+    """``run_all``'s first output."""
+    run = run_all(path, threads, compute_units)
+    return None if run is None else lambda x: run(x)[0]
 
 
 def _ops(spec) -> list[str]:

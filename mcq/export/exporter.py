@@ -117,8 +117,8 @@ def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[n
 
 def _det_runner(module, path: Path, model: nn.Module, meta: dict):
     """The artifact's outputs as detections (post-processed in Python for a ``features`` graph), or None where it
-    cannot run here (Core ML, whose runner returns one output, is inspected instead even on macOS)."""
-    run = module.run_all(path) if hasattr(module, "run_all") else None
+    cannot run here."""
+    run = module.run_all(path)
     size = tuple(meta["input"]["shape"][-2:])
     return None if run is None else lambda x: detection.detections(model, meta["graph"], run(x), size)
 

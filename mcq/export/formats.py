@@ -5,10 +5,10 @@ A format module provides:
     export(model, example, path, precision, calib, meta) -> None
         write the artifact for ``model`` (eval, reparameterized; NCHW float32 normalised input -> logits)
         to ``path``; ``calib`` holds dataset images for int8 calibration; ``meta`` goes inside where possible
-    runner(path, threads=None) -> Callable[[np.ndarray], np.ndarray] | None
+    run_all(path, threads=None) -> Callable[[np.ndarray], list[np.ndarray]] | None
         run one batch through the format's own runtime (``threads`` intra-op threads where it has the
-        setting), or None where it cannot run on this machine
-    run_all(path, threads=None)                        (ONNX, ExecuTorch) the same, returning every output
+        setting) and return every output, or None where it cannot run on this machine
+    runner(path, threads=None)                         the same, returning the first output
     inspect(path, meta) -> dict                        (only where runner can be None) the checks that can run
 """
 

@@ -27,6 +27,7 @@ class EncoderInfo:
     timm_name: str
     default_head: str
     description: str
+    img_size: int = 512  # input size of the paper's ADE20K figure (``mcq profile``'s default for random init)
 
 
 class Encoder(nn.Module):
@@ -147,7 +148,7 @@ def vit_b16(drop_path: float = 0.0) -> Encoder:
     return Encoder(_VIT_B16, trunk, [last], neck=SimpleFeaturePyramid(trunk.embed_dim, patch_stride=16))
 
 
-_SWIN_L = EncoderInfo("swin_l", "swin_large_patch4_window12_384", "upernet", "Swin-L (baseline of [profile])")
+_SWIN_L = EncoderInfo("swin_l", "swin_large_patch4_window12_384", "upernet", "Swin-L (baseline of [profile])", 640)
 
 
 @register_encoder(_SWIN_L)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mcq.errors import McqError
 from mcq.profile.accuracy import read_json
+from mcq.profile.report import runtime_label
 
 METRICS = {  # name in --fail-on -> (how to read it from a cell, unit)
     "latency": (lambda c: c.get("median_ms"), "ms"),
@@ -70,7 +71,7 @@ def load_profile(path: str | Path) -> dict:
 
 
 def _key(cell: dict) -> tuple:
-    return cell["model"], cell["img_size"], cell["runtime"], cell["precision"]
+    return cell["model"], cell["img_size"], runtime_label(cell), cell["precision"]
 
 
 def compare_profiles(a: dict, b: dict, gates: list[Gate]) -> tuple[list[dict], list[str]]:
@@ -110,7 +111,7 @@ def format_comparison(a: dict, b: dict, rows: list[dict], gates: list[Gate], nam
     from mcq.profile.device import device_line
 
     lines = [f"A: {names[0]}: {device_line(a['device'])}", f"B: {names[1]}: {device_line(b['device'])}",
-             f"{'model':<18} {'px':>4} {'runtime':<11} {'prec':<4} {'A ms':>8} {'B ms':>8} {'change':>8} "
+             f"{'model':<18} {'px':>4} {'runtime':<14} {'prec':<4} {'A ms':>8} {'B ms':>8} {'change':>8} "
              f"{'A mIoU':>6} {'B mIoU':>6} {'change':>6}  verdict"]
     lat, acc = METRICS["latency"][0], METRICS["miou"][0]
     for r in rows:
@@ -119,7 +120,7 @@ def format_comparison(a: dict, b: dict, rows: list[dict], gates: list[Gate], nam
         verdict = "; ".join(r["fails"]) if r["fails"] and gates else (
             "ok" if ca.get("status") == cb.get("status") == "ran" else
             f"A {ca.get('status', 'absent')}, B {cb.get('status', 'absent')}")
-        lines.append(f"{model:<18} {size:>4} {runtime:<11} {precision:<4} {_fmt(lat(ca)):>8} {_fmt(lat(cb)):>8} "
+        lines.append(f"{model:<18} {size:>4} {runtime:<14} {precision:<4} {_fmt(lat(ca)):>8} {_fmt(lat(cb)):>8} "
                      f"{_change(lat(ca), lat(cb), True):>8} {_fmt(acc(ca)):>6} {_fmt(acc(cb)):>6} "
                      f"{_change(acc(ca), acc(cb), False):>6}  {verdict}")
     if gates:

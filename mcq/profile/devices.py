@@ -79,8 +79,13 @@ def parse_executor_runner(text: str, artifact: str, file: str | Path = "executor
     return cell
 
 
-def parse_xctest(text: str, artifact: str, file: str | Path = "xcodebuild output") -> dict:
-    """One cell from an XCTest clock-metric measurement: every run's time, its median and p90."""
+XCTEST_UNITS = {"CPU": "cpu_only", "CPU+GPU": "cpu_and_gpu", "All": "all"}  # the iOS test's names -> Core ML's
+
+
+def parse_xctest(text: str, artifact: str, file: str | Path = "xcodebuild output",
+                 compute_units: str | None = None) -> dict:
+    """One cell from an XCTest clock-metric measurement: every run's time, its median and p90, and the Core ML
+    ``compute_units`` the test ran with when given."""
     import numpy as np
 
     m = re.search(r"measured \[Clock Monotonic Time, s\] average: ([\d.]+).*?values: \[([^\]]*)\]", text, re.S)
@@ -89,7 +94,8 @@ def parse_xctest(text: str, artifact: str, file: str | Path = "xcodebuild output
     runs = [1000 * float(v) for v in m[2].split(",") if v.strip()]
     if not runs:
         raise McqError(f"{file}: the XCTest measurement lists no values")
-    return {**artifact_fields(artifact, file), "runtime": "coreml", "status": "ran", "runs_ms": runs,
+    return {**artifact_fields(artifact, file), "runtime": "coreml", **({"compute_units": compute_units} if compute_units
+                                                                       else {}), "status": "ran", "runs_ms": runs,
             "median_ms": statistics.median(runs), "p90_ms": float(np.percentile(runs, 90)), "min_ms": min(runs),
             "mean_ms": 1000 * float(m[1]), "latency_stat": "median (XCTClockMetric)"}
 
@@ -118,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("file")
     ap.add_argument("--artifact", help="the artifact measured (executor-runner, xctest), e.g. mci0_fpn_512_int8.pte")
     ap.add_argument("--device", default="", help="the device, e.g. 'Pixel 8, Android 15' (executor-runner, xctest)")
+    ap.add_argument("--compute-units", choices=list(XCTEST_UNITS),
+                    help="xctest: the compute units MCQPerfTests ran on (MCQ_COMPUTE_UNITS)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
@@ -126,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not args.artifact:
                 raise McqError(f"--artifact is needed for {args.kind} output")
-            parse = parse_executor_runner if args.kind == "executor-runner" else parse_xctest
-            cells, device = [parse(Path(args.file).read_text(), args.artifact, args.file)], {"device": args.device}
+            text = Path(args.file).read_text()
+            cell = (parse_executor_runner(text, args.artifact, args.file) if args.kind == "executor-runner" else
+                    parse_xctest(text, args.artifact, args.file, XCTEST_UNITS.get(args.compute_units)))
+            cells, device = [cell], {"device": args.device}
         write_json(args.out, device_profile(cells, device, f"{args.kind}: {args.file}"))
     except McqError as e:
         print(f"mcq: error: {e}", file=sys.stderr)

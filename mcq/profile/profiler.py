@@ -28,7 +28,7 @@ from mcq.io import atomic_path
 
 RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml"}  # -> format
 PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l")
+DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l", "vit_adapter_b")
 STATUSES = ("ran", "failed", "cannot run here", "not supported")
 TASKS = ("seg", "det", "depth", "cls")
 
@@ -41,7 +41,8 @@ class ProfileConfig:
     checkpoints: list[str] = field(default_factory=list)
     runtimes: list[str] = field(default_factory=lambda: list(RUNTIMES))
     precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
-    img_sizes: list[int] = field(default_factory=list)  # empty: 512 for encoders, the training size for checkpoints
+    compute_units: list[str] = field(default_factory=lambda: ["cpu_only", "cpu_and_gpu", "all"])  # Core ML, on macOS
+    img_sizes: list[int] = field(default_factory=list)  # empty: the paper's size for encoders, the training size else
     threads: int = 1
     runs: int = 20
     warmup: int = 3
@@ -54,9 +55,11 @@ class ProfileConfig:
     seed: int = 0
 
     def check(self) -> None:
+        from mcq.export.coreml import COMPUTE_UNITS
         from mcq.models.encoders import encoder_info
 
-        for name, given, known in (("runtime", self.runtimes, RUNTIMES), ("precision", self.precisions, PRECISIONS)):
+        for name, given, known in (("runtime", self.runtimes, RUNTIMES), ("precision", self.precisions, PRECISIONS),
+                                   ("Core ML compute units", self.compute_units, COMPUTE_UNITS)):
             bad = [g for g in given if g not in known]
             if bad or not given:
                 raise McqError(f"unknown {name} {', '.join(bad) or '(none given)'}; known: {', '.join(known)}")
@@ -81,8 +84,8 @@ class Subject:
 
 
 def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
-    """A segmentation model of ``encoder`` (ADE20K's classes, default head, random init) saved as an mcq
-    checkpoint in ``folder``; reused when already there."""
+    """A segmentation model of ``encoder`` (ADE20K's classes, default head, random init, the paper's input size)
+    saved as an mcq checkpoint in ``folder``; reused when already there."""
     from mcq.data import ade20k_class_names
     from mcq.engine.seg_module import SegTask
     from mcq.models.encoders import encoder_info
@@ -91,10 +94,10 @@ def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
     path = folder / f"{encoder}_random-init.ckpt"
     if path.is_file():
         return path
-    head = encoder_info(encoder).default_head
+    info = encoder_info(encoder)
     names = ade20k_class_names()
-    hparams = {"model": dict(encoder=encoder, num_classes=len(names), head=head), "class_names": names,
-               "optim": asdict(load_recipe("seg", head))}
+    hparams = {"model": dict(encoder=encoder, num_classes=len(names), head=info.default_head), "class_names": names,
+               "optim": {**asdict(load_recipe("seg", info.default_head)), "img_size": info.img_size}}
     torch.manual_seed(seed)
     task = SegTask(**hparams)
     with atomic_path(path) as tmp:
@@ -136,24 +139,32 @@ def profile(cfg: ProfileConfig) -> dict:
     artifacts = out / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     subjects = _subjects(cfg, artifacts)
-    jobs = [(s, size, runtime, precision) for s in subjects for size in (cfg.img_sizes or [s.img_size])
-            for runtime in cfg.runtimes for precision in cfg.precisions]
+    jobs = [(s, size, runtime, precision, units) for s in subjects for size in (cfg.img_sizes or [s.img_size])
+            for runtime in cfg.runtimes for precision in cfg.precisions for units in _compute_units(runtime, cfg)]
     cells, bench = [], None
     bar = tqdm(jobs, desc="profile", unit="cell")
-    for subject, size, runtime, precision in bar:
-        bar.set_postfix_str(f"{subject.encoder} {size}px {runtime} {precision}")
+    for subject, size, runtime, precision, units in bar:
+        bar.set_postfix_str(f"{subject.encoder} {size}px {runtime}{f'/{units}' if units else ''} {precision}")
         if bench is None or bench.key != (subject.checkpoint, size):
             bench = ModelBench(subject, size, cfg)
-        cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg)})
+        cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg, units)})
     attach_accuracy(cells, measured, published)
     result = {
         "mcq_profile": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device,
         "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "img_sizes": cfg.img_sizes,
+                     "compute_units": cfg.compute_units if any(c.get("compute_units") for c in cells) else None,
                      "batch": 1, "memory": MEMORY_METHOD, "data": cfg.data or "embedded synthetic data"},
         "cells": cells,
     }
     result["outputs"] = write_outputs(result, out)
     return result
+
+
+def _compute_units(runtime: str, cfg: ProfileConfig) -> list[str | None]:
+    """Core ML where it can predict: a cell per compute-unit setting; otherwise one cell (None: no setting)."""
+    from mcq.export.coreml import can_predict
+
+    return list(cfg.compute_units) if runtime == "coreml" and can_predict() else [None]
 
 
 def _or_none(count):
@@ -215,7 +226,8 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
     return {**report, "export_s": time.perf_counter() - start}
 
 
-def _open_all(bench: ModelBench, fmt: str | None, path: Path, threads: int) -> Callable[[np.ndarray], list]:
+def _open_all(bench: ModelBench, fmt: str | None, path: Path, threads: int,
+              compute_units: str | None = None) -> Callable[[np.ndarray], list]:
     """Every output of one run of the model (the checkpoint in eager PyTorch when ``fmt`` is None)."""
     if fmt is None:
         def run(x: np.ndarray) -> list:
@@ -226,12 +238,7 @@ def _open_all(bench: ModelBench, fmt: str | None, path: Path, threads: int) -> C
         return run
     from mcq.export.formats import format_module
 
-    module = format_module(fmt)
-    if hasattr(module, "run_all"):
-        run_all = module.run_all(path, threads)
-    else:
-        one = module.runner(path, threads)
-        run_all = None if one is None else (lambda x: [one(x)])
+    run_all = format_module(fmt).run_all(path, threads, **({"compute_units": compute_units} if compute_units else {}))
     if run_all is None:
         raise McqError(f"{path.name}: cannot run on this machine")
     return run_all
@@ -250,11 +257,13 @@ def _prime(fmt: str | None) -> None:
         Runtime.get()
 
 
-def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig) -> dict:
-    """One cell: ``runtime``, ``precision``, ``status`` (``STATUSES``), ``why`` unless it ran, and the figures."""
+def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig,
+                 compute_units: str | None = None) -> dict:
+    """One cell: ``runtime``, ``precision`` (and Core ML's ``compute_units``), ``status`` (``STATUSES``), ``why``
+    unless it ran, and the figures."""
     from mcq.profile.measure import path_size_mb, peak_rss, summarize, time_calls
 
-    cell: dict = {"runtime": runtime, "precision": precision}
+    cell: dict = {"runtime": runtime, "precision": precision, **({"compute_units": compute_units} if compute_units else {})}
     fmt = RUNTIMES[runtime]
     if precision != "fp32" and (fmt is None or bench.subject.task == "det"):
         why = ("eager PyTorch runs fp32 here; {p} is measured through the exported formats" if fmt is None
@@ -277,7 +286,7 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
         _prime(fmt)
         with peak_rss() as mem:
             start = time.perf_counter()
-            run = _open_all(bench, fmt, path, cfg.threads)
+            run = _open_all(bench, fmt, path, cfg.threads, compute_units)
             load_ms = 1000 * (time.perf_counter() - start)
             start = time.perf_counter()
             outputs = run(bench.x)

@@ -7,10 +7,19 @@ from pathlib import Path
 from mcq.io import atomic_path, write_json
 from mcq.profile.accuracy import LOWER_IS_BETTER
 
+UNITS_SHORT = {"cpu_only": "cpu", "cpu_and_gpu": "cpu+gpu", "cpu_and_ne": "cpu+ne", "all": "all"}
+
+
+def runtime_label(cell: dict) -> str:
+    """The cell's runtime, with Core ML's compute units where it names them (``coreml/cpu+gpu``)."""
+    units = cell.get("compute_units")
+    return f"{cell['runtime']}/{UNITS_SHORT.get(units, units)}" if units else cell["runtime"]
+
+
 COLUMNS = [  # header, width, cell -> text
     ("model", 18, lambda c: c["model"]),
     ("px", 4, lambda c: str(c["img_size"])),
-    ("runtime", 11, lambda c: c["runtime"]),
+    ("runtime", 14, runtime_label),
     ("prec", 4, lambda c: c["precision"]),
     ("median ms", 9, lambda c: _num(c.get("median_ms"), 1)),
     ("p90 ms", 8, lambda c: _num(c.get("p90_ms"), 1)),
@@ -95,7 +104,7 @@ def format_table(profile: dict) -> str:
     front = front_cells(profile["cells"])
     if front:
         notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
-            f"{c['model']} {c['img_size']}px {c['runtime']} {c['precision']}" for c in front))
+            f"{c['model']} {c['img_size']}px {runtime_label(c)} {c['precision']}" for c in front))
     return "\n".join([*notes[:1], head, *rows, *notes[1:]])
 
 
@@ -122,7 +131,7 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
     front = front_cells(cells)
     if front:
         lines += ["", "Pareto front (no other cell is both faster and more accurate): " + ", ".join(
-            f"{c['model']} {c['img_size']} px {c['runtime']} {c['precision']}" for c in front) + "."]
+            f"{c['model']} {c['img_size']} px {runtime_label(c)} {c['precision']}" for c in front) + "."]
     sources = sorted({(c["model"], c["accuracy"]["source"], c["accuracy"]["note"]) for c in cells if c.get("accuracy")})
     if sources:
         lines += ["", "Accuracy sources:", ""] + [f"- {m}: {src}, {note}" for m, src, note in sources]
