@@ -32,9 +32,10 @@ demo: setup
 	$(BIN)/mcq export all --checkpoint $(DEMO)/train/checkpoints/last.ckpt --data $(DEMO)/data \
 		--out $(DEMO)/exports --json $(DEMO)/exports/report.json
 
-# one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once), the slowest
-# tests named at the end
-PYTEST := $(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile --durations 15
+# one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once), files in
+# collection order (tests/conftest.py puts those with slow tests first; xdist would otherwise start the files with
+# the most tests first), the slowest tests named at the end
+PYTEST := $(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations 15
 
 test: setup
 	$(PYTEST)

@@ -17,12 +17,13 @@ TINY_TRAIN = dict(backbone="mci0", img_size=64, batch_size=2, max_steps=2, val_e
 
 
 def pytest_configure(config) -> None:
-    """Under pytest-xdist (``make test`` runs one worker per core) each worker computes on one thread, so that the
-    workers share the cores instead of fighting over them."""
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker computes on one thread, and so do the
+    processes its tests start (``OMP_NUM_THREADS``), so that the workers share the cores instead of fighting over them."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(config, items) -> None:
