@@ -158,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--num-nodes", type=int, default=1)
     train.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPUs with bf16, else 32-true)")
     train.add_argument("--out", help="run directory (default runs/TASK-BACKBONE, cls linear probe runs/cls-BACKBONE-lp)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                       "(clip: the shard stream continues where the run stopped)")
     train.add_argument("--exist-ok", action="store_true", help="overwrite a finished run in --out")
     train.add_argument("--seed", type=int, default=0)
 
