@@ -6,7 +6,8 @@ entry ``a`` belonging to ``image_emb[a]``; an entry lists the parameters of the 
 order of the dataset's augmentation config (``TRANSFORMATION_TO_NAME``). DataCompDR's config
 (``training/configs/datacompdr{12m,1b}.json``) has two: ``random_resized_crop`` ``[top, left, height, width]`` in
 pixels of the stored image, and ``rand_augment`` ``[[op index, signed magnitude], x2]`` (``RandAugment.op_names``),
-applied after the crop is resized to the model's size, as ml-mobileclip's training does.
+applied after the crop is resized to the model's size, as ml-mobileclip's training does (its magnitudes as stored:
+a translation is in pixels of the size the dataset was generated at, 224 for DataCompDR).
 """
 
 from __future__ import annotations

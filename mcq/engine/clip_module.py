@@ -4,17 +4,17 @@ synthetic caption per image) and averaged; with ``--distill``, open_clip's ``Dis
 teacher embeddings (cross-entropy between the teacher's and the student's image-text similarity distributions,
 MobileCLIP's distillation loss). Validation: image->text and text->image recall@1/5.
 
-The module also keeps where each training stream stands (``stream_state``: per ``"rank/worker"``, the raw samples
-consumed; per rank, the batches taken) and saves it in the checkpoint, so that ``--resume`` continues the shard
-stream exactly (``mcq.data.clip_shards.TrainSamples``)."""
+The module also keeps where each training stream stands (``consumed``: per ``"rank/worker"``, the raw samples that
+stream has consumed; ``batches``: per rank, the batches taken) and saves it in the checkpoint (``clip_stream``), so
+that ``--resume`` continues the shard stream exactly (``mcq.data.clip_shards.TrainSamples``)."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from open_clip import ClipLoss, DistillClipLoss
 
 from mcq.data.clip_shards import TrainSamples
