@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     clip.add_argument("--captions", default="gt,syn", help="clip: captions the loss is applied to: gt,syn "
                       "(default: both, averaged; one synthetic caption sampled per image), gt or syn")
     clip.add_argument("--distill", action="store_true", help="clip: add MobileCLIP's distillation loss against "
-                      "the teacher embeddings stored in the shards (npz)")
+                      "the teacher embeddings stored in the shards (npz), the student shown the stored augmentation "
+                      "(paug.json) of the image embedding used")
     clip.add_argument("--text-width", type=int, help="clip: narrow the text transformer (e.g. 128 on a CPU)")
     clip.add_argument("--text-layers", type=int, help="clip: fewer text transformer layers (e.g. 2 on a CPU)")
     train.add_argument("--workers", type=int, default=2, help="data loader workers per process (default 2)")

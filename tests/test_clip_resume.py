@@ -33,16 +33,18 @@ def _same(a: dict, b: dict) -> bool:
 
 
 def test_a_skipped_stream_continues_the_uninterrupted_one(clip_data):
-    """Over several passes of the 16 samples (the count carries across passes, each pass in its own order): the
-    stream skipping the first 3 batches' samples gives batches 4-7 of the whole one, crops and captions included."""
+    """Over two passes of the 16 samples (each pass in its own order): the stream skipping the first 3 (or 4)
+    batches' samples gives the whole one's next batches, crops and captions included."""
     shards = list_shards(clip_data / "train")
     whole = _stream(shards, 7)
-    assert [b["consumed"] for b in whole] == [4 * (i + 1) for i in range(7)] and {b["worker"] for b in whole} == {0}
+    assert [(b["pass"], b["consumed"]) for b in whole] == [(0, 4), (0, 8), (0, 12), (0, 16), (1, 4), (1, 8), (1, 12)]
+    assert {b["worker"] for b in whole} == {0}
     assert _same(whole[0], _stream(shards, 1)[0])  # deterministic
     first_pass, second_pass = torch.cat([b["gt"] for b in whole[:4]]), torch.cat([b["gt"] for b in whole[4:8]])
     assert not torch.equal(first_pass[:12], second_pass)  # the second pass has an order of its own
-    resumed = _stream(shards, 4, skip={"0/0": whole[2]["consumed"]})
-    assert all(_same(a, b) for a, b in zip(resumed, whole[3:]))
+    for stop in (2, 3):  # within a pass, and at its end
+        resumed = _stream(shards, 3, skip={"0/0": [whole[stop]["pass"], whole[stop]["consumed"]]})
+        assert all(_same(a, b) for a, b in zip(resumed, whole[stop + 1:stop + 4], strict=True))
     restarted = _stream(shards, 4)  # what a resume without the skip would see
     assert not any(_same(a, b) for a, b in zip(restarted, whole[3:]))
 
@@ -79,7 +81,7 @@ def test_resume_sees_the_batches_the_uninterrupted_run_would_have(clip_data, tmp
     with pytest.raises(RuntimeError, match="interrupted"):
         train(_tiny_clip(clip_data, tmp_path / "resumed", **cfg), [first])
     state = torch.load(tmp_path / "resumed" / "checkpoints" / "interrupted.ckpt", weights_only=True)["clip_stream"]
-    assert state == {"consumed": {"0/0": 8, "0/1": 4}, "batches": {"0": 3}, "world": 1}
+    assert state == {"consumed": {"0/0": [0, 8], "0/1": [0, 4]}, "batches": {"0": 3}, "world": 1}  # 0/0: pass done
     second = _Record()
     train(TrainConfig(task="clip", out=str(tmp_path / "resumed"), resume=True, accelerator="cpu"), [second])
     assert len(whole.images) == 5 and len(second.images) == 2
@@ -102,7 +104,7 @@ def test_two_process_run_resumes_both_ranks_streams(clip_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     steps = ckpt["global_step"]  # Lightning writes last.ckpt only when best.ckpt improves: step 1 or 2
-    assert ckpt["clip_stream"] == {"consumed": {"0/0": 4 * steps, "1/0": 4 * steps},
+    assert ckpt["clip_stream"] == {"consumed": {"0/0": [0, 4 * steps], "1/0": [0, 4 * steps]},
                                    "batches": {"0": steps, "1": steps}, "world": 2}
     config = json.loads((run / "config.json").read_text())
     config["train"]["max_steps"] = 3  # one step more than the finished run

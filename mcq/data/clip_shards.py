@@ -9,9 +9,10 @@ and split across ranks and data-loader workers.
 
 The training stream is deterministic given the run's seed: each (rank, worker) stream's passes over its shards are
 shuffled from (seed, rank, worker, pass), and each sample's random choices (caption, augmentation, crop) are drawn
-from (seed, rank, worker, its position in the stream). Each batch carries its stream (``"worker"``) and how many raw
-samples that stream has consumed so far (``"consumed"``); a resumed run's streams skip those (``TrainSamples.skip``),
-reading the tar files only, and so continue exactly where the interrupted run stopped.
+from (seed, rank, worker, pass, its position in the pass). Each batch carries its stream (``"worker"``), the pass and
+how many raw samples of that pass the stream has consumed (``"pass"``, ``"consumed"``); a resumed run's streams start
+at that pass and skip those samples (``TrainSamples.skip``), reading the tar files only, and so continue exactly
+where the interrupted run stopped.
 
 An undecodable image is skipped and counted (each batch carries the count of skips since the one before, under
 ``"skipped"``); more than ``max_bad_share`` of a stream's samples bad stops the run with an error naming the shard.
@@ -41,7 +42,7 @@ IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 CAPTION_KINDS = ("gt", "syn")
 MAX_BAD_SHARE = 0.1  # stop when more than this share of the samples seen so far had an undecodable image
 MIN_SEEN = 20  # ... once at least this many were seen
-STREAM_KEYS = ("worker", "consumed")  # where a training batch stands in its stream (see TrainSamples)
+STREAM_KEYS = ("worker", "pass", "consumed")  # where a training batch stands in its stream (see TrainSamples)
 
 
 def parse_captions(spec: str) -> tuple[str, ...]:
@@ -203,13 +204,14 @@ class TrainSamples:
     """The first stage of a training pipeline: this (rank, worker)'s raw samples, endlessly. Pass ``p`` reads its
     shards (``shards[rank::world][worker::workers]``, as ``wds.split_by_node`` / ``wds.split_by_worker`` split
     them) in an order shuffled from (seed, rank, worker, p), through a shuffle buffer seeded likewise. Each sample
-    is tagged ``__worker__``, ``__consumed__`` (its 1-based position in the stream, across passes) and
-    ``__seed__`` (for its random choices).
+    is tagged ``__worker__``, ``__pass__``, ``__consumed__`` (its 1-based position in the pass) and ``__seed__``
+    (for its random choices).
 
-    ``skip`` (``"rank/worker"`` -> count, from a checkpoint): the first that many samples of a stream are read
-    but not passed on. ``batches`` (how many batches this rank had taken when the checkpoint was written):
-    the DataLoader takes batches from its workers in turn, starting with worker 0, so loader worker ``i`` plays
-    stream ``(i + batches) % workers``, the one whose batch came next."""
+    ``skip`` (``"rank/worker"`` -> ``[pass, consumed]``, from a checkpoint): the stream starts at that pass, whose
+    first ``consumed`` samples are read but not passed on (so a resume reads at most one pass). ``batches`` (how
+    many batches this rank had taken when the checkpoint was written): the DataLoader takes batches from its workers
+    in turn, starting with worker 0, so loader worker ``i`` plays stream ``(i + batches) % workers``, the one whose
+    batch came next."""
 
     def __init__(self, shards: list[str], seed: int = 0, shuffle_buffer: int = 0):
         self.shards, self.seed, self.shuffle_buffer = shards, seed, shuffle_buffer
@@ -220,21 +222,20 @@ class TrainSamples:
         rank, world, loader_worker, workers = wds.utils.pytorch_worker_info()
         worker = (loader_worker + self.batches) % workers
         mine = self.shards[rank::world][worker::workers]
-        skip = self.skip.get(f"{rank}/{worker}", 0)
-        consumed = 0
-        for p in itertools.count():
-            rng = random.Random(_seed(self.seed, rank, worker, 0, p))
+        first, skip = self.skip.get(f"{rank}/{worker}", (0, 0))
+        for p in itertools.count(first):
+            rng = random.Random(_seed(self.seed, rank, worker, p, 0))
             urls = [{"url": u} for u in rng.sample(mine, len(mine))]
             samples = wds.tarfile_to_samples(handler=_shard_error)(urls)
             if self.shuffle_buffer > 1:
                 samples = wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 100), rng=rng)(samples)
-            start = consumed
+            consumed = 0
             for sample in samples:
                 consumed += 1
-                if consumed > skip:
-                    yield {**sample, "__worker__": worker, "__consumed__": consumed,
-                           "__seed__": _seed(self.seed, rank, worker, 1, consumed)}
-            if consumed == start:
+                if p > first or consumed > skip:
+                    yield {**sample, "__worker__": worker, "__pass__": p, "__consumed__": consumed,
+                           "__seed__": _seed(self.seed, rank, worker, p, consumed)}
+            if consumed == 0:
                 raise McqError(f"{', '.join(mine)}: no samples in the training shards of rank {rank}, worker {worker}")
 
 

@@ -50,7 +50,8 @@ class PaugReplay:
     """Stored augmentation parameters -> the model's input tensor: the ``ops`` (ml-mobileclip names, in the order
     the entries list them) replayed on a PIL image, the crop resized to ``size``, then normalised."""
 
-    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], ops: tuple[str, ...] = DATACOMPDR_OPS):
+    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 ops: tuple[str, ...] = DATACOMPDR_OPS):
         for op in ops:
             if op not in REPLAYABLE:
                 raise McqError(f"paug op {op!r} cannot be replayed; mcq replays {', '.join(REPLAYABLE)}")

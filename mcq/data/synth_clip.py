@@ -133,7 +133,8 @@ class OracleTeacher:
     def __init__(self, seed: int, dim: int = TEACHER_DIM):
         n = len(OBJECTS) * len(COLOURS) * len(POSITIONS)
         self.proj = np.random.default_rng(seed + 7919).normal(size=(n, dim)).astype(np.float32)
-        self.pixel_proj = np.random.default_rng(seed + 104729).normal(size=(3 * TEACHER_PX ** 2, dim)).astype(np.float32)
+        pixels = 3 * TEACHER_PX ** 2
+        self.pixel_proj = np.random.default_rng(seed + 104729).normal(size=(pixels, dim)).astype(np.float32)
         self.view = PaugReplay(TEACHER_PX, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
     def embed(self, objects: list[SceneObject] | None, rng: np.random.Generator, jitter: float = 0.05,

@@ -4,9 +4,9 @@ synthetic caption per image) and averaged; with ``--distill``, open_clip's ``Dis
 teacher embeddings (cross-entropy between the teacher's and the student's image-text similarity distributions,
 MobileCLIP's distillation loss). Validation: image->text and text->image recall@1/5.
 
-The module also keeps where each training stream stands (``consumed``: per ``"rank/worker"``, the raw samples that
-stream has consumed; ``batches``: per rank, the batches taken) and saves it in the checkpoint (``clip_stream``), so
-that ``--resume`` continues the shard stream exactly (``mcq.data.clip_shards.TrainSamples``)."""
+The module also keeps where each training stream stands (``consumed``: per ``"rank/worker"``, the pass that stream
+is in and the raw samples of it consumed; ``batches``: per rank, the batches taken) and saves it in the checkpoint
+(``clip_stream``), so that ``--resume`` continues the shard stream exactly (``mcq.data.clip_shards.TrainSamples``)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class ClipTask(TaskModule):
         self.skipped = 0
         self._val: dict[str, list[torch.Tensor]] = {}
         self.stream: TrainSamples | None = None  # the training stream's first stage, set by the task spec
-        self.consumed: dict[str, int] = {}  # "rank/worker" -> raw samples that stream has consumed
+        self.consumed: dict[str, list[int]] = {}  # "rank/worker" -> [pass, raw samples of it consumed]
         self.batches: dict[str, int] = {}  # "rank" -> batches that rank has taken
 
     def _loss(self, rank: int, world_size: int) -> ClipLoss:
@@ -87,10 +87,10 @@ class ClipTask(TaskModule):
 
     def track_stream(self, batch: dict) -> None:
         """Record where this batch's stream stands, for every rank (gathered: rank 0 writes the checkpoint)."""
-        here = torch.tensor([batch["worker"], batch["consumed"]], device=self.device)
-        rows = self.all_gather(here).reshape(-1, 2) if self.trainer.world_size > 1 else here[None]
-        for rank, (worker, consumed) in enumerate(rows.tolist()):
-            self.consumed[f"{rank}/{worker}"] = consumed
+        here = torch.tensor([batch["worker"], batch["pass"], batch["consumed"]], device=self.device)
+        rows = self.all_gather(here).reshape(-1, 3) if self.trainer.world_size > 1 else here[None]
+        for rank, (worker, pass_, consumed) in enumerate(rows.tolist()):
+            self.consumed[f"{rank}/{worker}"] = [pass_, consumed]
             self.batches[str(rank)] = self.batches.get(str(rank), 0) + 1
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
