@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     clip.add_argument("--captions", default="gt,syn", help="clip: captions the loss is applied to: gt,syn "
                       "(default: both, averaged; one synthetic caption sampled per image), gt or syn")
     clip.add_argument("--distill", action="store_true", help="clip: add MobileCLIP's distillation loss against "
-                      "the teacher embeddings stored in the shards (npz)")
+                      "the teacher embeddings stored in the shards (npz), the student shown the stored augmentation "
+                      "(paug.json) of the image embedding used")
     clip.add_argument("--text-width", type=int, help="clip: narrow the text transformer (e.g. 128 on a CPU)")
     clip.add_argument("--text-layers", type=int, help="clip: fewer text transformer layers (e.g. 2 on a CPU)")
     train.add_argument("--workers", type=int, default=2, help="data loader workers per process (default 2)")
@@ -158,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--num-nodes", type=int, default=1)
     train.add_argument("--precision", help="Lightning precision (default: bf16-mixed on GPUs with bf16, else 32-true)")
     train.add_argument("--out", help="run directory (default runs/TASK-BACKBONE, cls linear probe runs/cls-BACKBONE-lp)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                       "(clip: the shard stream continues where the run stopped)")
     train.add_argument("--exist-ok", action="store_true", help="overwrite a finished run in --out")
     train.add_argument("--seed", type=int, default=0)
 

@@ -14,6 +14,9 @@ import pytest
 
 # Options of a CPU training run small enough for a test (CLI spelling, see ``tiny_train_argv``).
 TINY_TRAIN = dict(backbone="mci0", img_size=64, batch_size=2, max_steps=2, val_every=2, workers=0, accelerator="cpu")
+# ... and of a CPU CLIP run (``mcq train clip``; add ``--data`` and ``--out``).
+TINY_CLIP = ["--text-width", "64", "--text-layers", "1", "--img-size", "64", "--batch-size", "4", "--max-steps", "2",
+             "--val-every", "2", "--workers", "0", "--accelerator", "cpu"]
 
 
 def pytest_configure(config) -> None:
@@ -129,6 +132,15 @@ def trained_det_ckpt(synth_det_data, tmp_path_factory) -> Path:
     """A tiny Mask R-CNN run's ``last.ckpt`` (FPN 32 wide, 16 RoIs per image). Do not modify it."""
     return _tiny_run("det", synth_det_data, tmp_path_factory.mktemp("runs") / "det", fpn_channels=32,
                      roi_batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def clip_data(tmp_path_factory) -> Path:
+    """Tiny image-text shards (DataCompDR layout): train/ 2 x 8 samples, val/ 1 x 8, seg/ 4 + 2 images; 64 px.
+    Do not modify it."""
+    from mcq.data.synth_clip import synth_clip
+
+    return synth_clip(tmp_path_factory.mktemp("data") / "clip", n_train=16, n_val=8, size=64, per_shard=8, n_seg=4)
 
 
 @pytest.fixture

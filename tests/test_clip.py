@@ -18,22 +18,14 @@ import torch.nn.functional as F
 import webdataset as wds
 from PIL import Image
 
-from conftest import tiny_argv
+from conftest import TINY_CLIP, tiny_argv
 from mcq.cli import main
-from mcq.data.clip_shards import SampleDecoder, clip_pipeline, list_shards, parse_captions
+from mcq.data.clip_shards import SampleDecoder, TrainSamples, clip_pipeline, list_shards, parse_captions
 from mcq.data.synth_clip import synth_clip
 from mcq.engine.clip_module import multi_caption_loss
 from mcq.engine.metrics import retrieval_recall
 from mcq.errors import McqError
 
-TINY_CLIP = ["--text-width", "64", "--text-layers", "1", "--img-size", "64", "--batch-size", "4", "--max-steps", "2",
-             "--val-every", "2", "--workers", "0", "--accelerator", "cpu"]
-
-
-@pytest.fixture(scope="session")
-def clip_data(tmp_path_factory) -> Path:
-    """Tiny shards: train/ 2 x 8 samples, val/ 1 x 8, seg/ 4 + 2 images; 64 px. Do not modify it."""
-    return synth_clip(tmp_path_factory.mktemp("data") / "clip", n_train=16, n_val=8, size=64, per_shard=8, n_seg=4)
 
 
 def _decoder(captions=("gt", "syn"), teacher=False, train=False) -> SampleDecoder:
@@ -43,7 +35,7 @@ def _decoder(captions=("gt", "syn"), teacher=False, train=False) -> SampleDecode
 
 
 def _batches(shards, **kw) -> list[dict]:
-    return list(clip_pipeline(list_shards(shards), _decoder(**kw), batch_size=4, train=False))
+    return list(clip_pipeline(list_shards(shards), _decoder(**kw), batch_size=4))
 
 
 def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
@@ -59,7 +51,7 @@ def _cli(capsys, argv: list[str]) -> tuple[int, str, str]:
 def test_synth_shards_are_in_the_datacompdr_layout(clip_data):
     with tarfile.open(clip_data / "train" / "00000.tar") as tar:
         names = tar.getnames()
-    assert {n.split(".", 1)[1] for n in names} == {"jpg", "txt", "syn.json", "json", "npz"}
+    assert {n.split(".", 1)[1] for n in names} == {"jpg", "txt", "syn.json", "json", "npz", "paug.json"}
     sample = next(iter(wds.WebDataset(str(clip_data / "train" / "00000.tar"), shardshuffle=False).decode()))
     syn = sample["syn.json"]["syn_text"]
     assert len(syn) == 5 and all(isinstance(s, str) and s for s in syn)
@@ -109,8 +101,8 @@ def test_reader_takes_a_brace_pattern_and_carries_teacher_embeddings(clip_data):
 
 
 def test_training_stream_is_endless(clip_data):
-    pipe = clip_pipeline(list_shards(clip_data / "train"), _decoder(train=True), batch_size=4, train=True,
-                         shuffle_buffer=16)
+    pipe = clip_pipeline(TrainSamples(list_shards(clip_data / "train"), shuffle_buffer=16), _decoder(train=True),
+                         batch_size=4)
     it = iter(pipe)
     seen = [next(it)["image"] for _ in range(6)]  # 24 samples from 16: the shards repeat
     assert all(len(x) == 4 for x in seen)

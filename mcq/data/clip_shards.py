@@ -3,8 +3,16 @@
 Each sample of a ``.tar`` shard: an image (``jpg``, ``jpeg``, ``png`` or ``webp``), ``txt`` (the ground-truth web
 caption), ``syn.json`` (``{"syn_text": [synthetic captions]}``), ``json`` (``uid``, ``sha256``) and optionally
 ``npz`` (teacher embeddings ``image_emb`` [augmentations, d] and ``text_emb`` [1 + synthetic captions, d]: row 0
-the ground-truth caption's, row 1 + i synthetic caption i's) and ``paug.json``. Shards are streamed, shuffled with
-a buffer and split across ranks and data-loader workers (``wds.split_by_node``, ``wds.split_by_worker``).
+the ground-truth caption's, row 1 + i synthetic caption i's) and ``paug.json`` (the augmentation each ``image_emb``
+row was computed on, see ``mcq.data.paug``; replayed with ``--distill``). Shards are streamed, shuffled with a buffer
+and split across ranks and data-loader workers.
+
+The training stream is deterministic given the run's seed: each (rank, worker) stream's passes over its shards are
+shuffled from (seed, rank, worker, pass), and each sample's random choices (caption, augmentation, crop) are drawn
+from (seed, rank, worker, pass, its position in the pass). Each batch carries its stream (``"worker"``), the pass and
+how many raw samples of that pass the stream has consumed (``"pass"``, ``"consumed"``); a resumed run's streams start
+at that pass and skip those samples (``TrainSamples.skip``), reading the tar files only, and so continue exactly
+where the interrupted run stopped.
 
 An undecodable image is skipped and counted (each batch carries the count of skips since the one before, under
 ``"skipped"``); more than ``max_bad_share`` of a stream's samples bad stops the run with an error naming the shard.
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import io
+import itertools
 import json
 import random
 import tarfile
@@ -26,12 +35,14 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from mcq.data.paug import PaugReplay, parse_paug
 from mcq.errors import McqError
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
 CAPTION_KINDS = ("gt", "syn")
 MAX_BAD_SHARE = 0.1  # stop when more than this share of the samples seen so far had an undecodable image
 MIN_SEEN = 20  # ... once at least this many were seen
+STREAM_KEYS = ("worker", "pass", "consumed")  # where a training batch stands in its stream (see TrainSamples)
 
 
 def parse_captions(spec: str) -> tuple[str, ...]:
@@ -70,15 +81,18 @@ class ImageText:
     syn: list[str]
     image_emb: np.ndarray | None = None
     text_emb: np.ndarray | None = None
+    paug: list | None = None  # paug.json's param_aug: entry a is the augmentation of image_emb[a]
+    name: str = ""
 
 
 def _name(sample: dict) -> str:
     return f"{sample.get('__url__', '?')}: sample {sample.get('__key__', '?')}"
 
 
-def parse_sample(sample: dict, captions: tuple[str, ...], teacher: bool) -> ImageText | None:
+def parse_sample(sample: dict, captions: tuple[str, ...], teacher: bool, paug: bool = False) -> ImageText | None:
     """An ``ImageText`` from the raw bytes of one webdataset sample; ``None`` when its image does not decode.
-    Raises ``McqError`` for a sample the run asks more of than it has (no ``syn.json``, no ``npz``, ...)."""
+    ``paug``: read ``paug.json`` too (``teacher`` runs that replay the stored augmentations). Raises ``McqError``
+    for a sample the run asks more of than it has (no ``syn.json``, no ``npz``, ...)."""
     key = next((k for k in IMAGE_KEYS if k in sample), None)
     if key is None:
         raise McqError(f"{_name(sample)} has no image ({', '.join(IMAGE_KEYS)}); keys: {', '.join(_keys(sample))}")
@@ -101,7 +115,7 @@ def parse_sample(sample: dict, captions: tuple[str, ...], teacher: bool) -> Imag
         syn = meta.get("syn_text") if isinstance(meta, dict) else None
         if not isinstance(syn, list) or not syn or not all(isinstance(s, str) for s in syn):
             raise McqError(f"{_name(sample)}: syn.json has no syn_text list of captions")
-    item = ImageText(image, gt or "", syn)
+    item = ImageText(image, gt or "", syn, name=_name(sample))
     if teacher:
         if "npz" not in sample:
             raise McqError(f"{_name(sample)} has no npz teacher embeddings; --distill needs them")
@@ -111,6 +125,11 @@ def parse_sample(sample: dict, captions: tuple[str, ...], teacher: bool) -> Imag
             item.image_emb, item.text_emb = np.atleast_2d(z["image_emb"]), np.atleast_2d(z["text_emb"])
         if len(item.text_emb) < 1 + len(syn):
             raise McqError(f"{_name(sample)}: npz text_emb has {len(item.text_emb)} rows, need 1 + {len(syn)} captions")
+        if paug:
+            if "paug.json" not in sample:
+                raise McqError(f"{_name(sample)} has no paug.json; --distill replays the augmentation each teacher "
+                               "image embedding was computed on")
+            item.paug = parse_paug(sample["paug.json"], len(item.image_emb), _name(sample))
     return item
 
 
@@ -119,18 +138,20 @@ def _keys(sample: dict) -> list[str]:
 
 
 class SampleDecoder:
-    """A webdataset stage: raw samples -> model inputs (a dict of tensors), skipping and counting bad images."""
+    """A webdataset stage: raw samples -> model inputs (a dict of tensors), skipping and counting bad images.
+    ``replay`` (training with a teacher): the image is the replay of the stored augmentation whose teacher
+    embedding is used, not ``transform``'s."""
 
     def __init__(self, transform: Callable, tokenizer: Callable, captions: tuple[str, ...], teacher: bool,
-                 train: bool, max_bad_share: float = MAX_BAD_SHARE):
+                 train: bool, max_bad_share: float = MAX_BAD_SHARE, replay: PaugReplay | None = None):
         self.transform, self.tokenizer, self.captions, self.teacher = transform, tokenizer, captions, teacher
-        self.train, self.max_bad_share = train, max_bad_share
+        self.train, self.max_bad_share, self.replay = train, max_bad_share, replay
 
     def __call__(self, samples: Iterable[dict]) -> Iterator[dict]:
         seen = bad = pending = 0
         for sample in samples:
             seen += 1
-            item = parse_sample(sample, self.captions, self.teacher)
+            item = parse_sample(sample, self.captions, self.teacher, self.replay is not None)
             if item is None:
                 bad += 1
                 pending += 1
@@ -138,19 +159,27 @@ class SampleDecoder:
                     raise McqError(f"{sample.get('__url__', '?')}: {bad} of {seen} images could not be decoded, "
                                    f"more than {self.max_bad_share:.0%}; check the shards")
                 continue
-            yield {**self.encode(item), "skipped": pending}
+            seed = sample.get("__seed__", 0)
+            with torch.random.fork_rng(devices=[]):  # the crop's draws, from the sample's own seed
+                torch.manual_seed(seed)
+                out = self.encode(item, random.Random(seed))
+            yield {**out, "skipped": pending, **{k: sample[f"__{k}__"] for k in STREAM_KEYS if f"__{k}__" in sample}}
             pending = 0
 
-    def encode(self, item: ImageText) -> dict:
-        # one synthetic caption per image and step (training); the first one for validation
-        j = random.randrange(len(item.syn)) if self.train and item.syn else 0
-        out = {"image": self.transform(item.image)}
+    def encode(self, item: ImageText, rng: random.Random) -> dict:
+        """Model inputs for ``item``; training draws one synthetic caption (and, with a teacher, one stored
+        augmentation) from ``rng``, validation takes the first."""
+        j = rng.randrange(len(item.syn)) if self.train and item.syn else 0
+        a = rng.randrange(len(item.image_emb)) if self.train and self.teacher else 0
+        if self.replay is not None:
+            out = {"image": self.replay(item.image, item.paug[a], item.name)}
+        else:
+            out = {"image": self.transform(item.image)}
         if "gt" in self.captions:
             out["gt"] = self.tokenizer([item.gt])[0]
         if "syn" in self.captions:
             out["syn"] = self.tokenizer([item.syn[j]])[0]
         if self.teacher:
-            a = random.randrange(len(item.image_emb)) if self.train else 0
             out["teacher_image"] = torch.from_numpy(item.image_emb[a]).float()
             out["teacher_gt"] = torch.from_numpy(item.text_emb[0]).float()
             out["teacher_syn"] = torch.from_numpy(item.text_emb[1 + j]).float()
@@ -158,30 +187,70 @@ class SampleDecoder:
 
 
 def collate_clip(samples: list[dict]) -> dict:
-    """Stack a list of decoded samples into a batch; ``skipped`` is summed."""
-    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k != "skipped"}
+    """Stack a list of decoded samples into a batch; ``skipped`` is summed, the stream position is the last
+    sample's."""
+    batch = {k: torch.stack([s[k] for s in samples]) for k in samples[0] if k not in ("skipped", *STREAM_KEYS)}
     batch["skipped"] = sum(s["skipped"] for s in samples)
+    batch.update({k: samples[-1][k] for k in STREAM_KEYS if k in samples[-1]})
     return batch
 
 
-def clip_pipeline(shards: list[str], decoder: SampleDecoder, batch_size: int, train: bool,
-                  shuffle_buffer: int = 0, limit: int | None = None) -> wds.DataPipeline:
-    """Batches of ``batch_size`` from ``shards``. Training: endless (the shards repeat), shards split across ranks
-    and workers, samples shuffled with a buffer, incomplete batches dropped. Evaluation: one pass, every rank reads
-    every shard (so each computes recall over the whole set), split across workers, the last batch kept."""
-    stages: list = [wds.SimpleShardList(shards)]
-    if train:
-        stages += [wds.split_by_node, wds.split_by_worker, wds.shuffle(len(shards))]
-    else:
-        stages += [wds.split_by_worker]
-    stages += [wds.tarfile_to_samples(handler=_shard_error)]
-    if train and shuffle_buffer > 1:
-        stages += [wds.shuffle(shuffle_buffer, initial=min(shuffle_buffer, 100))]
+def _seed(*key: int) -> int:
+    """A seed from a tuple of integers (numpy's ``SeedSequence``: the same in every process)."""
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+
+class TrainSamples:
+    """The first stage of a training pipeline: this (rank, worker)'s raw samples, endlessly. Pass ``p`` reads its
+    shards (``shards[rank::world][worker::workers]``, as ``wds.split_by_node`` / ``wds.split_by_worker`` split
+    them) in an order shuffled from (seed, rank, worker, p), through a shuffle buffer seeded likewise. Each sample
+    is tagged ``__worker__``, ``__pass__``, ``__consumed__`` (its 1-based position in the pass) and ``__seed__``
+    (for its random choices).
+
+    ``skip`` (``"rank/worker"`` -> ``[pass, consumed]``, from a checkpoint): the stream starts at that pass, whose
+    first ``consumed`` samples are read but not passed on (so a resume reads at most one pass). ``batches`` (how
+    many batches this rank had taken when the checkpoint was written): the DataLoader takes batches from its workers
+    in turn, starting with worker 0, so loader worker ``i`` plays stream ``(i + batches) % workers``, the one whose
+    batch came next."""
+
+    def __init__(self, shards: list[str], seed: int = 0, shuffle_buffer: int = 0):
+        self.shards, self.seed, self.shuffle_buffer = shards, seed, shuffle_buffer
+        self.skip: dict[str, int] = {}
+        self.batches = 0
+
+    def __call__(self) -> Iterator[dict]:
+        rank, world, loader_worker, workers = wds.utils.pytorch_worker_info()
+        worker = (loader_worker + self.batches) % workers
+        mine = self.shards[rank::world][worker::workers]
+        first, skip = self.skip.get(f"{rank}/{worker}", (0, 0))
+        for p in itertools.count(first):
+            rng = random.Random(_seed(self.seed, rank, worker, p, 0))
+            urls = [{"url": u} for u in rng.sample(mine, len(mine))]
+            samples = wds.tarfile_to_samples(handler=_shard_error)(urls)
+            if self.shuffle_buffer > 1:
+                samples = wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 100), rng=rng)(samples)
+            consumed = 0
+            for sample in samples:
+                consumed += 1
+                if p > first or consumed > skip:
+                    yield {**sample, "__worker__": worker, "__pass__": p, "__consumed__": consumed,
+                           "__seed__": _seed(self.seed, rank, worker, p, consumed)}
+            if consumed == 0:
+                raise McqError(f"{', '.join(mine)}: no samples in the training shards of rank {rank}, worker {worker}")
+
+
+def clip_pipeline(shards: list[str] | TrainSamples, decoder: SampleDecoder, batch_size: int,
+                  limit: int | None = None) -> wds.DataPipeline:
+    """Batches of ``batch_size``. Training (``shards`` a ``TrainSamples``): endless, incomplete batches dropped.
+    Evaluation (a list of shards): one pass, every rank reads every shard (so each computes recall over the whole
+    set), split across workers, the last batch kept."""
+    train = isinstance(shards, TrainSamples)
+    stages: list = [shards] if train else [wds.SimpleShardList(shards), wds.split_by_worker,
+                                           wds.tarfile_to_samples(handler=_shard_error)]
     if limit:
         stages += [wds.slice(limit)]
     stages += [decoder, wds.batched(batch_size, collation_fn=collate_clip, partial=not train)]
-    pipe = wds.DataPipeline(*stages)
-    return pipe.repeat() if train else pipe
+    return wds.DataPipeline(*stages)
 
 
 def _shard_error(exn: Exception) -> bool:

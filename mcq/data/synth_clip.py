@@ -4,7 +4,10 @@ DataCompDR-layout shards, plus a labelled segmentation set of the same world (AD
 ``syn.json`` holds five accurate captions generated from the scene; ``txt`` is a web-like caption: with probability
 ``1 - noise`` a terse true one, otherwise wrong (a colour or a class swapped), unrelated, or empty. ``npz`` holds the
 embeddings of an oracle "teacher" that sees the scene: a fixed random projection of its objects' attributes
-(image: the scene; text: what each caption says, a random vector for an unrelated or empty one).
+(image: the scene; text: what each caption says, a random vector for an unrelated or empty one). ``paug.json``
+holds, in DataCompDR's layout (``mcq.data.paug``), the augmentations (a random resized crop and two RandAugment ops)
+the ``image_emb`` rows belong to: row ``a`` adds to the scene's attributes a small code of the augmented pixels
+(augmentation ``a`` replayed at ``TEACHER_PX``), so it depends on which augmentation the student is shown.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import webdataset as wds
 from PIL import Image
+from torchvision import transforms as T
 from tqdm import tqdm
 
+from mcq.data.paug import RAND_AUGMENT_OPS, PaugReplay
 from mcq.data.synth import _paint, mcq_home, write_ade20k
 from mcq.io import staged_dir
 
@@ -32,6 +38,8 @@ SIZES = ["small", "medium", "large"]
 UNRELATED = ["buy cheap shoes online", "best deals of the week", "click here for more", "my summer holiday 2019",
              "home page", "untitled", "free shipping on all orders", "stock photo"]
 TEACHER_DIM = 64
+TEACHER_PX = 16  # the synthetic teacher sees its augmentation at this size
+AUGMENTATIONS = 2  # stored augmentations (image_emb rows) per image
 
 
 @dataclass(frozen=True)
@@ -125,15 +133,42 @@ class OracleTeacher:
     def __init__(self, seed: int, dim: int = TEACHER_DIM):
         n = len(OBJECTS) * len(COLOURS) * len(POSITIONS)
         self.proj = np.random.default_rng(seed + 7919).normal(size=(n, dim)).astype(np.float32)
+        pixels = 3 * TEACHER_PX ** 2
+        self.pixel_proj = np.random.default_rng(seed + 104729).normal(size=(pixels, dim)).astype(np.float32)
+        self.view = PaugReplay(TEACHER_PX, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
-    def embed(self, objects: list[SceneObject] | None, rng: np.random.Generator, jitter: float = 0.05) -> np.ndarray:
+    def embed(self, objects: list[SceneObject] | None, rng: np.random.Generator, jitter: float = 0.05,
+              noise: np.ndarray | None = None) -> np.ndarray:
+        """``noise``: the jitter's direction (a random one when not given)."""
+        noise = rng.normal(size=self.proj.shape[1]).astype(np.float32) if noise is None else noise
         if not objects:
-            v = rng.normal(size=self.proj.shape[1]).astype(np.float32)
+            v = noise
         else:
             idx = [(OBJECTS.index(o.cls) * len(COLOURS) + list(COLOURS).index(o.colour)) * len(POSITIONS)
                    + POSITIONS.index(o.position) for o in objects]
-            v = self.proj[idx].sum(0) + jitter * rng.normal(size=self.proj.shape[1]).astype(np.float32)
+            v = self.proj[idx].sum(0) + jitter * noise
         return v / np.linalg.norm(v)
+
+    def pixel_code(self, image: Image.Image, entry: list) -> np.ndarray:
+        """A code of the image augmentation ``entry`` (paug.json layout) shows, as long as a random vector."""
+        pixels = self.view(image, entry, "synthetic teacher").numpy().reshape(-1)
+        code = (pixels - pixels.mean()) @ self.pixel_proj
+        return (code / np.linalg.norm(code) * np.sqrt(len(code))).astype(np.float32)
+
+
+def random_paug(image: Image.Image, rng: np.random.Generator) -> list:
+    """One DataCompDR augmentation entry: torchvision's random resized crop (scale 0.08-1, aspect 3/4-4/3) and
+    RandAugment's two ops at magnitude 9 of 31, with ``rng``'s draws."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2 ** 31)))
+        crop = [int(v) for v in T.RandomResizedCrop.get_params(image, (0.08, 1.0), (3 / 4, 4 / 3))]
+    space = T.RandAugment()._augmentation_space(31, (TEACHER_PX, TEACHER_PX))
+    ops = []
+    for k in rng.integers(len(RAND_AUGMENT_OPS), size=2):
+        magnitudes, signed = space[RAND_AUGMENT_OPS[k]]
+        magnitude = float(magnitudes[9]) if magnitudes.ndim > 0 else 0.0
+        ops.append([int(k), -magnitude if signed and rng.random() < 0.5 else magnitude])
+    return [crop, ops]
 
 
 def _sample(i: int, split: str, img: np.ndarray, objects: list[SceneObject], ground: str,
@@ -142,13 +177,15 @@ def _sample(i: int, split: str, img: np.ndarray, objects: list[SceneObject], gro
     Image.fromarray(img).save(jpg, format="JPEG", quality=92)
     syn = synthetic_captions(objects, ground, rng)
     txt, said = web_caption(objects, rng, noise)
+    stored = Image.open(io.BytesIO(jpg.getvalue())).convert("RGB")  # what the student will decode
+    paug = [random_paug(stored, rng) for _ in range(AUGMENTATIONS)]
     emb = io.BytesIO()
-    np.savez(emb, image_emb=np.stack([teacher.embed(objects, rng) for _ in range(2)]),
+    np.savez(emb, image_emb=np.stack([teacher.embed(objects, rng, noise=teacher.pixel_code(stored, p)) for p in paug]),
              text_emb=np.stack([teacher.embed(said, rng)] + [teacher.embed(objects, rng) for _ in syn]))
     key = f"{split}{i:08d}"
     return {"__key__": key, "jpg": jpg.getvalue(), "txt": txt, "syn.json": {"syn_text": syn},
             "json": {"uid": hashlib.md5(key.encode()).hexdigest(), "sha256": hashlib.sha256(jpg.getvalue()).hexdigest()},
-            "npz": emb.getvalue()}
+            "npz": emb.getvalue(), "paug.json": {"param_aug": paug}}
 
 
 def synth_clip(out: str | Path, n_train: int = 2000, n_val: int = 200, size: int = 128, seed: int = 0,

@@ -2,7 +2,11 @@
 as open_clip's training does), applied to each caption kind of a batch (DataCompDR: the ground-truth caption and one
 synthetic caption per image) and averaged; with ``--distill``, open_clip's ``DistillClipLoss`` against the stored
 teacher embeddings (cross-entropy between the teacher's and the student's image-text similarity distributions,
-MobileCLIP's distillation loss). Validation: image->text and text->image recall@1/5."""
+MobileCLIP's distillation loss). Validation: image->text and text->image recall@1/5.
+
+The module also keeps where each training stream stands (``consumed``: per ``"rank/worker"``, the pass that stream
+is in and the raw samples of it consumed; ``batches``: per rank, the batches taken) and saves it in the checkpoint
+(``clip_stream``), so that ``--resume`` continues the shard stream exactly (``mcq.data.clip_shards.TrainSamples``)."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
 from open_clip import ClipLoss, DistillClipLoss
 
+from mcq.data.clip_shards import TrainSamples
 from mcq.engine.metrics import retrieval_recall
 from mcq.engine.module import TaskModule
 from mcq.models.clip_model import create_clip_model
@@ -47,6 +53,9 @@ class ClipTask(TaskModule):
         self.loss_fn: ClipLoss = self._loss(rank=0, world_size=1)
         self.skipped = 0
         self._val: dict[str, list[torch.Tensor]] = {}
+        self.stream: TrainSamples | None = None  # the training stream's first stage, set by the task spec
+        self.consumed: dict[str, list[int]] = {}  # "rank/worker" -> [pass, raw samples of it consumed]
+        self.batches: dict[str, int] = {}  # "rank" -> batches that rank has taken
 
     def _loss(self, rank: int, world_size: int) -> ClipLoss:
         kind = DistillClipLoss if self.distill else ClipLoss
@@ -71,9 +80,34 @@ class ClipTask(TaskModule):
         loss = multi_caption_loss(self.loss_fn, images, texts, self.model.logit_scale.exp(), teacher,
                                   o["distill_weight"], o["distill_logit_scale"])
         self.skipped += int(batch["skipped"])
+        self.track_stream(batch)
         self.log_train_step(loss, images.shape[0])
         self.log("logit_scale", self.model.logit_scale.exp(), on_step=True, on_epoch=False)
         return loss
+
+    def track_stream(self, batch: dict) -> None:
+        """Record where this batch's stream stands, for every rank (gathered: rank 0 writes the checkpoint)."""
+        here = torch.tensor([batch["worker"], batch["pass"], batch["consumed"]], device=self.device)
+        rows = self.all_gather(here).reshape(-1, 3) if self.trainer.world_size > 1 else here[None]
+        for rank, (worker, pass_, consumed) in enumerate(rows.tolist()):
+            self.consumed[f"{rank}/{worker}"] = [pass_, consumed]
+            self.batches[str(rank)] = self.batches.get(str(rank), 0) + 1
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["clip_stream"] = {"consumed": self.consumed, "batches": self.batches,
+                                     "world": self.trainer.world_size}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("clip_stream")
+        if state is None or self.stream is None:
+            return
+        if state["world"] != self.trainer.world_size:
+            rank_zero_warn(f"the checkpoint's run had {state['world']} processes, this one {self.trainer.world_size}: "
+                           "the shard stream restarts from its beginning")
+            return
+        self.consumed, self.batches = dict(state["consumed"]), dict(state["batches"])
+        self.stream.skip = self.consumed
+        self.stream.batches = self.batches.get(str(self.trainer.global_rank), 0)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         with torch.no_grad():  # as open_clip's training loop: the temperature stays above 1/100

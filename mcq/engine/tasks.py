@@ -19,7 +19,8 @@ from mcq.data import (
     ADE20K, ClsTransform, COCODetection, DepthTransform, DetTransform, ImageFolder, NYUv2, SegTransform, collate_det,
     collate_seg, default_cls_data, default_depth_data, default_det_data, default_seg_data,
 )
-from mcq.data.clip_shards import SampleDecoder, clip_pipeline, list_shards, parse_captions
+from mcq.data.clip_shards import SampleDecoder, TrainSamples, clip_pipeline, list_shards, parse_captions
+from mcq.data.paug import PaugReplay
 from mcq.data.synth_clip import default_clip_data
 from mcq.engine.clip_module import ClipTask
 from mcq.engine.cls_module import ClsTask
@@ -262,9 +263,10 @@ class ClipSpec(TaskSpec):
         return clip_model_config(self.model_name(cfg), cfg.text_width, cfg.text_layers, recipe.context_length)
 
     def loaders(self, data: Path, recipe: Recipe, cfg: "TrainConfig",
-                world: int) -> tuple[list[str], DataLoader, DataLoader, int]:
+                world: int) -> tuple[TrainSamples, DataLoader, DataLoader, int]:
         """Streaming loaders over the shards; ``data`` (or a ``train/`` folder in it) holds the training shards,
-        ``--val-data`` (or ``data/val/``) the validation ones."""
+        ``--val-data`` (or ``data/val/``) the validation ones. The training set is the stream's first stage
+        (``TrainSamples``), which a resumed run's module fast-forwards."""
         if recipe.batch_size % world:
             raise McqError(f"--batch-size {recipe.batch_size} does not split evenly across {world} processes")
         folder = Path(str(data))
@@ -280,23 +282,26 @@ class ClipSpec(TaskSpec):
                                 recipe.context_length, parse_captions(cfg.captions), cfg.distill, train,
                                 recipe.crop_scale)
 
-        train_pipe = clip_pipeline(train, decode(True), per_process, True, recipe.shuffle_buffer)
+        stream = TrainSamples(train, cfg.seed, recipe.shuffle_buffer)
+        train_pipe = clip_pipeline(stream, decode(True), per_process)
         if val_spec:
             val = list_shards(val_spec)
-            val_pipe = clip_pipeline(val, decode(False), per_process, False)
+            val_pipe = clip_pipeline(val, decode(False), per_process)
         else:
             val = train
-            val_pipe = clip_pipeline(train, decode(False), per_process, False, limit=self.val_fallback)
+            val_pipe = clip_pipeline(train, decode(False), per_process, limit=self.val_fallback)
             if _rank_zero():
                 print(f"no --val-data: recall is measured on the first {self.val_fallback} training samples")
         kw = dict(batch_size=None, persistent_workers=False)
-        return (train, DataLoader(train_pipe, num_workers=workers, **kw),
+        return (stream, DataLoader(train_pipe, num_workers=workers, **kw),
                 DataLoader(val_pipe, num_workers=min(cfg.workers, len(val)), **kw), 0)
 
-    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: list[str]) -> ClipTask:
+    def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: TrainSamples) -> ClipTask:
         model = dict(name=self.model_name(cfg), cfg=self.model_config(cfg, recipe), img_size=recipe.img_size,
                      captions=list(parse_captions(cfg.captions)), distill=cfg.distill)
-        return ClipTask(model=model, optim=asdict(recipe))
+        task = ClipTask(model=model, optim=asdict(recipe))
+        task.stream = train_set
+        return task
 
     def check_input_size(self, task: ClipTask, img_size: int) -> None:
         if img_size % 32:
@@ -313,7 +318,7 @@ class ClipSpec(TaskSpec):
         shards = list_shards(str(data / "val") if (data / "val").is_dir() else str(data))
         m, o = task.hparams.model, task.hparams.optim
         decoder = clip_decoder(m["name"], m["cfg"], img_size, o["context_length"], task.captions, False, False)
-        return DataLoader(clip_pipeline(shards, decoder, batch_size, False), batch_size=None,
+        return DataLoader(clip_pipeline(shards, decoder, batch_size), batch_size=None,
                           num_workers=min(workers, len(shards)))
 
     def finish(self, task: ClipTask, run: Path, trainer: L.Trainer) -> dict:
@@ -338,11 +343,14 @@ def _rank_zero() -> bool:
 def clip_decoder(name: str, model_cfg: dict, img_size: int, context_length: int, captions: tuple[str, ...],
                  teacher: bool, train: bool, crop_scale: list[float] | None = None) -> SampleDecoder:
     """Shard samples -> model inputs for the CLIP model ``name`` (``model_cfg``): open_clip's image transform (with
-    the random crop of ``crop_scale`` when training; its aspect range 3/4..4/3 is the recipe's) and tokenizer."""
+    the random crop of ``crop_scale`` when training; its aspect range 3/4..4/3 is the recipe's) and tokenizer.
+    Training with a ``teacher``: the stored augmentation (``paug.json``) of the teacher embedding used is replayed
+    instead of a random crop."""
     mean, std = clip_normalization(model_cfg)
     aug = dict(scale=tuple(crop_scale)) if train else None
     transform = open_clip.image_transform(img_size, train, mean, std, aug_cfg=aug)
-    return SampleDecoder(transform, tokenizer_for(name, context_length), captions, teacher, train)
+    replay = PaugReplay(img_size, mean, std) if teacher and train else None
+    return SampleDecoder(transform, tokenizer_for(name, context_length), captions, teacher, train, replay=replay)
 
 
 def clip_normalization(model_cfg: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
