@@ -44,6 +44,14 @@ def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data,
     assert not (run / "checkpoints" / "interrupted.ckpt").exists()
 
 
+def test_last_checkpoint_is_the_runs_end(synth_data, tmp_path):
+    """``last.ckpt`` holds the last step, after the last validation too and whether or not ``best.ckpt`` improved."""
+    run = tmp_path / "run"
+    train(TrainConfig(task="seg", data=str(synth_data), max_steps=3, val_every=1, lr=0.0, out=str(run), **TINY))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["global_step"] == 1  # lr 0: no better
+
+
 @pytest.mark.slow
 def test_two_process_ddp_run(synth_data, tmp_path):
     run = tmp_path / "ddp"

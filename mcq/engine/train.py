@@ -16,8 +16,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.trainer.states import TrainerFn
 
 from mcq.engine.metrics import format_seg_table
 from mcq.engine.tasks import task_spec
@@ -146,6 +147,21 @@ class _InterruptedCheckpoint(L.Callback):
         trainer.strategy.remove_checkpoint(self.path)
 
 
+class _LastCheckpoint(Checkpoint):
+    """``last.ckpt``: the run after each validation and at its end. Lightning's ``save_last`` writes it only when
+    ``best.ckpt`` improves (2.6), and not after steps taken since the last validation."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_validation_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_end(self, trainer: L.Trainer, *args) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     """Train (or resume) a run of ``cfg.task``; return the run directory and its final validation metrics."""
     task_spec(cfg.task)
@@ -198,8 +214,9 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
         default_root_dir=run,
         logger=CSVLogger(run, name="logs", version=""),
         callbacks=[
-            ModelCheckpoint(run / "checkpoints", filename="best", monitor=spec.monitor, mode=spec.mode, save_last=True,
+            ModelCheckpoint(run / "checkpoints", filename="best", monitor=spec.monitor, mode=spec.mode,
                             enable_version_counter=False),
+            _LastCheckpoint(run / "checkpoints" / "last.ckpt"),
             _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
             *spec.callbacks(recipe),
