@@ -148,18 +148,21 @@ class _InterruptedCheckpoint(L.Callback):
 
 
 class _LastCheckpoint(Checkpoint):
-    """``last.ckpt``: the run after each validation and at its end. Lightning's ``save_last`` writes it only when
-    ``best.ckpt`` improves (2.6), and not after steps taken since the last validation."""
+    """``last.ckpt``: the run after each validation and after its last step. Lightning's ``save_last`` writes it
+    only when ``best.ckpt`` improves (2.6), and not after steps taken since the last validation. (Not at
+    ``on_train_end``: the EMA callback has put the averaged weights into the model by then, and the raw ones that
+    ``--resume`` needs would be lost.)"""
 
     def __init__(self, path: Path):
         self.path = path
 
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step >= trainer.max_steps:
+            trainer.save_checkpoint(self.path)
+
     def on_validation_end(self, trainer: L.Trainer, *args) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             trainer.save_checkpoint(self.path)
-
-    def on_train_end(self, trainer: L.Trainer, *args) -> None:
-        trainer.save_checkpoint(self.path)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
