@@ -149,3 +149,19 @@ def test_tiny_seg_model_onnx_matches_eager(tmp_path):
     with torch.no_grad():
         ref = model(xs).numpy()
     np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_a_timm_vit_checkpoint_with_a_class_token_initialises_the_adapters_vit(tmp_path):
+    """ViT-Adapter's ViT has no class token: an AugReg ViT-B/16 checkpoint (timm layout, 1 + 24x24 position
+    embeddings) loads with its token and that token's position slot dropped."""
+    import timm
+
+    from mcq.models.clip_init import load_clip_init
+
+    vit = timm.create_model("vit_base_patch16_384", pretrained=False, embed_dim=48, depth=4, num_heads=3)
+    torch.save(vit.state_dict(), tmp_path / "augreg.pt")
+    encoder = create_encoder("vit_adapter_b", **TINY)
+    report = load_clip_init(encoder, tmp_path / "augreg.pt")
+    assert not report.missing and not report.mismatched and "cls_token" not in report.unexpected
+    torch.testing.assert_close(encoder.trunk.pos_embed, vit.pos_embed[:, 1:])
+    torch.testing.assert_close(encoder.trunk.blocks[3].mlp.fc2.weight, vit.blocks[3].mlp.fc2.weight)

@@ -2,11 +2,13 @@
 
 Three layouts are read: OpenCLIP (``visual.trunk.*``, optionally ``module.``-prefixed and/or under
 ``state_dict``), Apple's MobileCLIP ``.pt`` (``image_encoder.model.*``, renamed by timm's own
-``checkpoint_filter_fn``) and timm's native keys. Files are read without executing code.
+``checkpoint_filter_fn``) and timm's native keys (a ViT's class token dropped for a trunk without one, as
+ViT-Adapter's). Files are read without executing code.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +55,20 @@ def trunk_state_dict(raw: dict, trunk: torch.nn.Module) -> tuple[str, dict[str, 
     else:
         layout = "timm"
     if filter_fn is not None:
-        sd = filter_fn(sd, trunk)
+        sd = filter_fn(_without_class_token(sd, trunk), trunk)
     return layout, sd
+
+
+def _without_class_token(sd: dict[str, torch.Tensor], trunk: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A ViT checkpoint with a class token for a ViT without one (ViT-Adapter on AugReg ViT-B/16): the token and
+    its slot of the position embedding go, so that the patch grid's embeddings can be resized to the trunk's."""
+    pos = sd.get("pos_embed")
+    if "cls_token" not in sd or pos is None or getattr(trunk, "cls_token", False) is not None:
+        return sd
+    grid = pos.shape[1] - 1
+    if math.isqrt(grid) ** 2 != grid:
+        return sd
+    return {**{k: v for k, v in sd.items() if k != "cls_token"}, "pos_embed": pos[:, 1:]}
 
 
 def _foreign(keys: list[str], trunk: torch.nn.Module) -> list[str]:
