@@ -45,6 +45,21 @@ def test_int8_is_checked_and_kept_only_if_it_passes(exported):
     assert not list(out.glob(".partial-*"))
 
 
+def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_path, monkeypatch):
+    """The exporter's check, common to every format: an artifact that does not match PyTorch is not kept."""
+    real = onnx_format.runner
+
+    def corrupt(path, threads=None):
+        run = real(path, threads)
+        return lambda x: np.roll(run(x), 1, axis=1) + np.random.default_rng(0).normal(0, 1, (1,)).astype(np.float32)
+
+    monkeypatch.setattr(onnx_format, "runner", corrupt)
+    (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["fp32"], out=tmp_path, data=synth_data, n_images=2)
+    assert report["status"] == "failed" and "parity" in report, report
+    assert not report["parity"]["passed"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_dynamic_batch(exported):
     out, reports = exported
     run = onnx_format.runner(out / reports[0]["artifact"])
