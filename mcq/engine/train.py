@@ -141,7 +141,7 @@ class _InterruptedCheckpoint(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, for --resume
 
     def on_fit_end(self, trainer: L.Trainer, *args) -> None:
         trainer.strategy.remove_checkpoint(self.path)
@@ -158,11 +158,11 @@ class _LastCheckpoint(Checkpoint):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step >= trainer.max_steps:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_validation_end(self, trainer: L.Trainer, *args) -> None:
         if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
