@@ -260,6 +260,9 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     pf.add_argument("--threads", type=int, help="threads for every runtime (default: the usable cores)")
     pf.add_argument("--runs", type=int, default=20, help="timed runs per cell (default 20)")
     pf.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    pf.add_argument("--parity-images", type=int, default=8, help="images of each export's parity check (default 8)")
+    pf.add_argument("--calib-images", type=int, default=16, help="int8 calibration images (default 16; onnxruntime "
+                    "keeps every image's activations: Swin-L at 640 px needed over 22 GB for 16)")
     pf.add_argument("--accuracy", nargs="+", default=[], help="`mcq eval TASK --json` files (default: published mIoU)")
     pf.add_argument("--baselines", help="published accuracies (default profiles/baselines.json)")
     pf.add_argument("--data", help="images for pre-processing, parity and int8 calibration, in the checkpoints' task "
@@ -338,6 +341,7 @@ def _profile(args: argparse.Namespace) -> int:
                         precisions=split(args.precision), compute_units=split(args.compute_units),
                         img_sizes=args.img_size or [],
                         threads=args.threads or usable_cores(), runs=args.runs, warmup=args.warmup,
+                        parity_images=args.parity_images, calib_images=args.calib_images,
                         accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out)
     result = profile(cfg)
     print(format_table(result))

@@ -67,6 +67,7 @@ def test_table_json_report_and_plot(profiled, ran):
     report = (out / "report.md").read_text()
     assert "| mci0+fpn | 64 | onnxruntime | fp32 |" in report and "Pareto front" in report
     assert (out / "accuracy_latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "profile.partial.json").exists()  # a finished profile leaves none
 
 
 def test_core_ml_cannot_run_here(ran):
@@ -143,6 +144,26 @@ def test_an_encoder_is_profiled_at_its_papers_input_size(monkeypatch, tmp_path):
     monkeypatch.setitem(encoders._REGISTRY, "mci0", (replace(info, img_size=320), factory))
     hp = load_state(random_checkpoint("mci0", tmp_path))["hyper_parameters"]
     assert hp["optim"]["img_size"] == 320 and hp["model"]["head"] == "fpn"
+
+
+def test_a_stopped_profile_keeps_what_it_measured(monkeypatch, synth_data, tmp_path):
+    from mcq.profile import profiler
+
+    real, calls = profiler.profile_cell, []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profiler, "profile_cell", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        profile(ProfileConfig(models=["mci0"], runtimes=["torch", "onnxruntime"], precisions=["fp32"], img_sizes=[64],
+                              runs=1, warmup=0, data=str(synth_data), out=str(tmp_path)))
+    kept = json.loads((tmp_path / "profile.partial.json").read_text())
+    assert kept["cells_planned"] == 2 and [(c["runtime"], c["status"]) for c in kept["cells"]] == [("torch", "ran")]
+    assert not (tmp_path / "profile.json").exists()
 
 
 def test_pareto_front():

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from mcq.errors import McqError, first_line
-from mcq.io import atomic_path
+from mcq.io import atomic_path, write_json
 
 RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml"}  # -> format
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -141,13 +141,14 @@ def profile(cfg: ProfileConfig) -> dict:
     subjects = _subjects(cfg, artifacts)
     jobs = [(s, size, runtime, precision, units) for s in subjects for size in (cfg.img_sizes or [s.img_size])
             for runtime in cfg.runtimes for precision in cfg.precisions for units in _compute_units(runtime, cfg)]
-    cells, bench = [], None
+    cells, bench, partial = [], None, out / "profile.partial.json"
     bar = tqdm(jobs, desc="profile", unit="cell")
     for subject, size, runtime, precision, units in bar:
         bar.set_postfix_str(f"{subject.encoder} {size}px {runtime}{f'/{units}' if units else ''} {precision}")
         if bench is None or bench.key != (subject.checkpoint, size):
             bench = ModelBench(subject, size, cfg)
         cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg, units)})
+        write_json(partial, {"cells_planned": len(jobs), "cells": cells})  # what a stopped profile had measured
     attach_accuracy(cells, measured, published)
     result = {
         "mcq_profile": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device,
@@ -157,6 +158,7 @@ def profile(cfg: ProfileConfig) -> dict:
         "cells": cells,
     }
     result["outputs"] = write_outputs(result, out)
+    partial.unlink()
     return result
 
 
