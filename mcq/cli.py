@@ -261,8 +261,7 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     pf.add_argument("--runs", type=int, default=20, help="timed runs per cell (default 20)")
     pf.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     pf.add_argument("--parity-images", type=int, default=8, help="images of each export's parity check (default 8)")
-    pf.add_argument("--calib-images", type=int, default=16, help="int8 calibration images (default 16; onnxruntime "
-                    "keeps every image's activations: Swin-L at 640 px needed over 22 GB for 16)")
+    pf.add_argument("--calib-images", type=int, default=16, help="int8 calibration images (default 16)")
     pf.add_argument("--accuracy", nargs="+", default=[], help="`mcq eval TASK --json` files (default: published mIoU)")
     pf.add_argument("--baselines", help="published accuracies (default profiles/baselines.json)")
     pf.add_argument("--data", help="images for pre-processing, parity and int8 calibration, in the checkpoints' task "

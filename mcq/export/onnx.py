@@ -31,10 +31,18 @@ OPSET = 18
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over a tensor of images."""
+    """onnxruntime's CalibrationDataReader protocol over a tensor of images, with the ``set_range`` that its
+    ``CalibStridedMinMax`` option uses to calibrate one image at a time."""
 
     def __init__(self, images: torch.Tensor):
-        self._it = iter([{"image": x[None].numpy()} for x in images])
+        self.feeds = [{"image": x[None].numpy()} for x in images]
+        self.set_range(0, len(self.feeds))
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self.feeds[start_index:end_index])
 
     def get_next(self):
         return next(self._it, None)
@@ -128,7 +136,10 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             quantize_static(str(pre), str(q), _Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=_output_node(pre))
+                            nodes_to_exclude=_output_node(pre),
+                            # the ranges of one image at a time, merged (the same ranges): onnxruntime otherwise keeps
+                            # every tensor of every image, and Swin-L at 640 px outgrew 22 GB
+                            extra_options={"CalibStridedMinMax": 1})
             proto = onnx.load(q)
         else:
             raise ValueError(f"ONNX precision {precision!r} not supported (fp32, fp16, int8)")
