@@ -92,8 +92,9 @@ def test_resume_sees_the_batches_the_uninterrupted_run_would_have(clip_data, tmp
 
 @pytest.mark.slow
 def test_two_process_run_resumes_both_ranks_streams(clip_data, tmp_path):
-    """Two CPU processes (gloo): the checkpoint holds both ranks' stream positions (gathered to rank 0, which writes
-    it), and a resume from it runs to the end."""
+    """Two CPU processes (gloo): the shards split across ranks and the features gathered for the loss; the
+    checkpoint holds both ranks' stream positions (gathered to rank 0, which writes it), and a resume from it runs
+    to the end."""
     run = tmp_path / "ddp"
     argv = [sys.executable, "-m", "mcq", "train", "clip", "--data", clip_data, "--devices", "2", "--out", run,
             *TINY_CLIP]
@@ -102,6 +103,9 @@ def test_two_process_run_resumes_both_ranks_streams(clip_data, tmp_path):
     cwd = Path(__file__).parents[1]  # this checkout's mcq, in both ranks
     proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=600, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 1/2" in proc.stdout and "MEMBER: 2/2" in proc.stdout  # both ranks joined the process group
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 2 and metrics["pairs"] == 8
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2  # last.ckpt is the run's end, whether or not best.ckpt improved
     assert ckpt["clip_stream"] == {"consumed": {"0/0": [0, 8], "1/0": [0, 8]}, "batches": {"0": 2, "1": 2}, "world": 2}
