@@ -44,12 +44,13 @@ def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data,
     assert not (run / "checkpoints" / "interrupted.ckpt").exists()
 
 
-def test_last_checkpoint_is_the_runs_end(synth_data, tmp_path):
+@pytest.mark.parametrize("val_every, best", [(1, 1), (2, 2)])  # the last step validated, or after the last validation
+def test_last_checkpoint_is_the_runs_end(synth_data, tmp_path, val_every, best):
     """``last.ckpt`` holds the last step, after the last validation too and whether or not ``best.ckpt`` improved."""
     run = tmp_path / "run"
-    train(TrainConfig(task="seg", data=str(synth_data), max_steps=3, val_every=1, lr=0.0, out=str(run), **TINY))
+    train(TrainConfig(task="seg", data=str(synth_data), max_steps=3, val_every=val_every, lr=0.0, out=str(run), **TINY))
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
-    assert torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["global_step"] == 1  # lr 0: no better
+    assert torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["global_step"] == best  # lr 0: no better
 
 
 @pytest.mark.slow

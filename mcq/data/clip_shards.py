@@ -215,7 +215,7 @@ class TrainSamples:
 
     def __init__(self, shards: list[str], seed: int = 0, shuffle_buffer: int = 0):
         self.shards, self.seed, self.shuffle_buffer = shards, seed, shuffle_buffer
-        self.skip: dict[str, int] = {}
+        self.skip: dict[str, list[int]] = {}  # "rank/worker" -> [pass, consumed]
         self.batches = 0
 
     def __call__(self) -> Iterator[dict]:

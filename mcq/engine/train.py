@@ -151,13 +151,13 @@ class _LastCheckpoint(Checkpoint):
     """``last.ckpt``: the run after each validation and after its last step. Lightning's ``save_last`` writes it
     only when ``best.ckpt`` improves (2.6), and not after steps taken since the last validation. (Not at
     ``on_train_end``: the EMA callback has put the averaged weights into the model by then, and the raw ones that
-    ``--resume`` needs would be lost.)"""
+    ``--resume`` needs would be lost.) The last step is saved once: after its validation when it has one."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, val_every: int):
+        self.path, self.val_every = path, val_every
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if trainer.global_step >= trainer.max_steps:
+        if trainer.global_step >= trainer.max_steps and trainer.global_step % self.val_every:
             trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_validation_end(self, trainer: L.Trainer, *args) -> None:
@@ -219,7 +219,7 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
         callbacks=[
             ModelCheckpoint(run / "checkpoints", filename="best", monitor=spec.monitor, mode=spec.mode,
                             enable_version_counter=False),
-            _LastCheckpoint(run / "checkpoints" / "last.ckpt"),
+            _LastCheckpoint(run / "checkpoints" / "last.ckpt", val_every),
             _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
             *spec.callbacks(recipe),
