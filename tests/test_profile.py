@@ -96,6 +96,27 @@ def test_failed_and_not_supported(monkeypatch, synth_data, tmp_path):
     assert not list(tmp_path.glob("artifacts/*.onnx"))
 
 
+def test_on_random_weights_an_artifact_failing_parity_is_timed_and_marked(monkeypatch, trained_ckpt, synth_data,
+                                                                          tmp_path):
+    """Random weights: the artifact that fails parity is kept, timed, reused and marked (status, plot, not on the
+    front); a trained checkpoint's fails its cell and leaves nothing."""
+    from mcq.export import parity
+    from mcq.profile.report import front_cells, status_text
+
+    monkeypatch.setitem(parity.THRESHOLDS["seg"], "fp32", {"agreement": 1.01})  # no artifact can pass
+    cfg = dict(runtimes=["onnxruntime"], precisions=["fp32"], runs=1, warmup=0, data=str(synth_data),
+               parity_images=1, out=str(tmp_path))
+    [trained] = profile(ProfileConfig(checkpoints=[str(trained_ckpt)], **cfg))["cells"]
+    assert trained["status"] == "failed" and "agreement" in trained["why"] and not list(tmp_path.glob("artifacts/*.onnx"))
+    prof = profile(ProfileConfig(models=["mci0"], img_sizes=[64], **cfg))
+    [cell] = prof["cells"]
+    assert cell["status"] == "ran" and cell["median_ms"] > 0 and "agreement" in cell["parity_failed"]
+    assert "parity failed on random weights" in status_text(cell) and not cell["parity"]["passed"]
+    assert front_cells(prof["cells"]) == [] and (tmp_path / "accuracy_latency.png").exists()
+    [again] = profile(ProfileConfig(models=["mci0"], img_sizes=[64], **cfg))["cells"]
+    assert again["reused"] and again["parity_failed"] == cell["parity_failed"]
+
+
 def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, trained_ckpt, synth_data, tmp_path):
     """Where Core ML predicts (macOS; here PyTorch stands in for its runtime and a stub for the package), each
     compute-unit setting is a cell of its own, opened with that setting and labelled with it."""

@@ -165,3 +165,25 @@ def test_a_timm_vit_checkpoint_with_a_class_token_initialises_the_adapters_vit(t
     assert not report.missing and not report.mismatched and "cls_token" not in report.unexpected
     torch.testing.assert_close(encoder.trunk.pos_embed, vit.pos_embed[:, 1:])
     torch.testing.assert_close(encoder.trunk.blocks[3].mlp.fc2.weight, vit.blocks[3].mlp.fc2.weight)
+
+
+@pytest.mark.parametrize("name", ["vit_adapter_b", "vit_b16"])
+def test_a_vit_fixed_to_its_input_size_computes_the_same_without_resampling_in_the_graph(name):
+    """``inference_form(model, size)`` resamples a ViT's position embedding once: the same outputs, and the exported
+    graph holds no antialiased bicubic resize (ExecuTorch has no kernel for it)."""
+    from mcq.export.exporter import inference_form
+
+    torch.manual_seed(0)
+    encoder = create_encoder(name, **(TINY if name == "vit_adapter_b" else {}))
+    model = SegModel(SegModelConfig(name, 5), encoder=encoder)
+    x = torch.randn(1, 3, 64, 96)
+    dynamic, fixed = inference_form(model), inference_form(model, (64, 96))
+
+    def ops(m):
+        return {str(n.target) for n in torch.export.export(m, (x,)).run_decompositions({}).graph.nodes}
+
+    with torch.no_grad():
+        torch.testing.assert_close(fixed(x), dynamic(x), atol=1e-5, rtol=1e-5)
+    if name == "vit_adapter_b":  # the whole export of ViT-B/16 takes half a minute; its eager check is above
+        assert any("bicubic" in op for op in ops(dynamic))
+        assert not any("bicubic" in op for op in ops(fixed))

@@ -30,9 +30,13 @@ from mcq.io import write_json
 from mcq.models.encoders import normalization
 
 
-def inference_form(model: nn.Module) -> nn.Module:
-    """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder)."""
-    return reparameterize_model(copy.deepcopy(model).eval())
+def inference_form(model: nn.Module, input_size: tuple[int, int] | None = None) -> nn.Module:
+    """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder); with
+    ``input_size`` (height, width), checked and fixed to it (``Encoder.fix_input_size``)."""
+    model = reparameterize_model(copy.deepcopy(model).eval())
+    if input_size is not None:
+        model.encoder.fix_input_size(*input_size)
+    return model
 
 
 def dataset_images(data: str | Path | None, split: str, size: int, backbone: str, n: int, task: str = "seg") -> torch.Tensor:
@@ -56,7 +60,7 @@ def _remove(path: Path) -> None:
 def export_checkpoint(
     checkpoint: str | Path, formats: list[str], precisions: list[str | None], out: str | Path = "exports",
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
-    explain: bool = False, options: dict[str, dict] | None = None,
+    explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
 ) -> list[dict]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
     is kept.
@@ -67,16 +71,17 @@ def export_checkpoint(
     ``data`` (default: the task's embedded dataset) gives the parity images (validation split) and the int8
     calibration images (training split). With ``explain``, every artifact that can run here, failed or not,
     also gets ``<artifact>.explain/`` (``mcq.export.explain``) and an ``explain`` entry in its report.
+    With ``keep_failed_parity`` (``mcq profile`` on random weights, whose latency is still worth measuring), an
+    artifact that fails only its parity check is kept, its sidecar saying so, and its report has ``kept``.
     ``options`` holds extra keyword arguments of a format's ``export`` (e.g. ``{"executorch": {"backend":
     "coreml"}}``); they are recorded in the metadata and named in the artifact's file name.
     """
     task = load_task(checkpoint)
     spec = task_spec(task.task_name)
-    model = inference_form(task.model)
     size = img_size or task.hparams.optim["img_size"]
-    backbone = model.cfg.encoder
+    backbone = task.model.cfg.encoder
     images = dataset_images(data, spec.splits[1], size, backbone, n_images, spec.name)
-    model.encoder.check_input_size(*images.shape[-2:])
+    model = inference_form(task.model, tuple(images.shape[-2:]))
     calib = None
     meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint)
     out = Path(out)
@@ -89,7 +94,8 @@ def export_checkpoint(
             if precision == "int8" and calib is None:
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
-            reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts}, out, explain, opts))
+            reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts}, out, explain,
+                                       opts, keep_failed_parity))
     return reports
 
 
@@ -132,7 +138,7 @@ def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None
 
 
 def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
-                explain: bool, opts: dict) -> dict:
+                explain: bool, opts: dict, keep_failed_parity: bool = False) -> dict:
     name = artifact_name(meta, fmt, precision, opts)
     size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
@@ -151,14 +157,18 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
                             else module.inspect(staged, meta))
         if explain:
             report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
-        if not report["parity"]["passed"]:
+        passed = report["parity"]["passed"]
+        if not passed and not keep_failed_parity:
             raise McqError(report["parity"]["why"])
         sidecar = {**meta, "parity": report["parity"]}
-        validate_metadata(sidecar, f"{final}.json")  # the contract apps rely on (metadata.schema.json)
+        if passed:  # the contract apps rely on (metadata.schema.json), which refuses a failed check
+            validate_metadata(sidecar, f"{final}.json")
         _remove(final)
         os.replace(staged, final)
         write_json(f"{final}.json", sidecar)
-        report["status"] = "ok" if run else "ok (numerics not run here)"
+        report["status"] = ("ok" if run else "ok (numerics not run here)") if passed else "failed"
+        if not passed:
+            report.update(why=report["parity"]["why"], kept=True)
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
         report["status"], report["why"] = "failed", first_line(e)
         for stale in (final, Path(f"{final}.json")):  # an older artifact of the same name no longer stands

@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import timm
 import torch
+from timm.layers import Format
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from mcq.models.pyramid import SimpleFeaturePyramid
@@ -62,6 +64,17 @@ class Encoder(nn.Module):
                 f"image size {height}x{width} does not suit {self.info.name}: use a multiple of {s} "
                 f"(e.g. --img-size {max(s, round(max(height, width) / s) * s)})"
             )
+
+    def fix_input_size(self, height: int, width: int) -> None:
+        """Check the size, then build a ViT trunk for it alone: its position embedding resampled once, not in
+        every forward (ExecuTorch has no kernel for that antialiased bicubic resize)."""
+        self.check_input_size(height, width)
+        trunk = self.trunk
+        if isinstance(trunk, VisionTransformer) and trunk.dynamic_img_size:
+            trunk.set_input_size((height, width))
+            trunk.dynamic_img_size = False
+            embed = trunk.patch_embed  # back to timm's fixed-size form: tokens out flat (NLC), sizes checked
+            embed.flatten, embed.output_fmt, embed.strict_img_size = True, Format.NCHW, True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.trunk.forward_intermediates(x, indices=self.indices, intermediates_only=True, output_fmt="NCHW")

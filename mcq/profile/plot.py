@@ -9,7 +9,8 @@ MARKERS = {"torch": "o", "onnxruntime": "s", "executorch": "^", "coreml": "D"}
 
 def plot_accuracy_latency(profile: dict, path: str | Path) -> None:
     """Latency (log x) against mIoU; marker area by parameters, shape by runtime, colour by input size when the
-    profile has several (else by precision); hollow markers are published accuracies."""
+    profile has several (else by precision); hollow markers are published accuracies, a cross marks an artifact
+    that failed its parity check (timed on random weights; not on the front)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,6 +32,8 @@ def plot_accuracy_latency(profile: dict, path: str | Path) -> None:
         published = c["accuracy"]["source"] == "published"
         ax.scatter(c["median_ms"], c["accuracy"]["value"], s=20 + 4 * c["params_m"], marker=MARKERS[c["runtime"]],
                    facecolors="none" if published else [colour], edgecolors=[colour], linewidths=1.5, alpha=0.85)
+        if c.get("parity_failed"):
+            ax.scatter(c["median_ms"], c["accuracy"]["value"], marker="x", color="0.2", s=30, linewidths=1)
         ax.annotate(f"{c['encoder']} {c['precision']}" + (f" {c['img_size']}" if by_size else ""),
                     (c["median_ms"], c["accuracy"]["value"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     front = front_cells(profile["cells"])
@@ -50,6 +53,8 @@ def plot_accuracy_latency(profile: dict, path: str | Path) -> None:
                 for k in keys]
     handles += [Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="0.4",
                        label="published mIoU (hollow)")]
+    if any(c.get("parity_failed") for c in cells):
+        handles.append(Line2D([], [], marker="x", linestyle="", color="0.2", label="parity failed (random weights)"))
     if len(front) > 1:
         handles.append(Line2D([], [], color="0.3", linestyle="--", label="Pareto front"))
     ax.legend(handles=handles, fontsize=7, loc="lower right", title="marker area: parameters", title_fontsize=7)

@@ -191,7 +191,7 @@ class ModelBench:
         task = load_task(subject.checkpoint, subject.task)
         self.model = inference_form(task.model)
         self.input = task_input(subject.task, self.model, size, cfg.data)
-        self.model.encoder.check_input_size(*self.input.x.shape[-2:])
+        self.model.encoder.fix_input_size(*self.input.x.shape[-2:])
         self.x = self.input.x
         self.torch_form = detection.graph_module(self.model, "full") if subject.task == "det" else self.model
         pre = time_calls(self.input.pre, cfg.runs, 1)
@@ -207,7 +207,8 @@ class ModelBench:
 
 def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: ProfileConfig) -> dict:
     """Export (or reuse, when its sidecar names the same checkpoint and passed) one artifact; the exporter's
-    report with ``export_s`` or ``reused``."""
+    report with ``export_s`` or ``reused``. On random weights an artifact that fails its parity check is kept
+    (and reused) all the same, reported ``failed`` with ``kept``: its latency is real, its numerics are not judged."""
     from mcq.export.exporter import artifact_name, export_checkpoint
     from mcq.export.metadata import sha256
 
@@ -216,15 +217,18 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
                                                                                                     bench.size]}},
                          fmt, precision)
     path, sidecar = folder / name, folder / f"{name}.json"
+    random = s.source == "random init"
     if path.exists() and sidecar.is_file():
         meta = json.loads(sidecar.read_text())
-        if meta.get("source_checkpoint", {}).get("sha256") == sha256(s.checkpoint) and meta["parity"]["passed"]:
-            compared = meta["parity"].get("numerics") == "compared"
-            return {"artifact": name, "path": str(path), "parity": meta["parity"], "reused": True,
-                    "graph": meta.get("graph"), "status": "ok" if compared else "ok (numerics not run here)"}
+        parity = meta["parity"]
+        if meta.get("source_checkpoint", {}).get("sha256") == sha256(s.checkpoint) and (parity["passed"] or random):
+            compared = parity.get("numerics") == "compared"
+            report = {"artifact": name, "path": str(path), "parity": parity, "reused": True, "graph": meta.get("graph"),
+                      "status": "ok" if compared else "ok (numerics not run here)"}
+            return report if parity["passed"] else {**report, "status": "failed", "why": parity["why"], "kept": True}
     start = time.perf_counter()
     [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
-                                 n_images=cfg.parity_images, n_calib=cfg.calib_images)
+                                 n_images=cfg.parity_images, n_calib=cfg.calib_images, keep_failed_parity=random)
     return {**report, "export_s": time.perf_counter() - start}
 
 
@@ -278,11 +282,13 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
     else:
         report = _artifact(bench, fmt, precision, folder, cfg)
         cell.update({k: report[k] for k in ("artifact", "export_s", "reused", "parity", "graph") if k in report})
-        if report["status"] == "failed":
+        if report.get("kept"):
+            cell["parity_failed"] = report["why"]
+        elif report["status"] == "failed":
             return {**cell, "status": "failed", "why": report["why"]}
         path = Path(report["path"])
         cell["size_mb"] = path_size_mb(path)
-        if report["status"] != "ok":
+        if report["status"] not in ("ok", "failed"):
             return {**cell, "status": "cannot run here", "why": report["parity"].get("numerics", report["status"])}
     try:
         _prime(fmt)

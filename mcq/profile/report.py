@@ -63,7 +63,9 @@ def _published(cells: list[dict]) -> bool:
 
 def status_text(cell: dict) -> str:
     graph = f" ({cell['graph']} graph)" if cell.get("graph") else ""
-    return cell["status"] + graph + (f": {cell['why']}" if cell.get("why") else "")
+    failed = f" (parity failed on random weights, timed all the same: {cell['parity_failed']})" \
+        if cell.get("parity_failed") else ""
+    return cell["status"] + graph + failed + (f": {cell['why']}" if cell.get("why") else "")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -83,7 +85,8 @@ def plotted(cells: list[dict]) -> list[dict]:
 
 
 def front_cells(cells: list[dict]) -> list[dict]:
-    points = plotted(cells)
+    """The plotted cells on the Pareto front; a cell whose parity check failed is not a candidate."""
+    points = [c for c in plotted(cells) if not c.get("parity_failed")]
     return [points[i] for i in pareto_front([(c["median_ms"], c["accuracy"]["value"]) for c in points])]
 
 
