@@ -54,7 +54,7 @@ def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> t
     from mcq.export.formats import SUFFIXES, format_module
 
     torch.manual_seed(0)
-    model = inference_form(create_seg_model(name, 150))
+    model = inference_form(create_seg_model(name, 150), (size, size))
     x = torch.randn(1, 3, size, size)
     facts = {"model": f"{name}+{model.cfg.head}", "img_size": size, "params_m": params_m(model),
              "gflops": gflops(model, x)}

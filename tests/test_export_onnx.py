@@ -111,3 +111,23 @@ def test_int8_graph_changes_keep_the_model_and_its_output_float(trained_ckpt, sy
             w = n.input[1] if n.input[1] in weights else producer_inputs[n.input[1]][0]
             grouped.append((groups, weights[w][0]))
     assert len(grouped) >= 3 and all(g == out for g, out in grouped), grouped  # all depthwise, none multiplying
+
+
+def test_calibration_runs_in_priority_order(tmp_path):
+    """int8 calibration's session runs its added reductions in priority order (memory: see the context manager);
+    onnxruntime's own method is back afterwards."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization.calibrate import CalibraterBase, CalibrationMethod, create_calibrator
+
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 4, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "m.onnx")
+    original = CalibraterBase.create_inference_session
+    with onnx_format._calibration_in_priority_order():
+        calibrator = create_calibrator(tmp_path / "m.onnx", augmented_model_path=str(tmp_path / "aug.onnx"),
+                                       calibrate_method=CalibrationMethod.MinMax)
+    assert calibrator.infer_session.get_session_options().execution_order == ort.ExecutionOrder.PRIORITY_BASED
+    assert CalibraterBase.create_inference_session is original
