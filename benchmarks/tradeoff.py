@@ -110,7 +110,8 @@ def tradeoff(pairs, runtime: str, threads: int, runs: int, blocks: int, warmup: 
 
 
 def report(result: dict) -> str:
-    lines = [f"{result['runtime']}, {result['threads']} threads; latency: median of {result['blocks']} blocks of "
+    threads = f"{result['threads']} thread{'s' if result['threads'] != 1 else ''}"
+    lines = [f"{result['runtime']}, {threads}; latency: median of {result['blocks']} blocks of "
              f"{result['runs_per_block']} calls per model, the two models of a pair in alternating blocks "
              f"({result['warmup']} warm-up calls before each); weights: {result['weights']}",
              f"matmul (torch, 1024x1024 fp32, same threads): {result['matmul_gmacs']:.1f} G multiply-adds/s; "

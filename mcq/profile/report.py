@@ -94,8 +94,9 @@ def format_table(profile: dict) -> str:
     """The terminal table: one row per cell, figures then status."""
     from mcq.profile.device import device_line
 
-    head = " ".join(f"{h:<{w}}" if i < 4 else f"{h:>{w}}" for i, (h, w, _) in enumerate(COLUMNS)) + "  status"
-    rows = [" ".join(f"{f(c):<{w}}" if i < 4 else f"{f(c):>{w}}" for i, (_, w, f) in enumerate(COLUMNS))
+    widths = [max([w, *(len(f(c)) for c in profile["cells"])]) for _, w, f in COLUMNS]  # a long name widens its column
+    head = " ".join(f"{h:<{w}}" if i < 4 else f"{h:>{w}}" for i, ((h, _, _), w) in enumerate(zip(COLUMNS, widths)))
+    rows = [" ".join(f"{f(c):<{w}}" if i < 4 else f"{f(c):>{w}}" for i, ((_, _, f), w) in enumerate(zip(COLUMNS, widths)))
             + "  " + status_text(c) for c in profile["cells"]]
     s = profile["settings"]
     notes = [device_line(profile["device"]),
