@@ -63,6 +63,8 @@ def test_table_json_report_and_plot(profiled, ran):
     # the table shows the JSON's figures, one row per cell, the device and the status column
     onnx_row = next(line for line in text.splitlines() if line.startswith("mci0+fpn") and " onnxruntime " in line)
     assert f"{cells['onnxruntime']['median_ms']:.1f}" in onnx_row and onnx_row.rstrip().endswith("ran")
+    head = next(line for line in text.splitlines() if line.startswith("model "))
+    assert head.split()[-1] == "status" and head.index("runtime") == onnx_row.index("onnxruntime")  # columns align
     assert prof["device"]["cpu"] in text and "1 threads for every runtime" in text
     report = (out / "report.md").read_text()
     assert "| mci0+fpn | 64 | onnxruntime | fp32 |" in report and "Pareto front" in report

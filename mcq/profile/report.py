@@ -95,7 +95,8 @@ def format_table(profile: dict) -> str:
     from mcq.profile.device import device_line
 
     widths = [max([w, *(len(f(c)) for c in profile["cells"])]) for _, w, f in COLUMNS]  # a long name widens its column
-    head = " ".join(f"{h:<{w}}" if i < 4 else f"{h:>{w}}" for i, ((h, _, _), w) in enumerate(zip(COLUMNS, widths)))
+    head = " ".join(f"{h:<{w}}" if i < 4 else f"{h:>{w}}" for i, ((h, _, _), w) in enumerate(zip(COLUMNS, widths))) \
+        + "  status"
     rows = [" ".join(f"{f(c):<{w}}" if i < 4 else f"{f(c):>{w}}" for i, ((_, _, f), w) in enumerate(zip(COLUMNS, widths)))
             + "  " + status_text(c) for c in profile["cells"]]
     s = profile["settings"]
