@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mcq.export.delegation import delegation, for_xnnpack
+
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("xnnpack", "coreml", "portable")
@@ -92,7 +94,9 @@ def _partitioners(backend: str) -> list:
 
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
-           backend: str = "xnnpack") -> None:
+           backend: str = "xnnpack") -> dict:
+    """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
+    the rewrites that kept the others in (``mcq.export.delegation``)."""
     from executorch.exir import to_edge_transform_and_lower
 
     if precision not in PRECISIONS:
@@ -106,9 +110,14 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         model = _quantized(model, example, calib)
     elif precision == "fp16":
         model = _Half(model).eval()
-    ep = torch.export.export(model, (example,))
-    program = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend)).to_executorch()
-    Path(path).write_bytes(program.buffer)
+    if backend == "xnnpack":
+        ep, rewrites = for_xnnpack(model, example)
+    else:
+        ep, rewrites = torch.export.export(model, (example,)), {}
+    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend))
+    info = {**delegation(edge.exported_program().graph_module), "rewrites": dict(rewrites)}
+    Path(path).write_bytes(edge.to_executorch().buffer)
+    return {"delegation": info}
 
 
 def delegates(path: Path) -> list[str]:

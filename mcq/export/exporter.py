@@ -151,7 +151,9 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         if meta["task"] == "det":
             net, reference, meta = _det_form(fmt, model, precision, meta)
             report["graph"] = meta["graph"]
-        module.export(net, images[:1], staged, precision, calib, meta, **opts)
+        facts = module.export(net, images[:1], staged, precision, calib, meta, **opts) or {}
+        report.update(facts)
+        meta = {**meta, **facts}
         run = _det_runner(module, staged, model, meta) if meta["task"] == "det" else module.runner(staged)
         report["parity"] = (parity(run, reference, images, precision, meta["task"]) if run
                             else module.inspect(staged, meta))

@@ -2,9 +2,10 @@
 
 A format module provides:
     DEFAULT_PRECISION: str                             what ``--precision`` defaults to for it
-    export(model, example, path, precision, calib, meta) -> None
+    export(model, example, path, precision, calib, meta) -> dict | None
         write the artifact for ``model`` (eval, reparameterized; NCHW float32 normalised input -> logits)
-        to ``path``; ``calib`` holds dataset images for int8 calibration; ``meta`` goes inside where possible
+        to ``path``; ``calib`` holds dataset images for int8 calibration; ``meta`` goes inside where possible;
+        returns facts about the artifact for its report and sidecar (ExecuTorch: ``delegation``), or None
     run_all(path, threads=None) -> Callable[[np.ndarray], list[np.ndarray]] | None
         run one batch through the format's own runtime (``threads`` intra-op threads where it has the
         setting) and return every output, or None where it cannot run on this machine

@@ -1,0 +1,221 @@
+"""Keep a graph inside the XNNPACK delegate: exact rewrites of the ops it has no kernel for, and what was left out.
+
+ExecuTorch 1.5.1's XNNPACK partitioner takes no ``upsample_nearest2d``, ``native_layer_norm``, ``roll`` or the guard
+of ``_safe_softmax`` that ``scaled_dot_product_attention`` becomes. Every such op runs as a portable kernel (scalar
+loops) between two delegate calls, with layout changes at each boundary. ``for_xnnpack`` rewrites them, on the
+ATen graph of ``torch.export`` and before quantization, into ops the delegate takes, computing the same function:
+
+- nearest upsampling by an integer factor: a depthwise transposed convolution with unit weights and the factor as
+  kernel and stride (each input pixel copied into its block);
+- layer norm over the last dimension: the mean and the variance as a linear layer with weights 1/C, then
+  subtract, multiply, ``rsqrt`` and the affine map;
+- ``roll``: two slices and a concatenation per rolled dimension;
+- ``scaled_dot_product_attention`` (no dropout): ``softmax(q k^T * scale + mask) v`` with batched matmuls.
+
+``delegation`` reads a lowered program: its delegate segments and every op left outside them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Callable
+
+import torch
+from torch import fx
+
+aten = torch.ops.aten
+
+
+class _Graph:
+    """Insertion helpers for one node's replacement: ``call`` adds an op, ``const`` a tensor the graph holds."""
+
+    def __init__(self, gm: fx.GraphModule, node: fx.Node):
+        self.gm, self.node, self.graph = gm, node, gm.graph
+
+    def call(self, target, *args) -> fx.Node:
+        node = self.graph.call_function(target, args)
+        node.meta["val"] = target(*fx.node.map_arg(args, _meta))  # its shape, for the rewrites of later nodes
+        return node
+
+    def const(self, value: torch.Tensor) -> fx.Node:
+        name = f"_mcq_const_{len([n for n in self.graph.nodes if n.op == 'get_attr'])}"
+        while hasattr(self.gm, name):
+            name += "_"
+        self.gm.register_buffer(name, value)
+        node = self.graph.get_attr(name)
+        node.meta["val"] = value
+        return node
+
+
+def _meta(node: fx.Node) -> torch.Tensor:
+    """A tensor on the meta device shaped as ``node``'s value."""
+    val = node.meta["val"]
+    return torch.empty(val.shape, dtype=val.dtype, device="meta")
+
+
+def _val(node) -> torch.Tensor | None:
+    return node.meta.get("val") if isinstance(node, fx.Node) else None
+
+
+def _nearest(g: _Graph, x: fx.Node, output_size=None, scale_factors=None) -> fx.Node | None:
+    shape = _val(x).shape
+    if output_size is None:
+        if scale_factors is None or any(s != int(s) for s in scale_factors):
+            return None
+        output_size = [int(d * s) for d, s in zip(shape[-2:], scale_factors)]
+    factors = [o // i for o, i in zip(output_size, shape[-2:])]
+    if any(o != f * i for o, f, i in zip(output_size, factors, shape[-2:])) or len(shape) != 4:
+        return None
+    channels = shape[1]
+    weight = g.const(torch.ones(channels, 1, *factors, dtype=_val(x).dtype))
+    return g.call(aten.conv_transpose2d.input, x, weight, None, factors, [0, 0], [0, 0], channels)
+
+
+def _adaptive_avg_pool(g: _Graph, x: fx.Node, output_size) -> fx.Node | None:
+    """Adaptive average pooling is linear in each spatial axis: a linear layer over W, then over H, whose weights
+    are the pooling windows' 1/size (exact for any input size, divisible or not)."""
+    shape = _val(x).shape
+    if len(shape) != 4:
+        return None
+    for axis, (size, out) in enumerate(zip(shape[-2:], output_size)):
+        windows = torch.zeros(out, size, dtype=_val(x).dtype)
+        for i in range(out):  # torch's windows: [floor(i * size / out), ceil((i + 1) * size / out))
+            start, end = (i * size) // out, -((-(i + 1) * size) // out)
+            windows[i, start:end] = 1.0 / (end - start)
+        x = g.call(aten.transpose.int, x, -1, -2) if axis == 0 else x
+        x = g.call(aten.linear.default, x, g.const(windows))
+        x = g.call(aten.transpose.int, x, -1, -2) if axis == 0 else x
+    return x
+
+
+def _layer_norm(g: _Graph, x: fx.Node, normalized_shape, weight=None, bias=None, eps=1e-5, *_) -> fx.Node | None:
+    if len(normalized_shape) != 1:
+        return None
+    width = normalized_shape[0]
+    average = g.const(torch.full((1, width), 1.0 / width, dtype=_val(x).dtype))
+    centred = g.call(aten.sub.Tensor, x, g.call(aten.linear.default, x, average))
+    variance = g.call(aten.linear.default, g.call(aten.mul.Tensor, centred, centred), average)
+    scale = g.call(aten.rsqrt.default, g.call(aten.add.Tensor, variance, g.const(torch.tensor([eps], dtype=_val(x).dtype))))
+    out = g.call(aten.mul.Tensor, centred, scale)
+    if weight is not None:
+        out = g.call(aten.mul.Tensor, out, weight)
+    if bias is not None:
+        out = g.call(aten.add.Tensor, out, bias)
+    return out
+
+
+def _roll(g: _Graph, x: fx.Node, shifts, dims=()) -> fx.Node | None:
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    if len(shifts) != len(dims) or not dims:  # a roll of the flattened tensor: left as it is
+        return None
+    shape = _val(x).shape
+    for shift, dim in zip(shifts, dims):
+        size = shape[dim]
+        shift %= size
+        if shift:
+            tail = g.call(aten.slice.Tensor, x, dim, size - shift, size)
+            head = g.call(aten.slice.Tensor, x, dim, 0, size - shift)
+            x = g.call(aten.cat.default, [tail, head], dim)
+    return x
+
+
+def _attention(g: _Graph, q: fx.Node, k: fx.Node, v: fx.Node, attn_mask=None, dropout_p=0.0, is_causal=False,
+               *, scale=None, enable_gqa=False) -> fx.Node | None:
+    if dropout_p or is_causal or enable_gqa or _val(q).shape[-3] != _val(k).shape[-3]:
+        return None
+    scale = 1.0 / math.sqrt(_val(q).shape[-1]) if scale is None else scale
+    if attn_mask is not None and _val(attn_mask).dtype == torch.bool:
+        return None
+    (*batch, n, d), m, dv = _val(q).shape, _val(k).shape[-2], _val(v).shape[-1]
+    scores = _bmm(g, q, g.call(aten.transpose.int, k, -2, -1), batch, (n, d), (d, m))
+    scores = g.call(aten.mul.Tensor, scores, g.const(torch.tensor([scale], dtype=_val(q).dtype)))
+    if attn_mask is not None:
+        scores = g.call(aten.add.Tensor, scores, attn_mask)
+    return _bmm(g, g.call(aten.softmax.int, scores, -1), v, batch, (n, m), (m, dv))
+
+
+def _bmm(g: _Graph, a: fx.Node, b: fx.Node, batch: list[int], a_mat: tuple[int, int], b_mat: tuple[int, int]) -> fx.Node:
+    """``a @ b`` over the leading dimensions ``batch`` as one ``bmm`` (``matmul`` adds no-op expands outside the
+    delegate)."""
+    prod = g.call(aten.bmm.default, g.call(aten.reshape.default, a, [-1, *a_mat]),
+                  g.call(aten.reshape.default, b, [-1, *b_mat]))
+    return g.call(aten.reshape.default, prod, [*batch, a_mat[0], b_mat[1]])
+
+
+def _matmul(g: _Graph, a: fx.Node, b: fx.Node) -> fx.Node | None:
+    sa, sb = _val(a).shape, _val(b).shape
+    if len(sa) < 3 or sa[:-2] != sb[:-2]:
+        return None
+    return _bmm(g, a, b, list(sa[:-2]), tuple(sa[-2:]), tuple(sb[-2:]))
+
+
+def _expand(g: _Graph, x: fx.Node, size, *, implicit=False) -> fx.Node | None:
+    """An expand to the shape the tensor has already (a class token at batch 1) is the tensor itself."""
+    shape = list(_val(x).shape)
+    return x if len(size) == len(shape) and all(s in (-1, d) for s, d in zip(size, shape)) else None
+
+
+def _unbind(g: _Graph, x: fx.Node, dim: int = 0) -> list[fx.Node]:
+    """``unbind`` as slices (``squeeze`` and ``select`` are not delegated): a list, like the op's."""
+    shape = list(_val(x).shape)
+    dim %= len(shape)
+    rest = shape[:dim] + shape[dim + 1:]
+    return [g.call(aten.reshape.default, g.call(aten.slice.Tensor, x, dim, i, i + 1), rest)
+            for i in range(shape[dim])]
+
+
+REWRITES: dict[object, Callable[..., fx.Node | None]] = {
+    aten.upsample_nearest2d.vec: _nearest,
+    aten.upsample_nearest2d.default: _nearest,
+    aten.layer_norm.default: _layer_norm,
+    aten.adaptive_avg_pool2d.default: _adaptive_avg_pool,
+    aten.roll.default: _roll,
+    aten.scaled_dot_product_attention.default: _attention,
+    aten.matmul.default: _matmul,
+    aten.unbind.int: _unbind,
+    aten.expand.default: _expand,
+}
+
+
+def rewrite_graph(gm: fx.GraphModule) -> Counter:
+    """Rewrite, in place, every op of ``REWRITES`` that its rewrite takes; returns how many of each were rewritten."""
+    done: Counter = Counter()
+    for node in list(gm.graph.nodes):
+        rewrite = REWRITES.get(node.target) if node.op == "call_function" else None
+        if rewrite is None:
+            continue
+        with gm.graph.inserting_before(node):
+            new = rewrite(_Graph(gm, node), *node.args, **node.kwargs)
+        if isinstance(new, list):  # a multi-output op: its getitem users take the new nodes
+            for user in list(node.users):
+                user.replace_all_uses_with(new[user.args[1]])
+                gm.graph.erase_node(user)
+        elif new is not None:
+            node.replace_all_uses_with(new)
+        if new is not None:
+            gm.graph.erase_node(node)
+            done[str(node.target).split(".")[1]] += 1
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return done
+
+
+def for_xnnpack(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.export.ExportedProgram, Counter]:
+    """The exported program of ``model`` (float, or a converted PT2E module) with the ops XNNPACK lacks rewritten
+    (``rewrite_graph``), and the count of rewrites."""
+    gm = torch.export.export(model, (example,)).module()
+    done = rewrite_graph(gm)
+    return torch.export.export(gm, (example,)), done
+
+
+def delegation(graph_module: fx.GraphModule) -> dict:
+    """The delegate segments of a lowered edge program and the compute ops left outside them (op -> count)."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    outside = {op.removeprefix("aten_"): b.non_delegated for op, b in sorted(info.delegation_by_operator.items())
+               if b.non_delegated and op != "getitem"}
+    return {"segments": info.num_delegated_subgraphs, "delegated_ops": info.num_delegated_nodes,
+            "ops_outside": outside}
