@@ -59,6 +59,7 @@ def test_every_shipped_target_loads():
     ({"precision": "int8"}, 'int8 needs calibration as {"images": 16, "method": "minmax"}'),
     ({"compute_units": "all"}, "compute_units is for format coreml"),
     ({"format": "executorch", "backend": "vulkan"}, "backend 'vulkan' is not one of xnnpack, coreml"),
+    ({"format": "executorch", "backend": "coreml", "precision": "int8"}, "coreml backend takes fp32 or fp16"),
 ])
 def test_a_bad_target_file_is_one_line_naming_it(tmp_path, changes, says):
     path = _write(tmp_path / "bad.json", **changes)

@@ -77,10 +77,9 @@ def _validated(path: Path, data) -> Target:
     def bad(what: str) -> McqError:
         return McqError(f"{path}: {what}")
 
-    def one_of(key: str, allowed, optional: bool = False) -> None:
-        if data[key] not in allowed and not (optional and data[key] is None):
-            raise bad(f"{key} {data[key]!r} is not one of {', '.join(map(str, allowed))}"
-                      + (" (or null)" if optional else ""))
+    def one_of(key: str, allowed) -> None:
+        if data[key] not in allowed:
+            raise bad(f"{key} {data[key]!r} is not one of {', '.join(allowed)}")
 
     keys = [f.name for f in fields(Target) if f.name != "name"]
     if not isinstance(data, dict):
@@ -101,6 +100,8 @@ def _validated(path: Path, data) -> Target:
     fmt = data["format"]
     if fmt == "executorch":
         one_of("backend", BACKENDS)
+        if data["backend"] == "coreml" and data["precision"] == "int8":
+            raise bad("ExecuTorch's coreml backend takes fp32 or fp16; for int8 use backend xnnpack or format coreml")
     elif data["backend"] is not None:
         raise bad(f"backend is for format executorch; set it to null for {fmt}")
     if fmt == "coreml":
@@ -111,7 +112,7 @@ def _validated(path: Path, data) -> Target:
     if data["precision"] != "int8" or fmt not in CALIBRATION:
         if calib is not None:
             raise bad(f"calibration is for int8 of {' and '.join(CALIBRATION)}; set it to null")
-        return Target(path.stem, **{**data, "calibration": None})
+        return Target(path.stem, **data)
     method = CALIBRATION[fmt]
     layout = f'{{"images": 16, "method": "{method}"}}'
     if not isinstance(calib, dict) or set(calib) != {"images", "method"}:
