@@ -55,7 +55,11 @@ _EXAMPLES = {
         "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?\n"
         "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path\n"
         "  mcq export coreml --checkpoint best.ckpt --app ios          # into apps/ios/McqSegment/McqModel.mlpackage\n"
-        "  mcq export executorch --checkpoint best.ckpt --app android  # into apps/android/app/src/main/assets/"
+        "  mcq export executorch --checkpoint best.ckpt --app android  # into apps/android/app/src/main/assets/\n"
+        "  mcq export --list-targets                                   # the deploy targets in export/\n"
+        "  mcq export --target android-xnnpack-int8 --checkpoint best.ckpt   # format, precision, ... from the target\n"
+        "  mcq export --target web-onnx-fp32 --checkpoint best.ckpt --img-size 256   # a flag overrides the target\n"
+        "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
     "profile": (
@@ -183,20 +187,25 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", parents=[common], help="export a checkpoint (seg, depth, cls or det) and check it "
                         "against PyTorch",
                         epilog=_EXAMPLES["export"], formatter_class=fmt)
-    ex.add_argument("format", choices=["coreml", "onnx", "executorch", "all"])
-    ex.add_argument("--checkpoint", required=True, help="a run's checkpoints/best.ckpt or last.ckpt")
-    ex.add_argument("--precision", default="", help="fp32, fp16, int8, comma-separated (default: fp16 for Core ML, "
-                    "fp32 otherwise)")
+    ex.add_argument("format", nargs="?", choices=["coreml", "onnx", "executorch", "all"],
+                    help="the format to export to (with --target: the target's, which may be left out)")
+    ex.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (required)")
+    ex.add_argument("--target", help="a deploy target: a name from `--list-targets` (export/NAME.json) or the path "
+                    "of a .json target file; it sets format, precision, size, calibration, delegate and compute "
+                    "units, and flags given here override it for this run")
+    ex.add_argument("--list-targets", action="store_true", help="list the deploy targets and exit")
+    ex.add_argument("--precision", default="", help="fp32, fp16, int8, comma-separated (default: the target's; "
+                    "else fp16 for Core ML, fp32 otherwise)")
     ex.add_argument("--img-size", type=int, help="fixed input size, square (depth: the height of a 4:3 input) "
-                    "(default: the training size)")
+                    "(default: the target's; else the training size)")
     ex.add_argument("--data", help="dataset in the task's layout for the parity check and int8 calibration (default: "
                     "the embedded data)")
     ex.add_argument("--out", default="exports", help="folder for the artifacts (default exports/)")
     ex.add_argument("--json", help="also write the export report to this JSON file")
     ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
                     "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
-    ex.add_argument("--executorch-backend", default="xnnpack", choices=["xnnpack", "coreml"],
-                    help="ExecuTorch delegate (default xnnpack; coreml lowers to Core ML, which runs only on Apple "
+    ex.add_argument("--executorch-backend", choices=["xnnpack", "coreml"],
+                    help="ExecuTorch delegate (default: the target's, else xnnpack; coreml lowers to Core ML, which runs only on Apple "
                     "devices)")
     ex.add_argument("--app", choices=sorted(APPS), help="also copy the artifact (one precision) into that sample "
                     "app's project: ios takes coreml, android executorch")
@@ -415,24 +424,44 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"metrics written to {args.json}")
 
 
-def _export_options(args: argparse.Namespace) -> dict[str, dict]:
-    """Per-format options that differ from the defaults."""
-    return {"executorch": {"backend": args.executorch_backend}} if args.executorch_backend != "xnnpack" else {}
+def _export_arguments(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``export_checkpoint``: the flags, over the ``--target``'s values when there is one."""
+    precisions = [p for p in args.precision.split(",") if p]
+    if args.target:
+        from mcq.export.targets import export_arguments, load_target
+
+        target = load_target(args.target)
+        if args.format and args.format != target.format:
+            raise McqError(f"target {target.name} exports to {target.format}, not {args.format}: leave out the "
+                           f"format or give {target.format}")
+        return export_arguments(target, precisions, args.img_size, args.executorch_backend)
+    if not args.format:
+        raise McqError("give a format (coreml, onnx, executorch, all) or --target NAME (see --list-targets)")
+    from mcq.export.formats import FORMATS
+
+    backend = args.executorch_backend or "xnnpack"
+    return dict(formats=list(FORMATS) if args.format == "all" else [args.format], precisions=precisions or [None],
+                img_size=args.img_size, options={"executorch": {"backend": backend}} if backend != "xnnpack" else {})
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.list_targets:
+        from mcq.export.targets import TARGETS_DIR, format_targets
+
+        print(f"deploy targets in {TARGETS_DIR.resolve()} (mcq export --target NAME):")
+        print(format_targets())
+        return 0
+    if not args.checkpoint:
+        raise McqError("--checkpoint is required: a run's checkpoints/best.ckpt or last.ckpt")
     from mcq.export.explain import format_drift
     from mcq.export.exporter import export_checkpoint
-    from mcq.export.formats import FORMATS
     from mcq.export.parity import format_parity_table
     from mcq.io import write_json
 
-    formats = list(FORMATS) if args.format == "all" else [args.format]
-    precisions = [p for p in args.precision.split(",") if p] or [None]
+    kwargs = _export_arguments(args)
     if args.app:
-        _check_app_export(args.app, formats, precisions)
-    reports = export_checkpoint(args.checkpoint, formats, precisions, args.out, args.img_size, args.data,
-                                explain=args.explain, options=_export_options(args))
+        _check_app_export(args.app, kwargs["formats"], kwargs["precisions"])
+    reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain, **kwargs)
     print(format_parity_table(reports))
     for r in reports:
         if r["status"].startswith("ok (numerics"):

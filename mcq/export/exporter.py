@@ -61,6 +61,7 @@ def export_checkpoint(
     checkpoint: str | Path, formats: list[str], precisions: list[str | None], out: str | Path = "exports",
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
     explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
+    target: str | None = None, compute_units: str | None = None,
 ) -> list[dict]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
     is kept.
@@ -75,6 +76,8 @@ def export_checkpoint(
     artifact that fails only its parity check is kept, its sidecar saying so, and its report has ``kept``.
     ``options`` holds extra keyword arguments of a format's ``export`` (e.g. ``{"executorch": {"backend":
     "coreml"}}``); they are recorded in the metadata and named in the artifact's file name.
+    ``target`` (the deploy target's name, ``mcq.export.targets``) is recorded in every sidecar and report;
+    ``compute_units`` in Core ML sidecars, and Core ML's check runs on them (on macOS).
     """
     task = load_task(checkpoint)
     spec = task_spec(task.task_name)
@@ -83,7 +86,7 @@ def export_checkpoint(
     images = dataset_images(data, spec.splits[1], size, backbone, n_images, spec.name)
     model = inference_form(task.model, tuple(images.shape[-2:]))
     calib = None
-    meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint)
+    meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint) | ({"target": target} if target else {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -94,8 +97,9 @@ def export_checkpoint(
             if precision == "int8" and calib is None:
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
-            reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts}, out, explain,
-                                       opts, keep_failed_parity))
+            units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
+            reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts, **units}, out,
+                                       explain, opts, keep_failed_parity))
     return reports
 
 
@@ -143,7 +147,7 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
     size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
     report = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
-              "img_size": size}
+              "img_size": size} | ({"target": meta["target"]} if "target" in meta else {})
     meta = {**meta, "format": fmt, "precision": precision}
     net = reference = model
     try:
@@ -154,7 +158,8 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         facts = module.export(net, images[:1], staged, precision, calib, meta, **opts) or {}
         report.update(facts)
         meta = {**meta, **facts}
-        run = _det_runner(module, staged, model, meta) if meta["task"] == "det" else module.runner(staged)
+        units = {"compute_units": meta["compute_units"]} if "compute_units" in meta else {}
+        run = _det_runner(module, staged, model, meta) if meta["task"] == "det" else module.runner(staged, **units)
         report["parity"] = (parity(run, reference, images, precision, meta["task"]) if run
                             else module.inspect(staged, meta))
         if explain:
