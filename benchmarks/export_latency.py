@@ -40,13 +40,14 @@ def _torch_runner(model: torch.nn.Module):
     return run
 
 
-def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path) -> dict:
-    """name -> runner for every path, exported into ``tmp``."""
+def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path,
+             precisions: tuple[str, ...] = ("fp32", "int8")) -> dict:
+    """name -> runner for every path in ``precisions``, exported into ``tmp``."""
     fused = inference_form(model)
     example = calib[:1]
     runs = {"torch eager": _torch_runner(model.eval()), "torch eager, reparameterized": _torch_runner(fused)}
     for fmt, module, suffix in (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte")):
-        for precision in ("fp32", "int8"):
+        for precision in precisions:
             path = tmp / f"{model.cfg.encoder}_{size}_{precision}{suffix}"
             start = time.perf_counter()
             module.export(fused, example, path, precision, calib, {})
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=8, help="calls per block (two blocks per variant)")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--precision", default="fp32,int8", help="precisions of the exported paths (default fp32,int8)")
     ap.add_argument("--calib", type=int, default=16, help="calibration images for int8 (embedded data)")
     ap.add_argument("--data", help="dataset for calibration and agreement (default: the embedded data)")
     ap.add_argument("--json", help="also write the medians here")
@@ -108,7 +110,7 @@ def main() -> None:
         calib = dataset_images(args.data, "training", args.img_size, model.cfg.encoder, args.calib)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
-            runs = variants(model, args.img_size, args.threads, calib, Path(tmp))
+            runs = variants(model, args.img_size, args.threads, calib, Path(tmp), tuple(args.precision.split(",")))
             agreement = None
             if args.checkpoint:
                 images = dataset_images(args.data, "validation", args.img_size, model.cfg.encoder, 8)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import reduce
 from typing import Callable
 
 import torch
@@ -157,6 +158,12 @@ def _expand(g: _Graph, x: fx.Node, size, *, implicit=False) -> fx.Node | None:
     return x if len(size) == len(shape) and all(s in (-1, d) for s, d in zip(size, shape)) else None
 
 
+def _pad(g: _Graph, x: fx.Node, pad, *_) -> fx.Node | None:
+    """A pad of zero width (Swin's patch merging on an even map) is the tensor itself: as an op, XNNPACK refuses
+    it in a quantized graph (``Failed to create StaticConstantPad node``)."""
+    return x if not any(pad) else None
+
+
 def _unbind(g: _Graph, x: fx.Node, dim: int = 0) -> list[fx.Node]:
     """``unbind`` as slices (``squeeze`` and ``select`` are not delegated): a list, like the op's."""
     shape = list(_val(x).shape)
@@ -176,12 +183,51 @@ REWRITES: dict[object, Callable[..., fx.Node | None]] = {
     aten.matmul.default: _matmul,
     aten.unbind.int: _unbind,
     aten.expand.default: _expand,
+    aten.pad.default: _pad,
+    aten.constant_pad_nd.default: _pad,
 }
 
 
+_NOT_CONSTANT = ("rand", "empty", "normal", "bernoulli", "dropout", "uniform", "quantize")
+
+
+def _fold_constants(gm: fx.GraphModule) -> int:
+    """Compute once what depends on no input and no weight (Swin's shifted-window mask, built in every call with
+    ``zeros`` and slice assignments of constants), held as constant tensors; returns how many uses were replaced. Each use gets
+    the value as it is at that point of the program, since the folded ops may write in place.
+
+    What is computed from weights is left alone (Swin's relative position bias, gathered from its table: as a
+    folded constant, XNNPACK 1.5.1 fails to propagate the shapes of the add that takes it, at run time)."""
+    values: dict[fx.Node, object] = {}
+    weights = dict(gm.named_parameters())
+    folded = 0
+    for node in list(gm.graph.nodes):
+        if node.op == "get_attr" and node.target not in weights:  # buffers and constants (an assigned value)
+            values[node] = reduce(getattr, node.target.split("."), gm)
+            continue
+        if (node.op == "call_function" and not any(w in str(node.target) for w in _NOT_CONSTANT)
+                and all(i in values for i in node.all_input_nodes)):
+            args, kwargs = fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
+            values[node] = node.target(*args, **kwargs)
+            continue
+        for value_node in node.all_input_nodes:
+            if value_node.op == "call_function" and isinstance(values.get(value_node), torch.Tensor):
+                with gm.graph.inserting_before(node):
+                    const = _Graph(gm, node).const(values[value_node].detach().clone())
+                node.replace_input_with(value_node, const)
+                folded += 1
+    for node in reversed(values):  # in-place ops too, which dead-code elimination keeps
+        if node.op == "call_function" and not node.users:
+            gm.graph.erase_node(node)
+    return folded
+
+
 def rewrite_graph(gm: fx.GraphModule) -> Counter:
-    """Rewrite, in place, every op of ``REWRITES`` that its rewrite takes; returns how many of each were rewritten."""
+    """Fold the constant parts of the graph, then rewrite, in place, every op of ``REWRITES`` that its rewrite
+    takes; returns how many of each were rewritten or folded."""
     done: Counter = Counter()
+    if folded := _fold_constants(gm):
+        done["constants"] = folded
     for node in list(gm.graph.nodes):
         rewrite = REWRITES.get(node.target) if node.op == "call_function" else None
         if rewrite is None:
@@ -200,6 +246,24 @@ def rewrite_graph(gm: fx.GraphModule) -> Counter:
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return done
+
+
+def unshare_weights(gm: fx.GraphModule) -> int:
+    """Give every convolution but the first its own copy of a weight that several share (ViT-Adapter's ConvFFN runs
+    one depthwise conv on three levels), in place; returns how many copies were made.
+
+    PT2E quantizes each use with its own ranges, and XNNPACK 1.5.1 refuses a shared quantized weight at load
+    (``Failed to create depthwise convolution node``); copies are quantized alike and keep the convs in int8."""
+    copies = 0
+    for node in list(gm.graph.nodes):
+        convs = [u for u in node.users if "conv" in str(u.target)] if node.op == "get_attr" else []
+        for conv in convs[1:]:
+            with gm.graph.inserting_before(conv):
+                copy = _Graph(gm, conv).const(reduce(getattr, node.target.split("."), gm).detach().clone())
+            conv.replace_input_with(node, copy)
+            copies += 1
+    gm.recompile()
+    return copies
 
 
 def for_xnnpack(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.export.ExportedProgram, Counter]:

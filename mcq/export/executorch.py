@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mcq.export.delegation import delegation, for_xnnpack
+from mcq.export.delegation import delegation, for_xnnpack, unshare_weights
 
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -70,7 +70,9 @@ def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tenso
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(torch.export.export(_norms_as_convs(model), (example,)).module(), quantizer)
+    graph = torch.export.export(_norms_as_convs(model), (example,)).module()
+    unshare_weights(graph)
+    prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for x in calib:
             prepared(x[None])

@@ -1,0 +1,87 @@
+"""The rewrites that keep a graph inside the XNNPACK delegate compute the same function, and leave no op outside."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcq.export.delegation import delegation, for_xnnpack
+
+aten = torch.ops.aten
+
+
+class EveryRewrittenOp(nn.Module):
+    """One of each op that ExecuTorch 1.5.1's XNNPACK partitioner leaves outside, in the shapes mcq's models have."""
+
+    def __init__(self, dim: int = 16, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.proj = nn.Conv2d(3, dim, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        b, c, h, w = x.shape
+        tokens = torch.roll(self.norm(x.flatten(2).transpose(1, 2)).view(b, h, w, c), shifts=(-2, 3), dims=(1, 2))
+        tokens = torch.cat([self.cls.expand(b, -1, -1), tokens.reshape(b, h * w, c)], 1)
+        q, k, v = self.qkv(tokens).reshape(b, -1, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        fused = F.scaled_dot_product_attention(q, k, v)
+        plain = (q @ k.transpose(-2, -1)).softmax(-1) @ v
+        y = (fused + plain).transpose(1, 2).reshape(b, -1, c)[:, 1:].transpose(1, 2).reshape(b, c, h, w)
+        pooled = F.interpolate(F.adaptive_avg_pool2d(y, 3), size=(h, w), mode="bilinear", align_corners=False)
+        up = F.interpolate(y + pooled, scale_factor=2, mode="nearest") + F.interpolate(y, size=(2 * h, 2 * w))
+        return up
+
+
+def _targets(ep) -> set[str]:
+    return {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+
+
+@pytest.fixture(scope="module")
+def model_and_input():
+    torch.manual_seed(0)
+    return EveryRewrittenOp().eval(), torch.randn(1, 3, 20, 20)  # 10x10 tokens: pooled to 3x3, not a divisor
+
+
+def test_rewrites_compute_the_same_function(model_and_input):
+    model, x = model_and_input
+    ep, done = for_xnnpack(model, x)
+    assert done == {"upsample_nearest2d": 2, "layer_norm": 1, "roll": 1, "scaled_dot_product_attention": 1,
+                    "matmul": 2, "unbind": 1, "adaptive_avg_pool2d": 1, "expand": 1}, done
+    left = {t for t in _targets(ep) if any(op in t for op in ("nearest", "layer_norm", "roll", "scaled_dot", "matmul",
+                                                               "unbind", "adaptive", "expand"))}
+    assert not left, left
+    with torch.no_grad():
+        torch.testing.assert_close(ep.module()(x), model(x), atol=1e-5, rtol=1e-5)
+        x2 = torch.randn_like(x)
+        torch.testing.assert_close(ep.module()(x2), model(x2), atol=1e-5, rtol=1e-5)
+
+
+def test_an_op_outside_its_rewrite_is_left_as_it_is():
+    class Odd(nn.Module):
+        def forward(self, x):  # a non-integer nearest scale and a flat roll: no exact rewrite
+            return torch.roll(F.interpolate(x, size=(5, 5), mode="nearest"), 3)
+
+    x = torch.randn(1, 2, 3, 3)
+    ep, done = for_xnnpack(Odd(), x)
+    assert not done and {"aten.upsample_nearest2d.vec", "aten.roll.default"} <= _targets(ep)
+    torch.testing.assert_close(ep.module()(x), Odd()(x))
+
+
+def test_the_rewritten_graph_lowers_whole_into_one_delegate_segment(model_and_input):
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model, x = model_and_input
+
+    def lowered(ep):
+        return delegation(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).exported_program()
+                          .graph_module)
+
+    before = lowered(torch.export.export(model, (x,)))
+    assert before["segments"] > 1 and {"upsample_nearest2d_vec", "native_layer_norm_default"} <= set(
+        before["ops_outside"]), before
+    after = lowered(for_xnnpack(model, x)[0])
+    assert after["segments"] == 1 and after["ops_outside"] == {}, after
