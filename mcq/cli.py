@@ -68,6 +68,7 @@ _EXAMPLES = {
         "  mcq profile --models mci0 --img-size 256 512 --precision fp32,int8 --runs 50   # resolution as a third axis\n"
         "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
         "  mcq profile --checkpoint runs/det-mci0/checkpoints/best.ckpt --precision fp32   # Mask R-CNN: graph per cell\n"
+        "  mcq profile --models mci0 --runtimes executorch,onnxruntime --precision fp32 --per-op   # where the time goes\n"
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
     ),
     "analyze": (
@@ -277,6 +278,9 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
                     "layout (default: each task's embedded data)")
     pf.add_argument("--out", help="folder for profile.json, report.md, the plot and artifacts/ (default "
                     "profiles/<device>)")
+    pf.add_argument("--per-op", action="store_true", help="also each cell's ops and their time from the runtime's "
+                    "profiler (ExecuTorch ETDump, onnxruntime, torch.profiler): in profile.json, report.md and "
+                    "ops/<cell>.csv")
     cmp = pf.add_subparsers(dest="profile_command").add_parser(
         "compare", parents=[common], help="compare two profiles; exit 1 when B regresses beyond --fail-on",
         epilog=_EXAMPLES["profile"], formatter_class=fmt)
@@ -350,7 +354,8 @@ def _profile(args: argparse.Namespace) -> int:
                         img_sizes=args.img_size or [],
                         threads=args.threads or usable_cores(), runs=args.runs, warmup=args.warmup,
                         parity_images=args.parity_images, calib_images=args.calib_images,
-                        accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out)
+                        accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out,
+                        per_op=args.per_op)
     result = profile(cfg)
     print(format_table(result))
     print("written: " + ", ".join(result["outputs"].values()))

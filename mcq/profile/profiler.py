@@ -53,6 +53,7 @@ class ProfileConfig:
     parity_images: int = 8
     calib_images: int = 16
     seed: int = 0
+    per_op: bool = False  # each cell that ran: its ops' time from the runtime's profiler (``mcq.profile.per_op``)
 
     def check(self) -> None:
         from mcq.export.coreml import COMPUTE_UNITS
@@ -154,7 +155,8 @@ def profile(cfg: ProfileConfig) -> dict:
         "mcq_profile": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": device,
         "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "img_sizes": cfg.img_sizes,
                      "compute_units": cfg.compute_units if any(c.get("compute_units") for c in cells) else None,
-                     "batch": 1, "memory": MEMORY_METHOD, "data": cfg.data or "embedded synthetic data"},
+                     "batch": 1, "memory": MEMORY_METHOD, "data": cfg.data or "embedded synthetic data",
+                     "per_op": cfg.per_op},
         "cells": cells,
     }
     result["outputs"] = write_outputs(result, out)
@@ -303,5 +305,25 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
         post = time_calls(lambda: bench.input.post(outputs, cell.get("graph") or ""), cfg.runs, 1)
     except Exception as e:  # noqa: BLE001 - a runtime that breaks is a failed cell, not a failed profile
         return {**cell, "status": "failed", "why": f"{runtime}: {first_line(e)}"}
-    return {**cell, "status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
+    cell = {**cell, "status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
             "post_ms": summarize(post)["median_ms"], **summarize(times)}
+    return {**cell, **per_op_of_cell(bench, runtime, path, cfg)} if cfg.per_op else cell
+
+
+def per_op_of_cell(bench: ModelBench, runtime: str, path: Path, cfg: ProfileConfig) -> dict:
+    """``per_op``: the cell's rows from its runtime's profiler, in runs of their own after the timed ones (the
+    profiler's cost is not in the latency); or ``per_op_note`` where the runtime has none or it failed."""
+    from mcq.profile import per_op
+
+    try:
+        if runtime == "torch":
+            rows = per_op.ops_torch(bench.torch_form, bench.x, cfg.runs, cfg.warmup)
+        elif runtime == "onnxruntime":
+            rows = per_op.ops_onnxruntime(path, bench.x, cfg.runs, cfg.threads, cfg.warmup)
+        elif runtime == "executorch":
+            rows = per_op.ops_executorch(path, bench.x, cfg.runs, cfg.warmup, cfg.threads)
+        else:
+            return {"per_op_note": f"{runtime} has no per-op profiler here"}
+    except Exception as e:  # noqa: BLE001 - the cell's figures stand without its per-op rows
+        return {"per_op_note": f"per-op profile failed: {first_line(e)}"}
+    return {"per_op": rows}

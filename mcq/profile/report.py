@@ -142,16 +142,62 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
         lines += ["", "Accuracy sources:", ""] + [f"- {m}: {src}, {note}" for m, src, note in sources]
     if plot_name:
         lines += ["", f"![accuracy vs latency]({plot_name})"]
+    if _per_op_cells(cells):
+        lines += format_per_op(cells)
     return "\n".join(lines) + "\n"
 
 
+PER_OP_TOP = 10  # ops per cell in report.md (ops/<cell>.csv has them all)
+
+
+def cell_name(cell: dict) -> str:
+    """A file name for the cell: ``mci0+fpn_512_executorch_fp32`` (Core ML's compute units included)."""
+    return "_".join([cell["model"], str(cell["img_size"]), runtime_label(cell).replace("/", "-"), cell["precision"]])
+
+
+def _per_op_cells(cells: list[dict]) -> list[dict]:
+    return [c for c in cells if c.get("per_op") or c.get("per_op_note")]
+
+
+def format_per_op(cells: list[dict]) -> list[str]:
+    """report.md's "Per-op" section: each cell's top ops, or the one line that says why it has none."""
+    from mcq.profile.per_op import cut
+
+    lines = ["", "## Per-op", "",
+             "Where each call's time goes, from each runtime's own profiler in runs after the timed ones (mean per call "
+             "of the same number of runs; ExecuTorch: ETDump, onnxruntime: its profiler, torch: torch.profiler, ops' "
+             "self time). delegated: the op ran inside ExecuTorch's XNNPACK delegate (yes) or as a kernel outside it "
+             "(no); for onnxruntime, in an execution provider other than the CPU's; - for eager PyTorch. share: of the "
+             "call's total in the same trace; (not in an op): the runtime's own time between ops (and Python, for "
+             f"torch). The top {PER_OP_TOP} per cell; all of them in `ops/<cell>.csv`."]
+    for c in _per_op_cells(cells):
+        title = f"{c['model']} {c['img_size']} px {runtime_label(c)} {c['precision']}"
+        if not c.get("per_op"):
+            lines += ["", f"{title}: {c['per_op_note']}."]
+            continue
+        lines += ["", f"### {title} (`ops/{cell_name(c)}.csv`)", "", "| op | delegated | ms | share |", "|---|---|---:|---:|"]
+        lines += [f"| {r['op']} | {_delegated(r['delegated'])} | {r['ms']:.3f} | {100 * r['share']:.1f}% |"
+                  for r in cut(c["per_op"], PER_OP_TOP)]
+    return lines
+
+
+def _delegated(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
 def write_outputs(profile: dict, out: Path) -> dict:
-    """Write ``profile.json``, ``report.md`` and ``accuracy_latency.png`` (when any cell has both figures) into
-    ``out``; return their paths."""
+    """Write ``profile.json``, ``report.md``, ``accuracy_latency.png`` (when any cell has both figures) and, for the
+    cells with per-op rows, ``ops/<cell>.csv`` into ``out``; return their paths."""
+    from mcq.profile.per_op import write_ops_csv
     from mcq.profile.plot import plot_accuracy_latency
 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": str(out / "profile.json"), "report": str(out / "report.md")}
+    ops = [c for c in profile["cells"] if c.get("per_op")]
+    for c in ops:
+        write_ops_csv(out / "ops" / f"{cell_name(c)}.csv", c["per_op"])
+    if ops:
+        paths["ops"] = str(out / "ops")
     if plotted(profile["cells"]):
         paths["plot"] = str(out / "accuracy_latency.png")
         plot_accuracy_latency(profile, paths["plot"])
