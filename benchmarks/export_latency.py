@@ -41,8 +41,9 @@ def _torch_runner(model: torch.nn.Module):
 
 
 def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path,
-             precisions: tuple[str, ...] = ("fp32", "int8")) -> dict:
-    """name -> runner for every path in ``precisions``, exported into ``tmp``."""
+             precisions: tuple[str, ...] = ("fp32", "int8"), compare_rewrites: bool = False) -> dict:
+    """name -> runner for every path in ``precisions``, exported into ``tmp`` (with ``compare_rewrites``, also the
+    ExecuTorch fp32 program lowered without mcq's rewrites for the delegate)."""
     fused = inference_form(model)
     example = calib[:1]
     runs = {"torch eager": _torch_runner(model.eval()), "torch eager, reparameterized": _torch_runner(fused)}
@@ -53,6 +54,10 @@ def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp:
             module.export(fused, example, path, precision, calib, {})
             print(f"  exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
             runs[f"{fmt} {precision}"] = module.runner(path, threads)
+    if compare_rewrites:  # the XNNPACK program as torch.export gives it, without mcq.export.delegation's rewrites
+        path = tmp / f"{model.cfg.encoder}_{size}_fp32_as_exported.pte"
+        et_format.export(fused, example, path, "fp32", None, {}, rewrite=False)
+        runs["executorch xnnpack fp32, as exported"] = et_format.runner(path, threads)
     return runs
 
 
@@ -89,6 +94,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="calls per block (two blocks per variant)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--precision", default="fp32,int8", help="precisions of the exported paths (default fp32,int8)")
+    ap.add_argument("--compare-rewrites", action="store_true", help="also time ExecuTorch fp32 lowered without "
+                    "mcq's rewrites for the XNNPACK delegate (mcq.export.delegation)")
     ap.add_argument("--calib", type=int, default=16, help="calibration images for int8 (embedded data)")
     ap.add_argument("--data", help="dataset for calibration and agreement (default: the embedded data)")
     ap.add_argument("--json", help="also write the medians here")
@@ -110,7 +117,8 @@ def main() -> None:
         calib = dataset_images(args.data, "training", args.img_size, model.cfg.encoder, args.calib)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
-            runs = variants(model, args.img_size, args.threads, calib, Path(tmp), tuple(args.precision.split(",")))
+            runs = variants(model, args.img_size, args.threads, calib, Path(tmp), tuple(args.precision.split(",")),
+                            args.compare_rewrites)
             agreement = None
             if args.checkpoint:
                 images = dataset_images(args.data, "validation", args.img_size, model.cfg.encoder, 8)

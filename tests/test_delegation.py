@@ -85,3 +85,48 @@ def test_the_rewritten_graph_lowers_whole_into_one_delegate_segment(model_and_in
         before["ops_outside"]), before
     after = lowered(for_xnnpack(model, x)[0])
     assert after["segments"] == 1 and after["ops_outside"] == {}, after
+
+
+class SharedConvAndBuiltMask(nn.Module):
+    """ViT-Adapter's one depthwise conv on two maps, Swin's mask built in every call with slice assignments, and a
+    zero-width pad (Swin's patch merging on an even map)."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 3, padding=1)
+        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.out = nn.Conv2d(dim, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        mask = torch.zeros(1, 1, *x.shape[-2:])
+        mask[..., :2, :] = 1.0
+        mask[..., :, -3:] = 2.0
+        x = F.pad(x + mask.masked_fill(mask == 1.0, -0.5), (0, 0, 0, 0))
+        return self.out(self.dwconv(x) + F.interpolate(self.dwconv(F.max_pool2d(x, 2)), scale_factor=2))
+
+
+def test_the_mask_is_folded_as_it_is_at_its_use_and_a_zero_pad_dropped():
+    torch.manual_seed(0)
+    model, x = SharedConvAndBuiltMask().eval(), torch.randn(1, 3, 12, 12)
+    ep, done = for_xnnpack(model, x)
+    assert done["constants"] >= 1 and done["pad"] == 1 and done["upsample_nearest2d"] == 1, done
+    assert not {t for t in _targets(ep) if any(op in t for op in ("zeros", "fill", "copy", "masked", "pad"))}
+    torch.testing.assert_close(ep.module()(x), model(x), atol=1e-6, rtol=1e-6)
+
+
+def test_a_shared_conv_weight_is_copied_per_conv_and_the_int8_program_loads(tmp_path):
+    from mcq.export import executorch as et_format
+    from mcq.export.delegation import unshare_weights
+
+    torch.manual_seed(0)
+    model, x = SharedConvAndBuiltMask().eval(), torch.randn(1, 3, 12, 12)
+    gm = torch.export.export(model, (x,)).module()
+    assert unshare_weights(gm) == 2  # the second dwconv's weight and bias
+    convs = [n for n in gm.graph.nodes if n.target == aten.conv2d.default]
+    assert len({c.args[1] for c in convs}) == len({c.args[2] for c in convs}) == len(convs) == 4
+    torch.testing.assert_close(gm(x), model(x))
+    facts = et_format.export(model, x, tmp_path / "m.pte", "int8", torch.randn(4, 3, 12, 12), {})
+    assert facts["delegation"]["segments"] == 1 and facts["delegation"]["ops_outside"] == {}, facts
+    out = et_format.runner(tmp_path / "m.pte")(x.numpy())  # XNNPACK 1.5.1 refused a shared quantized weight here
+    assert out.shape == (1, 3, 12, 12) and float(abs(out - model(x).detach().numpy()).max()) < 0.2

@@ -32,6 +32,10 @@ def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data)
     assert sidecar["input"]["shape"] == [1, 3, 64, 64]
     assert sidecar["source_checkpoint"]["sha256"] == sha256(trained_ckpt)
     assert sidecar["format"] == "executorch" and sidecar["precision"] == "fp32" and sidecar["parity"]["passed"]
+    # the whole MCi0 SemanticFPN in one XNNPACK segment: attention and the FPN's nearest upsampling rewritten
+    assert sidecar["delegation"] == fp32["delegation"]
+    assert fp32["delegation"]["segments"] == 1 and fp32["delegation"]["ops_outside"] == {}, fp32["delegation"]
+    assert {"scaled_dot_product_attention", "upsample_nearest2d"} <= set(fp32["delegation"]["rewrites"])
     opened = open_model(path)
     assert opened.runtime == "executorch"
     enc = sidecar["input"]
@@ -53,6 +57,7 @@ def test_int8_is_checked_and_kept_only_if_it_passes(exported):
     agreement = int8["parity"]["agreement"]
     assert isinstance(agreement, float) and 0.0 <= agreement <= 1.0
     path = out / int8["artifact"]
+    assert int8["delegation"]["segments"] == 1 and int8["delegation"]["ops_outside"] == {}, int8["delegation"]
     if int8["status"] == "ok":
         assert agreement >= 0.99 and path.is_file() and path.with_name(path.name + ".json").is_file()
     else:  # a two-step model's logits are nearly flat, so int8 may flip many argmaxes: it must be refused cleanly

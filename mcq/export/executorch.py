@@ -1,9 +1,16 @@
 """ExecuTorch: a ``.pte`` program lowered to the XNNPACK delegate, run by the ExecuTorch Python runtime.
 
+Before lowering, the graph is rewritten so that XNNPACK takes all of it (``mcq.export.delegation``: exact rewrites
+of the ops it has no kernel for); ``export`` returns what it took, segment by segment, and what stayed outside,
+which the report and the sidecar carry as ``delegation``.
+
 fp16 casts weights and compute to half inside the graph (input and output stay float32); XNNPACK takes
 the convolutions, while ops it has no fp16 kernel for (GELU) run as portable kernels between delegate calls.
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
-dataset images, after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``).
+dataset images, after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``)
+and two graphs XNNPACK 1.5.1 refuses at load (``XNNCompiler::compileModel failed: 0x1``): a conv weight shared by
+several convs (ViT-Adapter) is copied per conv, and identity ops (Swin's zero-width pads) are dropped before PT2E
+observes them. The rewrites for the delegate run on the converted graph, so layer norm and softmax stay float.
 A ``.pte`` has no room for free-form metadata, so ``meta`` lives only in the JSON sidecar.
 
 ``backend="coreml"`` lowers to ExecuTorch's Core ML delegate instead (fp32, fp16). The program is written
@@ -20,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mcq.export.delegation import delegation, for_xnnpack, unshare_weights
+from mcq.export.delegation import IDENTITIES, delegation, for_xnnpack, rewrite_graph, unshare_weights
 
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -71,6 +78,7 @@ def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tenso
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     graph = torch.export.export(_norms_as_convs(model), (example,)).module()
+    rewrite_graph(graph, IDENTITIES, fold=False)
     unshare_weights(graph)
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
@@ -96,9 +104,10 @@ def _partitioners(backend: str) -> list:
 
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
-           backend: str = "xnnpack") -> dict:
+           backend: str = "xnnpack", rewrite: bool = True) -> dict:
     """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
-    the rewrites that kept the others in (``mcq.export.delegation``)."""
+    the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
+    ``torch.export`` gives it, to measure what they gain)."""
     from executorch.exir import to_edge_transform_and_lower
 
     if precision not in PRECISIONS:
@@ -112,7 +121,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         model = _quantized(model, example, calib)
     elif precision == "fp16":
         model = _Half(model).eval()
-    if backend == "xnnpack":
+    if backend == "xnnpack" and rewrite:
         ep, rewrites = for_xnnpack(model, example)
     else:
         ep, rewrites = torch.export.export(model, (example,)), {}
