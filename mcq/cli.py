@@ -458,6 +458,7 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise McqError("--checkpoint is required: a run's checkpoints/best.ckpt or last.ckpt")
+    from mcq.export.delegation import format_delegation
     from mcq.export.explain import format_drift
     from mcq.export.exporter import export_checkpoint
     from mcq.export.parity import format_parity_table
@@ -471,6 +472,8 @@ def _export(args: argparse.Namespace) -> int:
     for r in reports:
         if r["status"].startswith("ok (numerics"):
             print(f"{r['artifact']}: {r['parity']['numerics']}")
+        if "delegation" in r:
+            print(format_delegation(r["artifact"], r["delegation"]))
         ex = r.get("explain", {})
         if "drift" in ex:
             print(format_drift(r["artifact"], ex["drift"]))

@@ -130,3 +130,13 @@ def test_a_shared_conv_weight_is_copied_per_conv_and_the_int8_program_loads(tmp_
     assert facts["delegation"]["segments"] == 1 and facts["delegation"]["ops_outside"] == {}, facts
     out = et_format.runner(tmp_path / "m.pte")(x.numpy())  # XNNPACK 1.5.1 refused a shared quantized weight here
     assert out.shape == (1, 3, 12, 12) and float(abs(out - model(x).detach().numpy()).max()) < 0.2
+
+
+def test_the_terminal_line_names_the_segments_and_what_ran_outside():
+    from mcq.export.delegation import format_delegation
+
+    whole = {"segments": 1, "delegated_ops": 344, "ops_outside": {}, "rewrites": {}}
+    assert format_delegation("m.pte", whole) == "m.pte: 1 XNNPACK segment, 344 ops delegated; nothing outside"
+    split = {**whole, "segments": 3, "ops_outside": {"index_tensor": 8, "grid_sampler_2d_default": 18}}
+    assert format_delegation("m.pte", split).endswith("3 XNNPACK segments, 344 ops delegated; outside: "
+                                                      "grid_sampler_2d_default x18, index_tensor x8")

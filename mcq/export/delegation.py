@@ -320,3 +320,10 @@ def delegation(graph_module: fx.GraphModule) -> dict:
                if b.non_delegated and op != "getitem"}
     return {"segments": info.num_delegated_subgraphs, "delegated_ops": info.num_delegated_nodes,
             "ops_outside": outside}
+
+
+def format_delegation(name: str, info: dict) -> str:
+    """One line for the terminal: the delegate's segments and what ran outside them."""
+    outside = ", ".join(f"{op} x{n}" for op, n in sorted(info["ops_outside"].items(), key=lambda kv: -kv[1]))
+    return (f"{name}: {info['segments']} XNNPACK segment{'s' * (info['segments'] != 1)}, {info['delegated_ops']} ops "
+            f"delegated; " + (f"outside: {outside}" if outside else "nothing outside"))

@@ -10,6 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from mcq.errors import McqError
+from mcq.io import read_json
 
 SCHEMA_PATH = Path(__file__).with_name("metadata.schema.json")
 
@@ -46,10 +47,7 @@ def read_sidecar(artifact: str | Path) -> dict:
     sidecar = Path(f"{artifact}.json")
     if not sidecar.is_file():
         raise McqError(f"{artifact}: its metadata {sidecar.name} is missing; re-export with `mcq export`")
-    try:
-        meta = json.loads(sidecar.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise McqError(f"{sidecar}: not valid JSON ({e})") from e
+    meta = read_json(sidecar)
     if not isinstance(meta, dict):
         raise McqError(f"{sidecar}: metadata must be a JSON object")
     validate_metadata(meta, sidecar)

@@ -9,13 +9,13 @@ target's values for one run (``export_arguments``); the file is never written.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mcq.errors import McqError
 from mcq.export.coreml import COMPUTE_UNITS
 from mcq.export.formats import FORMATS
+from mcq.io import read_json
 
 TARGETS_DIR = Path(__file__).with_name("target_files")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -64,11 +64,7 @@ def load_target(name_or_path: str | Path) -> Target:
                            "(or the path of a .json target file)")
     elif not path.is_file():
         raise McqError(f"{path}: no such target file")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise McqError(f"{path}: not valid JSON ({e})") from e
-    return _validated(path, data)
+    return _validated(path, read_json(path))
 
 
 def _validated(path: Path, data) -> Target:
