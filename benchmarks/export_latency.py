@@ -10,6 +10,7 @@ both blocks, with the thread count fixed for every runtime. With
 with ``--models`` it is a freshly initialised one with 150 classes (ADE20K's), for speed only.
 
     .venv/bin/python benchmarks/export_latency.py --models mci0,mci2 --img-size 512 --threads 2
+    .venv/bin/python benchmarks/export_latency.py --models mci2 --precision fp32 --compare-rewrites  # the delegate's rewrites
     .venv/bin/python benchmarks/export_latency.py --checkpoint runs/demo/train/checkpoints/last.ckpt --img-size 512
 """
 
