@@ -71,7 +71,7 @@ def _val(node) -> torch.Tensor | None:
     return node.meta.get("val") if isinstance(node, fx.Node) else None
 
 
-def _nearest(g: _Graph, x: fx.Node, output_size=None, scale_factors=None) -> fx.Node | None:
+def _nearest(g: _Graph, x: fx.Node, output_size=None, scale_factors=None, *_) -> fx.Node | None:
     shape = _val(x).shape
     if output_size is None:
         if scale_factors is None or any(s != int(s) for s in scale_factors):
@@ -116,7 +116,8 @@ def _layer_norm(g: _Graph, x: fx.Node, normalized_shape, weight=None, bias=None,
     average = g.const(torch.full((1, width), 1.0 / width, dtype=_val(x).dtype))
     centred = g.call(aten.sub.Tensor, x, g.call(aten.linear.default, x, average))
     variance = g.call(aten.linear.default, g.call(aten.mul.Tensor, centred, centred), average)
-    scale = g.call(aten.rsqrt.default, g.call(aten.add.Tensor, variance, g.const(torch.tensor([eps], dtype=_val(x).dtype))))
+    eps = g.const(torch.tensor([eps], dtype=_val(x).dtype))
+    scale = g.call(aten.rsqrt.default, g.call(aten.add.Tensor, variance, eps))
     out = g.call(aten.mul.Tensor, centred, scale)
     if weight is not None:
         out = g.call(aten.mul.Tensor, out, weight)
@@ -156,7 +157,8 @@ def _attention(g: _Graph, q: fx.Node, k: fx.Node, v: fx.Node, attn_mask=None, dr
     return _bmm(g, g.call(aten.softmax.int, scores, -1), v, batch, (n, m), (m, dv))
 
 
-def _bmm(g: _Graph, a: fx.Node, b: fx.Node, batch: list[int], a_mat: tuple[int, int], b_mat: tuple[int, int]) -> fx.Node:
+def _bmm(g: _Graph, a: fx.Node, b: fx.Node, batch: list[int], a_mat: tuple[int, int],
+         b_mat: tuple[int, int]) -> fx.Node:
     """``a @ b`` over the leading dimensions ``batch`` as one ``bmm`` (``matmul`` adds no-op expands outside the
     delegate)."""
     prod = g.call(aten.bmm.default, g.call(aten.reshape.default, a, [-1, *a_mat]),
@@ -171,11 +173,11 @@ def _matmul(g: _Graph, a: fx.Node, b: fx.Node) -> fx.Node | None:
     return _bmm(g, a, b, list(sa[:-2]), tuple(sa[-2:]), tuple(sb[-2:]))
 
 
-def _binary(g: _Graph, a, b) -> fx.Node | None:
+def _binary(g: _Graph, a, b, **alpha) -> fx.Node | None:
     """A weight of fewer dimensions than the map it scales or shifts (FastViT's layer scale, ``[C, 1, 1]``) given
     the map's rank: the delegate then keeps the op in its channels-last layout instead of transposing the map to
     NCHW and back around it."""
-    if not (isinstance(a, fx.Node) and isinstance(b, fx.Node)) or b.op != "get_attr" or _val(a) is None:
+    if alpha or not (isinstance(a, fx.Node) and isinstance(b, fx.Node)) or b.op != "get_attr" or _val(a) is None:
         return None
     rank, weight = _val(a).dim(), reduce(getattr, b.target.split("."), g.gm)
     if weight.dim() >= rank or rank != 4:
@@ -230,8 +232,8 @@ _NOT_CONSTANT = ("rand", "empty", "normal", "bernoulli", "dropout", "uniform", "
 
 def _fold_constants(gm: fx.GraphModule) -> int:
     """Compute once what depends on no input and no weight (Swin's shifted-window mask, built in every call with
-    ``zeros`` and slice assignments of constants), held as constant tensors; returns how many uses were replaced. Each use gets
-    the value as it is at that point of the program, since the folded ops may write in place.
+    ``zeros`` and slice assignments of constants), held as constant tensors; returns how many uses were replaced.
+    Each use gets the value as it is at that point of the program, since the folded ops may write in place.
 
     What is computed from weights is left alone (Swin's relative position bias, gathered from its table: as a
     folded constant, XNNPACK 1.5.1 fails to propagate the shapes of the add that takes it, at run time)."""
