@@ -21,6 +21,7 @@ program needs, and ``inspect`` checks what can be checked without it.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -69,7 +70,9 @@ def _norms_as_convs(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor) -> torch.nn.Module:
+def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor) -> tuple[torch.nn.Module, Counter]:
+    """The PT2E int8 model, and the changes made for XNNPACK before quantizing (identities dropped, shared conv
+    weights copied: ``unshared_weights``)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -78,13 +81,14 @@ def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tenso
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     graph = torch.export.export(_norms_as_convs(model), (example,)).module()
-    rewrite_graph(graph, IDENTITIES, fold=False)
-    unshare_weights(graph)
+    done = rewrite_graph(graph, IDENTITIES, fold=False)
+    if copies := unshare_weights(graph):
+        done["unshared_weights"] = copies
     prepared = prepare_pt2e(graph, quantizer)
     with torch.no_grad():
         for x in calib:
             prepared(x[None])
-    return convert_pt2e(prepared)
+    return convert_pt2e(prepared), done
 
 
 def _partitioners(backend: str) -> list:
@@ -115,18 +119,19 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     if backend == "coreml" and precision == "int8":
         raise ValueError("int8 with the Core ML delegate is not supported here; use `mcq export coreml --precision "
                          "int8` (weight compression) or the XNNPACK delegate")
+    before = Counter()
     if precision == "int8":
         if calib is None or not len(calib):
             raise ValueError("ExecuTorch int8 needs calibration images")
-        model = _quantized(model, example, calib)
+        model, before = _quantized(model, example, calib)
     elif precision == "fp16":
         model = _Half(model).eval()
     if backend == "xnnpack" and rewrite:
         ep, rewrites = for_xnnpack(model, example)
     else:
-        ep, rewrites = torch.export.export(model, (example,)), {}
+        ep, rewrites = torch.export.export(model, (example,)), Counter()
     edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend))
-    info = {**delegation(edge.exported_program().graph_module), "rewrites": dict(rewrites)}
+    info = {**delegation(edge.exported_program().graph_module), "rewrites": dict(before + rewrites)}
     Path(path).write_bytes(edge.to_executorch().buffer)
     return {"delegation": info}
 
