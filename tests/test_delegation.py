@@ -137,7 +137,7 @@ def test_the_terminal_line_names_the_segments_and_what_ran_outside():
     from mcq.export.delegation import format_delegation
 
     whole = {"segments": 1, "delegated_ops": 344, "ops_outside": {}, "rewrites": {}}
-    assert format_delegation("m.pte", whole) == "m.pte: 1 XNNPACK segment, 344 ops delegated; nothing outside"
+    assert format_delegation("m.pte", whole) == "m.pte: 1 delegate segment, 344 ops delegated; nothing outside"
     split = {**whole, "segments": 3, "ops_outside": {"index_tensor": 8, "grid_sampler_2d_default": 18}}
-    assert format_delegation("m.pte", split).endswith("3 XNNPACK segments, 344 ops delegated; outside: "
+    assert format_delegation("m.pte", split).endswith("3 delegate segments, 344 ops delegated; outside: "
                                                       "grid_sampler_2d_default x18, index_tensor x8")

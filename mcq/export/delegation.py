@@ -67,6 +67,11 @@ def _meta(node: fx.Node) -> torch.Tensor:
     return torch.empty(val.shape, dtype=val.dtype, device="meta")
 
 
+def _attr(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor:
+    """The tensor a ``get_attr`` node reads (a parameter, buffer or lifted constant, by dotted name)."""
+    return reduce(getattr, node.target.split("."), gm)
+
+
 def _val(node) -> torch.Tensor | None:
     return node.meta.get("val") if isinstance(node, fx.Node) else None
 
@@ -179,7 +184,7 @@ def _binary(g: _Graph, a, b, **alpha) -> fx.Node | None:
     NCHW and back around it."""
     if alpha or not (isinstance(a, fx.Node) and isinstance(b, fx.Node)) or b.op != "get_attr" or _val(a) is None:
         return None
-    rank, weight = _val(a).dim(), reduce(getattr, b.target.split("."), g.gm)
+    rank, weight = _val(a).dim(), _attr(g.gm, b)
     if weight.dim() >= rank or rank != 4:
         return None
     return g.call(g.node.target, a, g.const(weight.detach().reshape((1,) * (rank - weight.dim()) + weight.shape)))
@@ -242,7 +247,7 @@ def _fold_constants(gm: fx.GraphModule) -> int:
     folded = 0
     for node in list(gm.graph.nodes):
         if node.op == "get_attr" and node.target not in weights:  # buffers and constants (an assigned value)
-            values[node] = reduce(getattr, node.target.split("."), gm)
+            values[node] = _attr(gm, node)
             continue
         if (node.op == "call_function" and not any(w in str(node.target) for w in _NOT_CONSTANT)
                 and all(i in values for i in node.all_input_nodes)):
@@ -298,7 +303,7 @@ def unshare_weights(gm: fx.GraphModule) -> int:
         convs = [u for u in node.users if "conv" in str(u.target)] if node.op == "get_attr" else []
         for conv in convs[1:]:
             with gm.graph.inserting_before(conv):
-                copy = _Graph(gm, conv).const(reduce(getattr, node.target.split("."), gm).detach().clone())
+                copy = _Graph(gm, conv).const(_attr(gm, node).detach().clone())
             conv.replace_input_with(node, copy)
             copies += 1
     gm.recompile()
@@ -327,5 +332,5 @@ def delegation(graph_module: fx.GraphModule) -> dict:
 def format_delegation(name: str, info: dict) -> str:
     """One line for the terminal: the delegate's segments and what ran outside them."""
     outside = ", ".join(f"{op} x{n}" for op, n in sorted(info["ops_outside"].items(), key=lambda kv: -kv[1]))
-    return (f"{name}: {info['segments']} XNNPACK segment{'s' * (info['segments'] != 1)}, {info['delegated_ops']} ops "
+    return (f"{name}: {info['segments']} delegate segment{'s' * (info['segments'] != 1)}, {info['delegated_ops']} ops "
             f"delegated; " + (f"outside: {outside}" if outside else "nothing outside"))

@@ -169,6 +169,15 @@ def inspect(path: Path, meta: dict) -> dict:
     return result
 
 
+def set_threads(threads: int | None) -> None:
+    """Give XNNPACK's threadpool ``threads`` threads (None: leave it). It is process-wide: the last program opened
+    with ``threads`` sets it for all."""
+    from executorch.extension.pybindings import portable_lib
+
+    if threads and portable_lib._threadpool_get_thread_count() != threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+
+
 def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]] | None:
     """Every output of the program for one input batch; None where a backend it needs is not here."""
     from executorch.runtime import Runtime
@@ -177,12 +186,7 @@ def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], li
         return None
 
     runtime = Runtime.get()
-    if threads:
-        # XNNPACK's threadpool is process-wide: the last runner opened with ``threads`` sets it for all.
-        from executorch.extension.pybindings import portable_lib
-
-        if portable_lib._threadpool_get_thread_count() != threads:
-            portable_lib._unsafe_reset_threadpool(threads)
+    set_threads(threads)
     program = runtime.load_program(str(path))
     method = program.load_method("forward")
 

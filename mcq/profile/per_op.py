@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -72,11 +73,11 @@ def ops_executorch(path: str | Path, x: np.ndarray, runs: int, warmup: int = 1, 
                    top: int | None = None) -> list[dict]:
     """Per-op rows of the ``.pte`` at ``path`` on input ``x`` (see the module's note)."""
     from executorch.devtools import Inspector
-    from executorch.extension.pybindings import portable_lib
     from executorch.runtime import Runtime
 
-    if threads and portable_lib._threadpool_get_thread_count() != threads:  # as ``mcq.export.executorch.run_all``
-        portable_lib._unsafe_reset_threadpool(threads)
+    from mcq.export.executorch import set_threads
+
+    set_threads(threads)
     program = Runtime.get().load_program(str(path), enable_etdump=True, debug_buffer_size=0)
     method = program.load_method("forward")
     inputs = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))]
@@ -85,8 +86,6 @@ def ops_executorch(path: str | Path, x: np.ndarray, runs: int, warmup: int = 1, 
     with tempfile.TemporaryDirectory() as tmp:
         etdump = Path(tmp) / "run.etdp"
         program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
-        import warnings
-
         with warnings.catch_warnings():  # "Output Buffer not found": no tensors were kept, on purpose
             warnings.simplefilter("ignore")
             inspector = Inspector(etdump_path=str(etdump))
