@@ -6,7 +6,9 @@ block of calls after its own warm-up, the blocks in the order A B C ... C B A, s
 machine's speed touches all of them alike (calls are not interleaved one by one: a runtime's worker threads
 keep spinning for a while after a call and would slow the next runtime down); each figure is the median of
 both blocks, with the thread count fixed for every runtime. With
-``--checkpoint`` the model is a trained run (pixel agreement with PyTorch is then meaningful and printed);
+``--checkpoint`` the model is a trained run (pixel agreement with PyTorch is then meaningful and printed), and
+each runtime also gets its int8 as ``mcq export`` makes it ("int8 auto": calibrators in turn, then modules kept
+float, checked on 8 validation images; ``mcq.export.quantization``) beside full int8 with the default calibrator;
 with ``--models`` it is a freshly initialised one with 150 classes (ADE20K's), for speed only.
 
     .venv/bin/python benchmarks/export_latency.py --models mci0,mci2 --img-size 512 --threads 2
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mcq.errors import McqError
 from mcq.export import executorch as et_format
 from mcq.export import onnx as onnx_format
 from mcq.export.exporter import dataset_images, inference_form
@@ -42,9 +45,11 @@ def _torch_runner(model: torch.nn.Module):
 
 
 def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path,
-             precisions: tuple[str, ...] = ("fp32", "int8"), compare_rewrites: bool = False) -> dict:
+             precisions: tuple[str, ...] = ("fp32", "int8"), compare_rewrites: bool = False,
+             checked_on: torch.Tensor | None = None) -> dict:
     """name -> runner for every path in ``precisions``, exported into ``tmp`` (with ``compare_rewrites``, also the
-    ExecuTorch fp32 program lowered without mcq's rewrites for the delegate)."""
+    ExecuTorch fp32 program lowered without mcq's rewrites for the delegate; with ``checked_on``, validation
+    images, also the int8 that ``mcq export`` keeps: "int8 auto")."""
     fused = inference_form(model)
     example = calib[:1]
     runs = {"torch eager": _torch_runner(model.eval()), "torch eager, reparameterized": _torch_runner(fused)}
@@ -55,6 +60,20 @@ def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp:
             module.export(fused, example, path, precision, calib, {})
             print(f"  exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
             runs[f"{fmt} {precision}"] = module.runner(path, threads)
+        if checked_on is not None and "int8" in precisions:
+            path = tmp / f"{model.cfg.encoder}_{size}_int8_auto{suffix}"
+            check = lambda p, m=module: parity(m.runner(p), fused, checked_on, "int8")  # noqa: E731
+            try:
+                facts = module.export(fused, example, path, "int8", calib, {}, check=check)["int8"]
+            except McqError as e:
+                print(f"  {fmt} int8 auto: refused: {e}", flush=True)
+                continue
+            print(f"  {fmt} int8 auto: calibration {facts['calibration']}, kept float: "
+                  f"{', '.join(facts['float_modules']) or 'nothing'}; tried: "
+                  + ", ".join(f"{t['method']} {t['measure']}" for t in facts["calibrations_tried"])
+                  + (f", then {len(facts['fallback_trials'])} fallback trials" if "fallback_trials" in facts else ""),
+                  flush=True)
+            runs[f"{fmt} int8 auto"] = module.runner(path, threads)
     if compare_rewrites:  # the XNNPACK program as torch.export gives it, without mcq.export.delegation's rewrites
         path = tmp / f"{model.cfg.encoder}_{size}_fp32_as_exported.pte"
         et_format.export(fused, example, path, "fp32", None, {}, rewrite=False)
@@ -77,7 +96,7 @@ def measure(runs: dict, x: np.ndarray, rounds: int, warmup: int) -> dict[str, li
 def report(title: str, times: dict[str, list[float]], agreement: dict[str, float] | None) -> str:
     med = {k: statistics.median(v) for k, v in times.items()}
     eager = med["torch eager"]
-    best_fp32 = min(v for k, v in med.items() if not k.endswith("int8"))
+    best_fp32 = min(v for k, v in med.items() if "int8" not in k)
     lines = [title, f"{'variant':<32} {'median ms':>10} {'p90 ms':>8} {'x eager':>8} {'x best fp32':>12} {'agree %':>8}"]
     for name, ms in med.items():
         p90 = float(np.percentile(times[name], 90))
@@ -116,15 +135,16 @@ def main() -> None:
     results = {}
     for label, model in models:
         calib = dataset_images(args.data, "training", args.img_size, model.cfg.encoder, args.calib)
+        images = (dataset_images(args.data, "validation", args.img_size, model.cfg.encoder, 8) if args.checkpoint
+                  else None)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
             runs = variants(model, args.img_size, args.threads, calib, Path(tmp), tuple(args.precision.split(",")),
-                            args.compare_rewrites)
+                            args.compare_rewrites, images)
             agreement = None
             if args.checkpoint:
-                images = dataset_images(args.data, "validation", args.img_size, model.cfg.encoder, 8)
                 ref = inference_form(model)
-                agreement = {k: parity(r, ref, images, "int8" if k.endswith("int8") else "fp32")["agreement"]
+                agreement = {k: parity(r, ref, images, "int8" if "int8" in k else "fp32")["agreement"]
                              for k, r in runs.items()}
             x = calib[:1].numpy()
             times = measure(runs, x, args.rounds, args.warmup)

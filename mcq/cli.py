@@ -53,6 +53,7 @@ _EXAMPLES = {
         "  mcq export all --checkpoint runs/seg-mci0/checkpoints/best.ckpt --precision fp32,int8\n"
         "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json\n"
         "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?\n"
+        "  mcq export onnx --checkpoint best.ckpt --precision int8 --calibration percentile --int8-fallback off\n"
         "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path\n"
         "  mcq export coreml --checkpoint best.ckpt --app ios          # into apps/ios/McqSegment/McqModel.mlpackage\n"
         "  mcq export executorch --checkpoint best.ckpt --app android  # into apps/android/app/src/main/assets/\n"
@@ -205,6 +206,12 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", help="also write the export report to this JSON file")
     ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
                     "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
+    ex.add_argument("--calibration", help="int8 calibration: auto (default: the target's, else auto: each of the "
+                    "format's in turn until the artifact passes its check); onnx: minmax, percentile, entropy; "
+                    "executorch: minmax, moving_average, histogram")
+    ex.add_argument("--int8-fallback", choices=["auto", "off"], default="auto",
+                    help="int8 of onnx: when no calibration passes, keep the fewest modules float that make it pass, "
+                    "chosen by their measured effect on the check (default auto; executorch: not yet)")
     ex.add_argument("--executorch-backend", choices=["xnnpack", "coreml"],
                     help="ExecuTorch delegate (default: the target's, else xnnpack; coreml lowers to Core ML, which runs only on Apple "
                     "devices)")
@@ -439,14 +446,16 @@ def _export_arguments(args: argparse.Namespace) -> dict:
         if args.format and args.format != target.format:
             raise McqError(f"target {target.name} exports to {target.format}, not {args.format}: leave out the "
                            f"format or give {target.format}")
-        return export_arguments(target, precisions, args.img_size, args.executorch_backend)
+        return export_arguments(target, precisions, args.img_size, args.executorch_backend,
+                                args.calibration) | {"int8_fallback": args.int8_fallback}
     if not args.format:
         raise McqError("give a format (coreml, onnx, executorch, all) or --target NAME (see --list-targets)")
     from mcq.export.formats import FORMATS
 
     backend = args.executorch_backend or "xnnpack"
     return dict(formats=list(FORMATS) if args.format == "all" else [args.format], precisions=precisions or [None],
-                img_size=args.img_size, options={"executorch": {"backend": backend}} if backend != "xnnpack" else {})
+                img_size=args.img_size, options={"executorch": {"backend": backend}} if backend != "xnnpack" else {},
+                calibration=args.calibration or "auto", int8_fallback=args.int8_fallback)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -462,6 +471,7 @@ def _export(args: argparse.Namespace) -> int:
     from mcq.export.explain import format_drift
     from mcq.export.exporter import export_checkpoint
     from mcq.export.parity import format_parity_table
+    from mcq.export.quantization import format_int8
     from mcq.io import write_json
 
     kwargs = _export_arguments(args)
@@ -474,6 +484,8 @@ def _export(args: argparse.Namespace) -> int:
             print(f"{r['artifact']}: {r['parity']['numerics']}")
         if "delegation" in r:
             print(format_delegation(r["artifact"], r["delegation"]))
+        if "int8" in r:
+            print(format_int8(r["artifact"], r["int8"]))
         ex = r.get("explain", {})
         if "drift" in ex:
             print(format_drift(r["artifact"], ex["drift"]))

@@ -43,8 +43,8 @@ def test_every_shipped_target_loads():
         assert (t.calibration is not None) == (t.precision == "int8" and t.format != "coreml"), name
         assert (t.backend is not None) == (t.format == "executorch"), name
         assert (t.compute_units is not None) == (t.format == "coreml"), name
-    assert load_target("android-xnnpack-int8").calibration == Calibration(16, "histogram")
-    assert load_target("server-onnxruntime-int8").calibration == Calibration(16, "minmax")
+    assert load_target("android-xnnpack-int8").calibration == Calibration(16, "auto")
+    assert load_target("server-onnxruntime-int8").calibration == Calibration(16, "auto")
     assert load_target(REPO / "export" / "web-onnx-fp32.json") == load_target("web-onnx-fp32")
 
 
@@ -54,9 +54,9 @@ def test_every_shipped_target_loads():
     ({"outputs": "labels"}, "outputs 'labels' is not one of logits"),
     ({"img_size": 0}, "img_size 0 must be a positive integer"),
     ({"calibration": {"images": 16, "method": "minmax"}}, "calibration is for int8"),
-    ({"precision": "int8", "calibration": {"images": 16, "method": "entropy"}},
-     "onnx int8 calibrates with 'minmax'"),
-    ({"precision": "int8"}, 'int8 needs calibration as {"images": 16, "method": "minmax"}'),
+    ({"precision": "int8", "calibration": {"images": 16, "method": "moving_average"}},
+     "onnx int8 calibrates with auto or minmax or percentile or entropy"),
+    ({"precision": "int8"}, 'int8 needs calibration as {"images": 16, "method": "auto"}'),
     ({"compute_units": "all"}, "compute_units is for format coreml"),
     ({"format": "executorch", "backend": "vulkan"}, "backend 'vulkan' is not one of xnnpack, coreml"),
     ({"format": "executorch", "backend": "coreml", "precision": "int8"}, "coreml backend takes fp32 or fp16"),
@@ -107,11 +107,15 @@ def test_a_bad_file_through_the_cli(capsys, tmp_path):
 def test_flags_override_the_target():
     t = load_target("android-xnnpack-int8")
     assert export_arguments(t) == dict(formats=["executorch"], precisions=["int8"], img_size=None,
-                                       target="android-xnnpack-int8", compute_units=None, options={}, n_calib=16)
+                                       target="android-xnnpack-int8", compute_units=None, options={}, n_calib=16,
+                                       calibration="auto")
     over = export_arguments(t, precisions=["fp32", "fp16"], img_size=128, backend="coreml")
     assert over["precisions"] == ["fp32", "fp16"] and over["img_size"] == 128
     assert over["options"] == {"executorch": {"backend": "coreml"}}
     assert export_arguments(load_target("ios17-coreml-fp16"))["compute_units"] == "all"
+    server = load_target("server-onnxruntime-int8")
+    assert export_arguments(server)["calibration"] == "auto"
+    assert export_arguments(server, calibration="entropy")["calibration"] == "entropy"
     assert t == load_target("android-xnnpack-int8"), "the target itself is not changed"
 
 

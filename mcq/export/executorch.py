@@ -7,7 +7,8 @@ which the report and the sidecar carry as ``delegation``.
 fp16 casts weights and compute to half inside the graph (input and output stay float32); XNNPACK takes
 the convolutions, while ops it has no fp16 kernel for (GELU) run as portable kernels between delegate calls.
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
-dataset images, after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``)
+dataset images with one of torchao's activation observers (``CALIBRATIONS``; given the exporter's parity check,
+``calibration="auto"`` tries each in order of cost, ``mcq.export.quantization.search``), after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``)
 and two graphs XNNPACK 1.5.1 refuses at load (``XNNCompiler::compileModel failed: 0x1``): a conv weight shared by
 several convs (ViT-Adapter) is copied per conv, and identity ops (Swin's zero-width pads) are dropped before PT2E
 observes them. The rewrites for the delegate run on the converted graph, so layer norm and softmax stay float.
@@ -21,6 +22,8 @@ program needs, and ``inspect`` checks what can be checked without it.
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -29,8 +32,13 @@ import numpy as np
 import torch
 
 from mcq.export.delegation import IDENTITIES, delegation, for_xnnpack, rewrite_graph, unshare_weights
+from mcq.export.quantization import Check, Int8Refused, methods_for, search
 
 DEFAULT_PRECISION = "fp32"
+# torchao's activation observers for the XNNPACK quantizer, in order of cost (histogram is the quantizer's default);
+# weights are per-channel min-max in each
+CALIBRATIONS = {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",
+                "histogram": "HistogramObserver"}
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("xnnpack", "coreml", "portable")
 
@@ -70,16 +78,27 @@ def _norms_as_convs(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor) -> tuple[torch.nn.Module, Counter]:
-    """The PT2E int8 model, and the changes made for XNNPACK before quantizing (identities dropped, shared conv
-    weights copied: ``unshared_weights``)."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def _config(method: str):
+    """The XNNPACK quantizer's symmetric per-channel config with the activation observer of ``method``."""
+    import dataclasses
+
+    import torchao.quantization.pt2e as observers
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    observer = getattr(observers, CALIBRATIONS[method]).with_args(eps=2**-12)  # the quantizer's own eps
+    act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer)
+    return dataclasses.replace(config, input_activation=act, output_activation=act)
+
+
+def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
+               method: str = "histogram") -> tuple[torch.nn.Module, Counter]:
+    """The PT2E int8 model calibrated with ``method``'s observers, and the changes made for XNNPACK before
+    quantizing (identities dropped, shared conv weights copied: ``unshared_weights``)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = XNNPACKQuantizer().set_global(_config(method))
     graph = torch.export.export(_norms_as_convs(model), (example,)).module()
     done = rewrite_graph(graph, IDENTITIES, fold=False)
     if copies := unshare_weights(graph):
@@ -107,25 +126,11 @@ def _partitioners(backend: str) -> list:
     raise ValueError(f"ExecuTorch backend {backend!r} not supported ({', '.join(BACKENDS)})")
 
 
-def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
-           backend: str = "xnnpack", rewrite: bool = True) -> dict:
-    """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
-    the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
-    ``torch.export`` gives it, to measure what they gain)."""
+def _lower(model: torch.nn.Module, before: Counter, example: torch.Tensor, path: Path, backend: str,
+           rewrite: bool) -> dict:
+    """Lower ``model`` (float, half or PT2E int8) to ``backend`` and write the program; its delegation facts."""
     from executorch.exir import to_edge_transform_and_lower
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
-    if backend == "coreml" and precision == "int8":
-        raise ValueError("int8 with the Core ML delegate is not supported here; use `mcq export coreml --precision "
-                         "int8` (weight compression) or the XNNPACK delegate")
-    before = Counter()
-    if precision == "int8":
-        if calib is None or not len(calib):
-            raise ValueError("ExecuTorch int8 needs calibration images")
-        model, before = _quantized(model, example, calib)
-    elif precision == "fp16":
-        model = _Half(model).eval()
     if backend == "xnnpack" and rewrite:
         ep, rewrites = for_xnnpack(model, example)
     else:
@@ -133,7 +138,48 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend))
     info = {**delegation(edge.exported_program().graph_module), "rewrites": dict(before + rewrites)}
     Path(path).write_bytes(edge.to_executorch().buffer)
-    return {"delegation": info}
+    return info
+
+
+def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
+           backend: str = "xnnpack", rewrite: bool = True, calibration: str = "auto",
+           check: Check | None = None) -> dict:
+    """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
+    the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
+    ``torch.export`` gives it, to measure what they gain). int8 also returns ``{"int8": ...}``: with ``check``
+    (the parity check of a program), ``calibration="auto"`` tries the observers of ``CALIBRATIONS`` in order
+    until one passes; without it, ``auto`` is the quantizer's default, histogram. No module is kept float yet
+    (onnx does that); a program no calibrator keeps is refused."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
+    if backend == "coreml" and precision == "int8":
+        raise ValueError("int8 with the Core ML delegate is not supported here; use `mcq export coreml --precision "
+                         "int8` (weight compression) or the XNNPACK delegate")
+    if precision == "fp16":
+        return {"delegation": _lower(_Half(model).eval(), Counter(), example, path, backend, rewrite)}
+    if precision == "fp32":
+        return {"delegation": _lower(model, Counter(), example, path, backend, rewrite)}
+    if calib is None or not len(calib):
+        raise ValueError("ExecuTorch int8 needs calibration images")
+    methods = methods_for(calibration, tuple(CALIBRATIONS), "executorch")
+    if check is None:
+        method = "histogram" if calibration == "auto" else methods[0]
+        quantized, before = _quantized(model, example, calib, method)
+        return {"delegation": _lower(quantized, before, example, path, backend, rewrite),
+                "int8": {"calibration": method, "float_modules": []}}
+    lowered: dict[Path, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
+            out = Path(tmp) / f"{method}.pte"
+            lowered[out] = _lower(*_quantized(model, example, calib, method), example, out, backend, rewrite)
+            return out
+
+        found = search(quantize, check, methods, model, fallback=False)
+        if not found.best.parity["passed"]:
+            raise Int8Refused(found)
+        shutil.move(found.best.path, path)
+    return {"delegation": lowered[found.best.path], "int8": found.facts()}
 
 
 def delegates(path: Path) -> list[str]:

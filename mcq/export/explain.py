@@ -105,8 +105,10 @@ def snr_db(out: np.ndarray, ref: np.ndarray) -> float:
     return math.inf if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
 
 
-def layer_drift(fmt: str, model: nn.Module, image: torch.Tensor, precision: str, calib: torch.Tensor | None) -> dict:
-    """Compare every leaf module's output in the artifact's runtime with PyTorch's on one image (1CHW batch)."""
+def layer_drift(fmt: str, model: nn.Module, image: torch.Tensor, precision: str, calib: torch.Tensor | None,
+                calibration: str | None = None) -> dict:
+    """Compare every leaf module's output in the artifact's runtime with PyTorch's on one image (1CHW batch);
+    int8 calibrated with ``calibration`` (the artifact's; modules it kept float are quantized here)."""
     taps = LayerTaps(model, image).eval()
     with torch.no_grad():
         ref = [t.numpy() for t in taps(image)]
@@ -114,7 +116,8 @@ def layer_drift(fmt: str, model: nn.Module, image: torch.Tensor, precision: str,
     module = format_module(fmt)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"taps{SUFFIXES[fmt]}"
-        module.export(taps, image, path, precision, calib, {}, **_TAP_OPTIONS.get(fmt, {}))
+        quant = {"calibration": calibration} if calibration else {}
+        module.export(taps, image, path, precision, calib, {}, **_TAP_OPTIONS.get(fmt, {}), **quant)
         outs = module.run_all(path)(image.numpy())
     if len(outs) != len(ref):
         raise RuntimeError(f"the tapped artifact has {len(outs)} outputs, PyTorch {len(ref)}")
@@ -174,7 +177,7 @@ def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: n
         maps = error_maps(run, model, images, meta, tmp) if meta["task"] == "seg" else []
         if not hasattr(format_module(fmt), "run_all"):
             return {"dir": str(out), "error_maps": maps, "drift_skipped": f"layer drift is not available for {fmt}"}
-        drift = layer_drift(fmt, model, images[:1], precision, calib)
+        drift = layer_drift(fmt, model, images[:1], precision, calib, meta.get("int8", {}).get("calibration"))
         write_json(tmp / "layers.json", drift)
     summary = {k: drift[k] for k in ("threshold_db", "first_drift", "output", "worst")}
     if fmt in _TAP_OPTIONS:

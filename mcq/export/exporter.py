@@ -8,6 +8,7 @@ graph each format holds (``mcq.export.detection``: the full Mask R-CNN, or its f
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -25,6 +26,7 @@ from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
 from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
+from mcq.export.quantization import Int8Refused
 from mcq.export.schema import validate_metadata
 from mcq.io import write_json
 from mcq.models.encoders import normalization
@@ -61,7 +63,8 @@ def export_checkpoint(
     checkpoint: str | Path, formats: list[str], precisions: list[str | None], out: str | Path = "exports",
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
     explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
-    target: str | None = None, compute_units: str | None = None,
+    target: str | None = None, compute_units: str | None = None, calibration: str = "auto",
+    int8_fallback: str = "auto",
 ) -> list[dict]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
     is kept.
@@ -78,6 +81,10 @@ def export_checkpoint(
     "coreml"}}``); they are recorded in the metadata and named in the artifact's file name.
     ``target`` (the deploy target's name, ``mcq.export.targets``) is recorded in every sidecar and report;
     ``compute_units`` in Core ML sidecars, and Core ML's check runs on them (on macOS).
+    int8 (formats with ``CALIBRATIONS``): ``calibration`` is one of the format's calibrators, or ``auto``: each in
+    order of cost until the artifact passes its check; then ``int8_fallback="auto"`` keeps the fewest modules float
+    that make it pass (``mcq.export.quantization``). With ``keep_failed_parity`` there is no search: the format's
+    default calibrator (onnx minmax, executorch histogram) or the one named, nothing kept float.
     """
     task = load_task(checkpoint)
     spec = task_spec(task.task_name)
@@ -98,9 +105,19 @@ def export_checkpoint(
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
+            quant = _quant_options(module, precision, calibration, int8_fallback)
             reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts, **units}, out,
-                                       explain, opts, keep_failed_parity))
+                                       explain, opts, keep_failed_parity, quant))
     return reports
+
+
+def _quant_options(module, precision: str, calibration: str, int8_fallback: str) -> dict:
+    """The int8 options ``module.export`` takes: ``calibration`` where it has ``CALIBRATIONS``, ``int8_fallback``
+    where it can keep modules float."""
+    if precision != "int8" or not hasattr(module, "CALIBRATIONS"):
+        return {}
+    takes_fallback = "int8_fallback" in inspect.signature(module.export).parameters
+    return {"calibration": calibration} | ({"int8_fallback": int8_fallback} if takes_fallback else {})
 
 
 def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, meta: dict, out: Path) -> dict:
@@ -142,7 +159,7 @@ def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None
 
 
 def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
-                explain: bool, opts: dict, keep_failed_parity: bool = False) -> dict:
+                explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None) -> dict:
     name = artifact_name(meta, fmt, precision, opts)
     size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
@@ -155,7 +172,10 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         if meta["task"] == "det":
             net, reference, meta = _det_form(fmt, model, precision, meta)
             report["graph"] = meta["graph"]
-        facts = module.export(net, images[:1], staged, precision, calib, meta, **opts) or {}
+        if quant and not keep_failed_parity:  # the parity check of each int8 candidate, on the validation images
+            quant = {**quant, "check": lambda path: parity(module.runner(path), reference, images, precision,
+                                                           meta["task"])}
+        facts = module.export(net, images[:1], staged, precision, calib, meta, **opts, **(quant or {})) or {}
         report.update(facts)
         meta = {**meta, **facts}
         units = {"compute_units": meta["compute_units"]} if "compute_units" in meta else {}
@@ -178,6 +198,8 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
             report.update(why=report["parity"]["why"], kept=True)
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
         report["status"], report["why"] = "failed", first_line(e)
+        if isinstance(e, Int8Refused):  # the closest artifact's check and what was tried
+            report.update(parity=e.parity, int8=e.facts)
         for stale in (final, Path(f"{final}.json")):  # an older artifact of the same name no longer stands
             _remove(stale)
     finally:

@@ -1,7 +1,9 @@
 """ONNX: one self-contained file from the dynamo exporter, checked by ``onnx.checker``, run by onnxruntime.
 
 fp16 converts weights and compute (inputs and outputs stay float32); int8 is onnxruntime's static QDQ
-quantization (per-channel weights) calibrated on dataset images, with two changes that make it pay off on CPUs
+quantization (per-channel weights) calibrated on dataset images with one of onnxruntime's calibrators
+(``CALIBRATIONS``; given the exporter's parity check, ``mcq.export.quantization.search`` picks the calibrator and
+the modules kept float, which are ``nodes_to_exclude`` here), with two changes that make it pay off on CPUs
 (measured in ``benchmarks/export_latency.py``): grouped convolutions with more than one output channel per group
 (FastViT's stride-2 7x7 patch embedding) become depthwise convolutions on repeated channels, for which
 onnxruntime has a fast int8 kernel (it has none for the grouped form), and the final upsampling of the logits
@@ -27,8 +29,13 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from mcq.export.quantization import Check, Int8Refused, full_int8, keeps_float, methods_for, search, speed_cost
+
 DEFAULT_PRECISION = "fp32"
 OPSET = 18
+# onnxruntime's calibrators (``CalibrationMethod``), in order of cost: MinMax takes each tensor's range; Percentile
+# and Entropy build a histogram of every tensor first (about 7x MinMax's time for an MCi0 at 512 px)
+CALIBRATIONS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 
 
 class _Calibration:
@@ -138,7 +145,51 @@ def _export_detector(model: torch.nn.Module, example: torch.Tensor, path: Path, 
         )
 
 
-def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict) -> None:
+def _scopes(path: Path) -> dict[str, str]:
+    """Node name -> the module whose forward made it (the dynamo exporter's ``pkg.torch.onnx.name_scopes``)."""
+    import ast
+
+    scopes = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        for prop in node.metadata_props:
+            if prop.key == "pkg.torch.onnx.name_scopes":
+                scopes[node.name] = ".".join(filter(None, ast.literal_eval(prop.value)[-2:-1]))
+    return scopes
+
+
+def _int8(fp32: Path, tmp: Path, calib: torch.Tensor) -> Callable[[str, tuple[str, ...]], Path]:
+    """``quantize(method, float_modules)``: the QDQ model of ``fp32`` calibrated with ``method`` (each calibrator
+    runs once; its ranges are cached), the nodes inside ``float_modules`` and the output node left float."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    pre = tmp / "pre.onnx"
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    scopes, output = _scopes(fp32), _output_node(pre)
+    made = iter(range(1_000_000))
+
+    def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
+        q = tmp / f"int8-{next(made)}.onnx"
+        kept = [n for n, scope in scopes.items() if float_modules and keeps_float(scope, float_modules)]
+        with _calibration_in_priority_order(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(str(pre), str(q), _Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=output + kept, calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[method]),
+                            calibration_cache_path=tmp / f"ranges-{method}.json",
+                            # the tensors of one image at a time, merged into the ranges or histograms: onnxruntime
+                            # otherwise keeps every image's tensors until the end
+                            extra_options={"CalibStridedMinMax": 1})
+        return q
+
+    return quantize
+
+
+def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
+           calibration: str = "auto", int8_fallback: str = "auto", check: Check | None = None) -> dict | None:
+    """Write the ONNX file. int8: with ``check`` (the parity check of an artifact), ``calibration="auto"`` tries
+    every calibrator of ``CALIBRATIONS`` in order and ``int8_fallback="auto"`` keeps modules float until one passes
+    (``mcq.export.quantization``); returns ``{"int8": ...}``, what was tried and kept."""
+    facts = None
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         if meta.get("graph") == "full":
@@ -157,23 +208,24 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             del proto.graph.value_info[:]  # stale fp32 annotations would contradict the converted types
             proto = _sorted(convert_float_to_float16(proto, keep_io_types=True))
         elif precision == "int8":
-            from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
-
-            pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            with _calibration_in_priority_order():
-                quantize_static(str(pre), str(q), _Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                nodes_to_exclude=_output_node(pre),
-                                # the ranges of one image at a time, merged (the same ranges): onnxruntime otherwise
-                                # keeps the reductions of every image until the end
-                                extra_options={"CalibStridedMinMax": 1})
+            quantize, methods = _int8(fp32, Path(tmp), calib), methods_for(calibration, tuple(CALIBRATIONS), "onnx")
+            if check is None:
+                q, facts = quantize(methods[0], ()), {"int8": {"calibration": methods[0], "float_modules": []}}
+            else:
+                found = search(quantize, check, methods, model, int8_fallback == "auto")
+                if not found.best.parity["passed"]:
+                    raise Int8Refused(found)
+                q, facts = found.best.path, {"int8": found.facts()}
+                if found.best.float_modules:
+                    facts["int8"]["latency_ms"] = speed_cost(
+                        {"fp32": runner(fp32), "int8": runner(full_int8(found).path), "this": runner(q)}, example)
             proto = onnx.load(q)
         else:
             raise ValueError(f"ONNX precision {precision!r} not supported (fp32, fp16, int8)")
-    onnx.helper.set_model_props(proto, {"mcq": json.dumps(meta)})
+    onnx.helper.set_model_props(proto, {"mcq": json.dumps({**meta, **(facts or {})})})
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
+    return facts
 
 
 def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:

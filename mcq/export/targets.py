@@ -21,9 +21,10 @@ TARGETS_DIR = Path(__file__).with_name("target_files")
 PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUTS = ("logits",)  # the head's raw output (seg/cls logits, depth in metres, det as its graph gives it)
 BACKENDS = ("xnnpack", "coreml")  # ExecuTorch delegates (the CLI's --executorch-backend)
-CALIBRATION = {"onnx": "minmax", "executorch": "histogram"}  # what each format's int8 calibration does (see onnx.py,
-# executorch.py: onnxruntime's MinMax; the XNNPACK quantizer's HistogramObserver on activations); Core ML int8 is
-# weight-only and takes none
+# the int8 calibration methods of each format (CALIBRATIONS of mcq.export.onnx, mcq.export.executorch) or auto: each
+# in turn until the artifact passes its check; Core ML int8 is weight-only and takes none
+CALIBRATION = {"onnx": ("auto", "minmax", "percentile", "entropy"),
+               "executorch": ("auto", "minmax", "moving_average", "histogram")}
 
 
 @dataclass(frozen=True)
@@ -109,27 +110,29 @@ def _validated(path: Path, data) -> Target:
         if calib is not None:
             raise bad(f"calibration is for int8 of {' and '.join(CALIBRATION)}; set it to null")
         return Target(path.stem, **data)
-    method = CALIBRATION[fmt]
-    layout = f'{{"images": 16, "method": "{method}"}}'
+    methods = CALIBRATION[fmt]
+    layout = f'{{"images": 16, "method": "{methods[0]}"}}'
     if not isinstance(calib, dict) or set(calib) != {"images", "method"}:
         raise bad(f"int8 needs calibration as {layout}")
     if type(calib["images"]) is not int or calib["images"] <= 0:
         raise bad(f"calibration images {calib['images']!r} must be a positive integer")
-    if calib["method"] != method:
-        raise bad(f"calibration method {calib['method']!r}: {fmt} int8 calibrates with {method!r}")
+    if calib["method"] not in methods:
+        raise bad(f"calibration method {calib['method']!r}: {fmt} int8 calibrates with {' or '.join(methods)}")
     return Target(path.stem, **{**data, "calibration": Calibration(**calib)})
 
 
 def export_arguments(target: Target, precisions: list[str] | None = None, img_size: int | None = None,
-                     backend: str | None = None) -> dict:
+                     backend: str | None = None, calibration: str | None = None) -> dict:
     """The keyword arguments of ``export_checkpoint`` for ``target`` (all but the checkpoint and where things go);
-    ``precisions``, ``img_size`` and ``backend``, when given, override the target's values."""
+    ``precisions``, ``img_size``, ``backend`` and ``calibration``, when given, override the target's values."""
     backend = backend or target.backend
     kwargs = dict(formats=[target.format], precisions=precisions or [target.precision],
                   img_size=img_size or target.img_size, target=target.name, compute_units=target.compute_units,
                   options={"executorch": {"backend": backend}} if backend and backend != "xnnpack" else {})
     if target.calibration:
         kwargs["n_calib"] = target.calibration.images
+    if calibration or target.calibration:
+        kwargs["calibration"] = calibration or target.calibration.method
     return kwargs
 
 

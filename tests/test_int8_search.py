@@ -1,0 +1,149 @@
+"""int8 that keeps its accuracy (``mcq.export.quantization``): calibrators in order, then modules kept float."""
+
+import json
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+from mcq.export.exporter import export_checkpoint
+from mcq.export.quantization import keeps_float, search, units
+
+
+def _model() -> nn.Module:
+    """A stem of three small convs, four stages of three blocks widening 2x each, a head: the task models' layout."""
+    block = lambda c: nn.Sequential(nn.Conv2d(c, c, 3), nn.ReLU())  # noqa: E731
+    stem = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3), nn.Conv2d(8, 8, 1))
+    stages = nn.Sequential(*(nn.Sequential(*(block(8 << i) for _ in range(3))) for i in range(4)))
+    return nn.Sequential(nn.ModuleDict({"stem": stem, "stages": stages}), nn.Conv2d(64, 5, 1))
+
+
+class Fake:
+    """A format whose agreement is ``base[method]`` plus ``gain[module]`` for each module left float (a module
+    counts for everything under it); the threshold is 0.99."""
+
+    def __init__(self, tmp_path, base, gain):
+        self.tmp, self.base, self.gain, self.made = tmp_path, base, gain, 0
+
+    def quantize(self, method, float_modules):
+        self.made += 1
+        path = self.tmp / f"{self.made}-{method}-{'+'.join(float_modules) or 'none'}.bin"
+        path.write_text("")
+        return path
+
+    def check(self, path):
+        _, method, floats = path.stem.split("-", 2)
+        floats = [] if floats == "none" else floats.split("+")
+        agree = self.base[method] + sum(g for m, g in self.gain.items() if keeps_float(m, tuple(floats)))
+        return {"agreement": agree, "passed": agree >= 0.99, "why": f"agreement {100 * agree:.2f}% < 99.0%"}
+
+
+def test_units_split_the_largest_module_first():
+    assert units(_model(), n=6) == ["0.stem", "0.stages.0", "0.stages.1", "0.stages.2", "0.stages.3", "1"]
+    parts = units(_model())
+    assert len(parts) == 12 and parts[:2] == ["0.stem", "0.stages.0"] and "0.stages.3.2.0" in parts, parts
+    assert keeps_float("0.stages.1.0.0", ("0.stages.1",)) and not keeps_float("0.stages.10", ("0.stages.1",))
+
+
+def test_the_first_calibrator_that_passes_is_kept(tmp_path):
+    fake = Fake(tmp_path, {"minmax": 0.98, "percentile": 0.995, "entropy": 1.0}, {})
+    found = search(fake.quantize, fake.check, ["minmax", "percentile", "entropy"], _model(), fallback=True)
+    facts = found.facts()
+    assert facts["calibration"] == "percentile" and facts["float_modules"] == [] and "fallback_trials" not in facts
+    assert [t["method"] for t in facts["calibrations_tried"]] == ["minmax", "percentile"], "entropy is not needed"
+    assert [p.name for p in tmp_path.iterdir()] == [found.best.path.name], "the failed trial's file is deleted"
+
+
+def test_fallback_keeps_the_unit_that_helps_most_then_narrows_it(tmp_path):
+    """The stem's first conv alone is enough; the search finds the stem first, then narrows it to that conv."""
+    fake = Fake(tmp_path, {"minmax": 0.980, "percentile": 0.985}, {"0.stem.0": 0.007, "0.stages.3.1.0": 0.004})
+    found = search(fake.quantize, fake.check, ["minmax", "percentile"], _model(), fallback=True)
+    facts = found.facts()
+    assert facts["calibration"] == "percentile" and facts["float_modules"] == ["0.stem.0"], facts
+    first_round = facts["fallback_trials"][:len(units(_model()))]
+    assert {tuple(t["float"]) for t in first_round} == {(u,) for u in units(_model())}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({found.best.path.name, "2-percentile-none.bin"})
+    narrowed = [t["float"] for t in facts["fallback_trials"][len(first_round):]]
+    assert narrowed == [["0.stem.0"], ["0.stem.1"], ["0.stem.2"]], "the stem's children, each alone"
+
+
+def test_fallback_accumulates_units_when_one_is_not_enough(tmp_path):
+    fake = Fake(tmp_path, {"minmax": 0.977}, {"0.stem.1": 0.008, "1": 0.006})
+    found = search(fake.quantize, fake.check, ["minmax"], _model(), fallback=True)
+    assert found.best.parity["passed"] and found.facts()["float_modules"] == ["0.stem", "1"], found.facts()
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_a_model_no_int8_can_keep_is_refused_naming_what_was_tried(tmp_path, fallback):
+    fake = Fake(tmp_path, {"minmax": 0.90, "percentile": 0.93}, {"0.stem": 0.01})
+    found = search(fake.quantize, fake.check, ["minmax", "percentile"], _model(), fallback=fallback)
+    assert not found.best.parity["passed"]
+    msg = found.refusal()
+    assert "minmax 90.00%, percentile 93.00%" in msg and "\n" not in msg
+    assert ("module(s) kept float the best was 94.00%" in msg) == fallback, msg
+    assert "(best: agreement 9" in msg and msg.endswith("export fp32" if fallback else "let modules stay float")
+
+
+def _dataset(root, classes: int, size: int, seed: int):
+    """The synthetic scenes in the ADE20K layout with their eight classes folded into ``classes``."""
+    import numpy as np
+    from PIL import Image
+
+    from mcq.data import synth_seg
+    from mcq.data.ade20k import write_class_names
+    from mcq.data.synth import SEG_CLASSES
+
+    synth_seg(root, n_train=24, n_val=6, size=size, seed=seed)
+    fold = np.full(256, 255, np.uint8)
+    fold[0], fold[1:9] = 0, [(i % classes) + 1 for i in range(8)]
+    for mask in (root / "annotations").rglob("*.png"):
+        Image.fromarray(fold[np.asarray(Image.open(mask))]).save(mask)
+    write_class_names(root, ["+".join(SEG_CLASSES[i::classes]) for i in range(classes)])
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("classes, crop, steps", [(3, 64, 24), (6, 96, 40)])
+def test_own_models_get_an_int8_onnx_that_keeps_agreement_and_miou(tmp_path, classes, crop, steps):
+    """Models of other class counts, crops and steps than the demo's: the int8 artifact at twice the crop passes
+    99% pixel agreement and loses at most 1 mIoU point against its checkpoint."""
+    from mcq.engine.evaluate import evaluate_seg, evaluate_seg_model
+    from mcq.engine.train import TrainConfig, train
+
+    from conftest import TINY_TRAIN
+
+    data = _dataset(tmp_path / "data", classes, 2 * crop, seed=classes)
+    run, _ = train(TrainConfig(data=str(data), out=str(tmp_path / "run"),
+                               **{**TINY_TRAIN, "img_size": crop, "batch_size": 4, "max_steps": steps,
+                                  "val_every": steps}))
+    ckpt = run / "checkpoints" / "last.ckpt"
+    (report,) = export_checkpoint(ckpt, ["onnx"], ["int8"], out=tmp_path / "x", data=data, n_images=4, n_calib=4,
+                                  img_size=2 * crop)
+    assert report["status"] == "ok", report
+    assert report["parity"]["agreement"] >= 0.99 and report["int8"]["calibrations_tried"]
+    int8 = evaluate_seg_model(report["path"], data)
+    fp32 = evaluate_seg(ckpt, data, img_size=2 * crop, workers=0, accelerator="cpu")
+    assert int8["mIoU"] >= fp32["mIoU"] - 1.0, (int8["mIoU"], fp32["mIoU"])
+
+
+@pytest.mark.slow
+def test_onnx_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_path, monkeypatch):
+    """With the bar set between full int8's agreement and 100%, the search keeps modules float to pass it, and the
+    report and sidecar say which and what they cost."""
+    from mcq.export.parity import THRESHOLDS
+
+    (plain,) = export_checkpoint(trained_ckpt, ["onnx"], ["int8"], out=tmp_path / "a", data=synth_data, n_images=3,
+                                 n_calib=4, calibration="minmax", int8_fallback="off")
+    agreement = plain["parity"]["agreement"]
+    assert plain["int8"]["float_modules"] == [] and agreement < 1.0, plain
+    assert plain["status"] == "ok" or plain["why"].startswith("no int8 kept its accuracy: calibrations tried: minmax")
+    bar = agreement + (1 - agreement) / 4
+    monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", bar)
+    (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["int8"], out=tmp_path / "b", data=synth_data, n_images=3,
+                                  n_calib=4, calibration="minmax")
+    assert report["status"] == "ok" and report["parity"]["agreement"] >= bar, report
+    facts = report["int8"]
+    assert facts["float_modules"] and facts["fallback_trials"] and set(facts["latency_ms"]) == {"fp32", "int8", "this"}
+    sidecar = json.loads(Path(f"{report['path']}.json").read_text())
+    assert sidecar["int8"]["float_modules"] == facts["float_modules"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [report["artifact"], report["artifact"] + ".json"]
