@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mcq.apps.install import APPS
 from mcq.errors import McqError
+from mcq.export.labels import OUTPUTS
 
 _EXAMPLES = {
     "models": "example:\n  mcq models",
@@ -59,7 +60,8 @@ _EXAMPLES = {
         "  mcq export --list-targets                                   # the deploy targets in export/\n"
         "  mcq export --target android-xnnpack-int8 --checkpoint best.ckpt   # format, precision, ... from the target\n"
         "  mcq export --target web-onnx-fp32 --checkpoint best.ckpt --img-size 256   # a flag overrides the target\n"
-        "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)"
+        "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)\n"
+        "  mcq export onnx --checkpoint best.ckpt --outputs labels    # seg: class indices from the graph, no argmax"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
     "profile": (
@@ -205,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", help="also write the export report to this JSON file")
     ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
                     "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
+    ex.add_argument("--outputs", choices=OUTPUTS,
+                    help="seg: logits [1, classes, H, W] (default: the target's, else logits), or labels [1, H, W]: "
+                    "the argmax in the graph, the class index per pixel (uint8; Core ML int32)")
     ex.add_argument("--executorch-backend", choices=["xnnpack", "coreml"],
                     help="ExecuTorch delegate (default: the target's, else xnnpack; coreml lowers to Core ML, which runs only on Apple "
                     "devices)")
@@ -439,14 +444,15 @@ def _export_arguments(args: argparse.Namespace) -> dict:
         if args.format and args.format != target.format:
             raise McqError(f"target {target.name} exports to {target.format}, not {args.format}: leave out the "
                            f"format or give {target.format}")
-        return export_arguments(target, precisions, args.img_size, args.executorch_backend)
+        return export_arguments(target, precisions, args.img_size, args.executorch_backend, args.outputs)
     if not args.format:
         raise McqError("give a format (coreml, onnx, executorch, all) or --target NAME (see --list-targets)")
     from mcq.export.formats import FORMATS
 
     backend = args.executorch_backend or "xnnpack"
     return dict(formats=list(FORMATS) if args.format == "all" else [args.format], precisions=precisions or [None],
-                img_size=args.img_size, options={"executorch": {"backend": backend}} if backend != "xnnpack" else {})
+                img_size=args.img_size, options={"executorch": {"backend": backend}} if backend != "xnnpack" else {},
+                outputs=args.outputs or "logits")
 
 
 def _export(args: argparse.Namespace) -> int:
