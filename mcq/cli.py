@@ -283,6 +283,9 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
                     "layout (default: each task's embedded data)")
     pf.add_argument("--out", help="folder for profile.json, report.md, the plot and artifacts/ (default "
                     "profiles/<device>)")
+    pf.add_argument("--outputs", choices=OUTPUTS, default="logits",
+                    help="seg: labels puts the argmax in every model (artifacts named -labels); post ms is then the "
+                    "labels' resize to the image (default logits)")
     pf.add_argument("--per-op", action="store_true", help="also each cell's ops and their time from the runtime's "
                     "profiler (ExecuTorch ETDump, onnxruntime, torch.profiler): in profile.json, report.md and "
                     "ops/<cell>.csv")
@@ -360,7 +363,7 @@ def _profile(args: argparse.Namespace) -> int:
                         threads=args.threads or usable_cores(), runs=args.runs, warmup=args.warmup,
                         parity_images=args.parity_images, calib_images=args.calib_images,
                         accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out,
-                        per_op=args.per_op)
+                        per_op=args.per_op, outputs=args.outputs)
     result = profile(cfg)
     print(format_table(result))
     print("written: " + ", ".join(result["outputs"].values()))
