@@ -49,11 +49,13 @@ def test_labels_artifact_gives_pytorchs_classes(exported, fmt, trained_ckpt, syn
     assert got.dtype == np.uint8 and got.shape == (2, 64, 64) and np.array_equal(got, want)
 
 
-def test_onnx_takes_the_argmax_as_topk(exported):
+def test_onnx_takes_the_argmax_as_topk_on_logits_made_classes_last_before_upsampling(exported):
     out, reports = exported
     graph = onnx_format.onnx.load(str(out / reports["onnx"]["artifact"])).graph
     ops = [n.op_type for n in graph.node]
-    assert "ArgMax" not in ops and ops[-4:] == ["Transpose", "TopK", "Squeeze", "Cast"]
+    assert "ArgMax" not in ops and ops[-6:] == ["Conv", "Transpose", "Resize", "TopK", "Squeeze", "Cast"]
+    consts = {i.name: onnx_format.onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    assert consts[graph.node[-4].input[2]].tolist() == [1, 4, 4, 1]  # upsampled in NHWC
     assert [o.name for o in graph.output] == ["labels"]
     assert graph.output[0].type.tensor_type.elem_type == onnx_format.onnx.TensorProto.UINT8
     run = onnx_format.runner(out / reports["onnx"]["artifact"])
@@ -129,9 +131,7 @@ def test_onnx_int8_keeps_the_upsampling_and_the_argmax_float(tmp_path):
     onnx_format.export(model, calib[:1], tmp_path / "q.onnx", "int8", calib, {"output": {"name": "labels"}})
     graph = onnx_format.onnx.load(str(tmp_path / "q.onnx")).graph
     ops = [n.op_type for n in graph.node]
-    assert "QuantizeLinear" in ops and ops[-5:] == ["Resize", "Transpose", "TopK", "Squeeze", "Cast"], ops
-    produced_by = {o: n.op_type for n in graph.node for o in n.output}
-    assert produced_by[graph.node[-5].input[0]] == "DequantizeLinear"  # float from there on
+    assert "QuantizeLinear" in ops and ops[-5:] == ["DequantizeLinear", "Resize", "TopK", "Squeeze", "Cast"], ops
 
 
 @pytest.mark.parametrize("task, says", [

@@ -5,12 +5,12 @@ A seg artifact's logits are already at input size (``SegModel`` upsamples them i
 after it is the argmax over the K classes, on a K x H x W float tensor, and a resize to the photo. A labels
 artifact returns ``[1, H, W]`` class indices (``Labels``); the app only resizes them (nearest).
 
-How each format takes the argmax, measured on 150 x 512 x 512 logits at 1 thread (this 2-core AMD EPYC): in
-ExecuTorch, ``argmax`` runs as a portable kernel outside the XNNPACK delegate (which has none); over the channel
-axis of NCHW it took 150 ms, over the last axis of the same values made channels-last 0 ms net (the delegate then
-skips its NHWC -> NCHW transpose of the logits, which cost as much). onnxruntime's ``ArgMax`` took 180 ms in
-either layout; ``onnx.py`` runs it as ``TopK(k=1)`` on the last axis (35 ms with the transpose; the same indices,
-ties included). Core ML takes ``reduce_argmax`` on the channel axis as it is (not measured here: no macOS) and has
+How each format takes the argmax (MCi0 SemanticFPN, 150 classes, 512 px, 1 thread, `mcq profile` on this 2-core AMD
+EPYC): XNNPACK has no argmax, so ExecuTorch runs it as a portable kernel after the delegate; over the classes made
+last it costs less than the NHWC -> NCHW transpose of the logits that the delegate then skips (966 ms with logits,
+895 with labels; over the channel axis of NCHW the argmax alone took 150 ms). onnxruntime's ``ArgMax`` took 180 ms
+in either layout; ``onnx.py`` runs it as ``TopK(k=1)`` on logits made classes-last before the upsampling (676 ms,
+as with logits). Core ML takes ``reduce_argmax`` on the channel axis as it is (not measured: no macOS here) and has
 no uint8 outputs, so its labels are int32.
 """
 
