@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mcq.apps.install import APPS
 from mcq.errors import McqError
+from mcq.export.labels import OUTPUTS
 
 _EXAMPLES = {
     "models": "example:\n  mcq models",
@@ -60,7 +61,8 @@ _EXAMPLES = {
         "  mcq export --list-targets                                   # the deploy targets in export/\n"
         "  mcq export --target android-xnnpack-int8 --checkpoint best.ckpt   # format, precision, ... from the target\n"
         "  mcq export --target web-onnx-fp32 --checkpoint best.ckpt --img-size 256   # a flag overrides the target\n"
-        "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)"
+        "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)\n"
+        "  mcq export onnx --checkpoint best.ckpt --outputs labels    # seg: class indices from the graph, no argmax"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
     "profile": (
@@ -212,6 +214,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--int8-fallback", choices=["auto", "off"], default="auto",
                     help="int8 of onnx: when no calibration passes, keep the fewest modules float that make it pass, "
                     "chosen by their measured effect on the check (default auto; executorch: not yet)")
+    ex.add_argument("--outputs", choices=OUTPUTS,
+                    help="seg: logits [1, classes, H, W] (default: the target's, else logits), or labels [1, H, W]: "
+                    "the argmax in the graph, the class index per pixel (uint8; Core ML int32)")
     ex.add_argument("--executorch-backend", choices=["xnnpack", "coreml"],
                     help="ExecuTorch delegate (default: the target's, else xnnpack; coreml lowers to Core ML, which runs only on Apple "
                     "devices)")
@@ -285,6 +290,9 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
                     "layout (default: each task's embedded data)")
     pf.add_argument("--out", help="folder for profile.json, report.md, the plot and artifacts/ (default "
                     "profiles/<device>)")
+    pf.add_argument("--outputs", choices=OUTPUTS, default="logits",
+                    help="seg: labels puts the argmax in every model (artifacts named -labels); post ms is then the "
+                    "labels' resize to the image (default logits)")
     pf.add_argument("--per-op", action="store_true", help="also each cell's ops and their time from the runtime's "
                     "profiler (ExecuTorch ETDump, onnxruntime, torch.profiler): in profile.json, report.md and "
                     "ops/<cell>.csv")
@@ -362,7 +370,7 @@ def _profile(args: argparse.Namespace) -> int:
                         threads=args.threads or usable_cores(), runs=args.runs, warmup=args.warmup,
                         parity_images=args.parity_images, calib_images=args.calib_images,
                         accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out,
-                        per_op=args.per_op)
+                        per_op=args.per_op, outputs=args.outputs)
     result = profile(cfg)
     print(format_table(result))
     print("written: " + ", ".join(result["outputs"].values()))
@@ -446,7 +454,7 @@ def _export_arguments(args: argparse.Namespace) -> dict:
         if args.format and args.format != target.format:
             raise McqError(f"target {target.name} exports to {target.format}, not {args.format}: leave out the "
                            f"format or give {target.format}")
-        return export_arguments(target, precisions, args.img_size, args.executorch_backend,
+        return export_arguments(target, precisions, args.img_size, args.executorch_backend, args.outputs,
                                 args.calibration) | {"int8_fallback": args.int8_fallback}
     if not args.format:
         raise McqError("give a format (coreml, onnx, executorch, all) or --target NAME (see --list-targets)")
@@ -455,7 +463,8 @@ def _export_arguments(args: argparse.Namespace) -> dict:
     backend = args.executorch_backend or "xnnpack"
     return dict(formats=list(FORMATS) if args.format == "all" else [args.format], precisions=precisions or [None],
                 img_size=args.img_size, options={"executorch": {"backend": backend}} if backend != "xnnpack" else {},
-                calibration=args.calibration or "auto", int8_fallback=args.int8_fallback)
+                outputs=args.outputs or "logits", calibration=args.calibration or "auto",
+                int8_fallback=args.int8_fallback)
 
 
 def _export(args: argparse.Namespace) -> int:

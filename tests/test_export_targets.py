@@ -51,7 +51,7 @@ def test_every_shipped_target_loads():
 @pytest.mark.parametrize("changes, says", [
     ({"compute_unit": "all"}, "unknown key 'compute_unit'"),
     ({"precision": "int4"}, "precision 'int4' is not one of fp32, fp16, int8"),
-    ({"outputs": "labels"}, "outputs 'labels' is not one of logits"),
+    ({"outputs": "probabilities"}, "outputs 'probabilities' is not one of logits, labels"),
     ({"img_size": 0}, "img_size 0 must be a positive integer"),
     ({"calibration": {"images": 16, "method": "minmax"}}, "calibration is for int8"),
     ({"precision": "int8", "calibration": {"images": 16, "method": "moving_average"}},
@@ -107,10 +107,10 @@ def test_a_bad_file_through_the_cli(capsys, tmp_path):
 def test_flags_override_the_target():
     t = load_target("android-xnnpack-int8")
     assert export_arguments(t) == dict(formats=["executorch"], precisions=["int8"], img_size=None,
-                                       target="android-xnnpack-int8", compute_units=None, options={}, n_calib=16,
-                                       calibration="auto")
-    over = export_arguments(t, precisions=["fp32", "fp16"], img_size=128, backend="coreml")
-    assert over["precisions"] == ["fp32", "fp16"] and over["img_size"] == 128
+                                       target="android-xnnpack-int8", compute_units=None, outputs="logits", options={},
+                                       n_calib=16, calibration="auto")
+    over = export_arguments(t, precisions=["fp32", "fp16"], img_size=128, backend="coreml", outputs="labels")
+    assert over["precisions"] == ["fp32", "fp16"] and over["img_size"] == 128 and over["outputs"] == "labels"
     assert over["options"] == {"executorch": {"backend": "coreml"}}
     assert export_arguments(load_target("ios17-coreml-fp16"))["compute_units"] == "all"
     server = load_target("server-onnxruntime-int8")
@@ -119,9 +119,20 @@ def test_flags_override_the_target():
     assert t == load_target("android-xnnpack-int8"), "the target itself is not changed"
 
 
+@pytest.mark.parametrize("argv, outputs", [
+    (["--target", "web-onnx-fp32"], "logits"), (["--target", "web-onnx-fp32", "--outputs", "labels"], "labels"),
+    (["onnx"], "logits"), (["onnx", "--outputs", "labels"], "labels"),
+])
+def test_the_outputs_flag_overrides_the_target(argv, outputs):
+    from mcq.cli import _export_arguments, _parser
+
+    assert _export_arguments(_parser().parse_args(["export", *argv, "--checkpoint", "c.ckpt"]))["outputs"] == outputs
+
+
 def test_onnx_export_through_a_target_file(capsys, tmp_path, trained_ckpt, synth_data):
-    """The target's size (96) is overridden by --img-size 64; the sidecar and the report name the target."""
-    path = _write(tmp_path / "tiny-onnx.json")
+    """The target's size (96) is overridden by --img-size 64; its labels outputs make a labels artifact; the sidecar
+    and the report name the target."""
+    path = _write(tmp_path / "tiny-onnx.json", outputs="labels")
     before = path.read_bytes()
     out, report = tmp_path / "exports", tmp_path / "report.json"
     rc, stdout, err = _cli(capsys, ["export", "--target", path, "--checkpoint", trained_ckpt, "--data", synth_data,
@@ -131,6 +142,7 @@ def test_onnx_export_through_a_target_file(capsys, tmp_path, trained_ckpt, synth
     assert r["target"] == "tiny-onnx" and r["format"] == "onnx" and r["precision"] == "fp32" and r["img_size"] == 64
     sidecar = read_sidecar(out / r["artifact"])  # checked against the schema
     assert sidecar["target"] == "tiny-onnx" and sidecar["input"]["shape"] == [1, 3, 64, 64]
+    assert r["artifact"].endswith("-labels.onnx") and sidecar["output"]["name"] == "labels"
     assert path.read_bytes() == before
     assert metadata_errors({**sidecar, "target": ""}), "the schema must refuse an empty target name"
 

@@ -9,6 +9,7 @@ import pytest
 from mcq.errors import McqError
 from mcq.export import exporter
 from mcq.export.exporter import export_checkpoint
+from mcq.export.labels import labels_metadata
 from mcq.export.schema import SCHEMA_PATH, metadata_errors, read_sidecar, validate_metadata
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -74,6 +75,28 @@ def test_task_rules_depend_on_the_task(onnx_sidecar):
     else:
         meta["output"]["shape"] = [1]
         assert metadata_errors(meta) and metadata_errors(meta)[0].startswith("output/shape")
+
+
+LABELS_BREAKS = {  # a labels output (`mcq export --outputs labels`) gone wrong -> what the error names
+    "logits' shape": (lambda o: o.update(shape=[1, 8, 64, 64]), "output/shape"),
+    "no dtype": (lambda o: o.pop("dtype"), "output: 'dtype' is a required property"),
+    "float": (lambda o: o.update(dtype="float32"), "output/dtype: 'float32' is not one of ['uint8', 'int32']"),
+    "other name": (lambda o: o.update(name="classes"), "output/name"),
+}
+
+
+@pytest.mark.parametrize("onnx_sidecar", ["seg"], indirect=True)
+def test_a_seg_output_is_logits_or_labels(onnx_sidecar):
+    _, path = onnx_sidecar
+    meta = json.loads(path.read_text())
+    assert meta["output"]["name"] == "logits" and meta["output"]["dtype"] == "float32"
+    labels = labels_metadata(meta, "onnx")
+    assert metadata_errors(labels) == [] and metadata_errors(labels_metadata(meta, "coreml")) == []
+    assert metadata_errors({**meta, "output": {**meta["output"], "dtype": "uint8"}})[0].startswith("output/dtype")
+    for name, (break_it, named) in LABELS_BREAKS.items():
+        broken = copy.deepcopy(labels)
+        break_it(broken["output"])
+        assert any(e.startswith(named) for e in metadata_errors(broken)), (name, metadata_errors(broken))
 
 
 def test_missing_or_unreadable_sidecar(tmp_path):

@@ -179,7 +179,7 @@ def _schema_keys() -> dict[str, set[str]]:
 
 
 NEEDED = {"top": {"task", "encoder", "head", "class_names", "palette", "input", "output"},
-          "input": {"shape", "resize"}, "output": {"name", "units", "max_depth"}}
+          "input": {"shape", "resize"}, "output": {"name", "dtype", "units", "max_depth"}}
 
 
 def test_android_reads_the_sidecar_by_the_schemas_names():
@@ -225,6 +225,21 @@ def test_the_apps_colour_depth_with_mcqs_ramp():
         table = text[re.search(r"(DEPTH_RAMP|depthRamp)\b[^=\n(]*= ", text).start():].split("\n\n")[0]
         found = [list(map(int, t)) for t in re.findall(r"(\d+), (\d+), (\d+)", table)]
         assert found == ramp, app
+
+
+def test_the_apps_take_labels_as_they_come():
+    """A labels artifact (`mcq export --outputs labels`) holds the argmax: each app reads its class indices, in the
+    dtype its format gives them, instead of taking the argmax itself."""
+    from mcq.export.labels import FORMS
+
+    web = (ROOT / "apps" / "web" / "mcq.js").read_text()
+    assert 'output.name === "labels" ? Uint8Array.from(data) : argmax(data, dims)' in web
+    ios = (IOS / "McqSegment" / "Segmenter.swift").read_text()
+    assert 'if meta.output.name == "labels"' in ios and "MLShapedArray<Int32>(converting: output)" in ios
+    assert FORMS["coreml"][0] == "int32"  # Core ML has no uint8 outputs
+    android = (KOTLIN / "Segmenter.kt").read_text()
+    assert 'if (meta.outputName == "labels")' in android and FORMS["executorch"][0] == "uint8"
+    assert '"int32" -> tensor.dataAsIntArray' in android and "else -> tensor.dataAsUnsignedByteArray" in android
 
 
 # --- the bundled reference vectors ------------------------------------------------------------------------------

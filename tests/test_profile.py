@@ -116,6 +116,30 @@ def test_on_random_weights_an_artifact_failing_parity_is_timed_and_marked(monkey
     assert again["reused"] and again["parity_failed"] == cell["parity_failed"]
 
 
+@pytest.mark.slow
+def test_labels_outputs_take_the_argmax_into_every_model(trained_ckpt, trained_depth_ckpt, synth_data, tmp_path):
+    """`--outputs labels`: each seg cell's model returns class indices (artifacts named -labels), judged on them; post
+    ms is their resize to the image. A checkpoint of another task is refused before anything runs."""
+    rc = main(["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,executorch",
+               "--precision", "fp32", "--outputs", "labels", "--runs", "1", "--warmup", "0", "--threads", "1",
+               "--data", str(synth_data), "--parity-images", "1", "--out", str(tmp_path / "p")])
+    prof = json.loads((tmp_path / "p" / "profile.json").read_text())
+    assert rc == 0 and prof["settings"]["outputs"] == "labels"
+    cells = {c["runtime"]: c for c in prof["cells"]}
+    assert all(c["status"] == "ran" and c["outputs"] == "labels" and c["post_ms"] > 0 for c in cells.values()), cells
+    assert cells["onnxruntime"]["artifact"] == "mci0_fpn_64_fp32-labels.onnx"
+    assert cells["executorch"]["artifact"] == "mci0_fpn_64_fp32-labels.pte"
+    for runtime in ("onnxruntime", "executorch"):
+        parity = cells[runtime]["parity"]
+        assert parity["agreement"] == 1.0 and "max_rel" not in parity, parity
+    report = (tmp_path / "p" / "report.md").read_text()
+    assert "the labels from the model (argmax in the graph) resized to the image" in report
+    with pytest.raises(McqError, match=f"{trained_depth_ckpt}: --outputs labels is for segmentation models, not depth"):
+        profile(ProfileConfig(checkpoints=[str(trained_depth_ckpt)], outputs="labels", out=str(tmp_path / "d")))
+    with pytest.raises(McqError, match="--outputs probs: not one of logits, labels"):
+        ProfileConfig(models=["mci0"], outputs="probs").check()
+
+
 def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, trained_ckpt, synth_data, tmp_path):
     """Where Core ML predicts (macOS; here PyTorch stands in for its runtime and a stub for the package), each
     compute-unit setting is a cell of its own, opened with that setting and labelled with it."""

@@ -36,8 +36,8 @@ def npm_deps() -> None:
         _absent("onnxruntime-web is not installed: run `npm ci --prefix apps/web`")
 
 
-def _onnx_fp32(checkpoint: Path, data: Path, out: Path) -> Path:
-    [report] = export_checkpoint(checkpoint, ["onnx"], ["fp32"], out=out, data=data, n_images=2)
+def _onnx_fp32(checkpoint: Path, data: Path, out: Path, outputs: str = "logits") -> Path:
+    [report] = export_checkpoint(checkpoint, ["onnx"], ["fp32"], out=out, data=data, n_images=2, outputs=outputs)
     assert report["status"] == "ok", report.get("why")
     return out / report["artifact"]
 
@@ -46,6 +46,12 @@ def _onnx_fp32(checkpoint: Path, data: Path, out: Path) -> Path:
 def artifact(trained_ckpt, synth_data, tmp_path_factory) -> Path:
     """The tiny seg model exported to ONNX fp32 (64 px, 8 classes), with its sidecar."""
     return _onnx_fp32(trained_ckpt, synth_data, tmp_path_factory.mktemp("web-model"))
+
+
+@pytest.fixture(scope="module")
+def labels_artifact(trained_ckpt, synth_data, tmp_path_factory) -> Path:
+    """The tiny seg model exported with labels outputs (`--outputs labels`: uint8 class indices [1, 64, 64])."""
+    return _onnx_fp32(trained_ckpt, synth_data, tmp_path_factory.mktemp("web-labels"), "labels")
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +185,25 @@ def test_browser_segments_like_onnxruntime_and_processes_like_mcq(npm_deps, brow
     assert tensor.shape == want.shape and diff.max() <= one_level + 1e-5 and (diff < 1e-5).mean() >= 0.99
     got = page.evaluate("([l, d]) => window.mcqArgmax(l, d)", [ref["logits"]["data"], ref["logits"]["shape"]])
     assert got == ref["mask"]["data"]
+
+
+def test_browser_shows_a_labels_models_classes_as_they_come(npm_deps, browser, artifact, labels_artifact, synth_data):
+    png = _photo(synth_data)
+    labels = check_in_browser(labels_artifact, png, browser=browser)
+    assert labels["passed"] and labels["shape"] == [64, 64]
+    logits = check_in_browser(artifact, png, browser=browser)  # the same model: its argmax in the page
+    assert labels["mask"].tolist() == logits["mask"].tolist() and labels["classes"] == logits["classes"]
+    app = serve_web_app(labels_artifact, port=0)
+    try:
+        page = open_page(browser, app.url, png)
+        meta = read_sidecar(labels_artifact)
+        assert page.evaluate("([d, o]) => window.mcqClassMask(d, [1, 2, 2], o)", [[3, 0, 7, 1], meta["output"]]) == \
+            [3, 0, 7, 1]
+        logit_output = {"name": "logits", "dtype": "float32"}
+        assert page.evaluate("([d, o]) => window.mcqClassMask(d, [1, 2, 1, 2], o)", [[0, 5, 1, 2], logit_output]) == \
+            [1, 0]
+    finally:
+        app.close()
 
 
 def _depth_photo(synth_depth_data: Path) -> bytes:

@@ -2,7 +2,7 @@
 // browser on onnxruntime-web, draw the class overlay and legend, or the colour-mapped depth and its range in metres.
 // Everything model-specific (task included) comes from the metadata.
 import {
-  argmax, classShares, colourDepth, colourise, DEPTH_RAMP, depthRange, inputSpec, preprocess, resizeBilinear,
+  argmax, classMask, classShares, colourDepth, colourise, DEPTH_RAMP, depthRange, inputSpec, preprocess, resizeBilinear,
 } from "./mcq.js";
 
 const ORT_DIR = "./node_modules/onnxruntime-web/dist/";
@@ -16,6 +16,7 @@ let shown = null; // { bitmap, colours, alpha } of the last result, redrawn when
 window.mcqPreprocess = (pixels, w, h, meta, channels = 4) =>
   Array.from(preprocess(Uint8Array.from(pixels), w, h, meta, channels).data);
 window.mcqArgmax = (logits, dims) => Array.from(argmax(Float32Array.from(logits), dims));
+window.mcqClassMask = (data, dims, output) => Array.from(classMask(data, dims, output));
 window.mcqResize = (pixels, w, h, c, outW, outH) => Array.from(resizeBilinear(Uint8Array.from(pixels), w, h, c, outW, outH));
 window.mcqColourDepth = (depth, lo, hi) => Array.from(colourDepth(Float32Array.from(depth), lo, hi));
 
@@ -84,12 +85,13 @@ async function infer(blob) {
   start = performance.now();
   const output = (await session.run(feeds))[outputName];
   const timeMs = performance.now() - start;
-  if (output.type !== "float32") throw new Error(`output ${outputName} is ${output.type}, not float32`);
+  const dtype = meta.output.dtype || "float32";
+  if (output.type !== dtype) throw new Error(`output ${outputName} is ${output.type}, not ${dtype}`);
   const result = meta.task === "seg" ? showClasses(output) : showDepth(output);
   shown = { bitmap, ...result.shown };
   draw();
   window.mcqResult = {
-    ...result.fields, shape: [output.dims[2], output.dims[3]], timeMs, firstRunMs, backend: model.backend,
+    ...result.fields, shape: output.dims.slice(-2), timeMs, firstRunMs, backend: model.backend,
     threads: model.backend === "wasm" ? ort.env.wasm.numThreads : null, crossOriginIsolated: self.crossOriginIsolated,
     image: [bitmap.width, bitmap.height],
   };
@@ -97,8 +99,8 @@ async function infer(blob) {
 }
 
 /** Seg: the class overlay (half transparent) and the legend of the classes present. */
-function showClasses(logits) {
-  const mask = argmax(logits.data, logits.dims);
+function showClasses(output) {
+  const mask = classMask(output.data, output.dims, model.meta.output);
   const classes = classShares(mask, model.meta.class_names);
   legend(classes);
   return {

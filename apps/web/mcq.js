@@ -1,7 +1,7 @@
 // mcq's pre- and post-processing for a segmentation or depth artifact, read from its metadata sidecar
 // (<artifact>.json, schema: mcq/export/metadata.schema.json). Pure functions on typed arrays: the page uses them,
-// and so can Node or a test (the page exposes them as window.mcqPreprocess, window.mcqArgmax, window.mcqResize,
-// window.mcqColourDepth).
+// and so can Node or a test (the page exposes them as window.mcqPreprocess, window.mcqArgmax, window.mcqClassMask,
+// window.mcqResize, window.mcqColourDepth).
 
 const PRECISION_BITS = 32 - 8 - 2; // Pillow's fixed point for 8-bit resampling
 const ONE = 2 ** PRECISION_BITS;
@@ -112,6 +112,12 @@ export function argmax(logits, dims) {
     mask[i] = best;
   }
   return mask;
+}
+
+/** Class index per pixel of a seg model's output, by the metadata's ``output``: labels [1, H, W] (uint8 or int32:
+ * `mcq export --outputs labels` took the argmax in the model) as they are, else the ``argmax`` of logits. */
+export function classMask(data, dims, output) {
+  return output.name === "labels" ? Uint8Array.from(data) : argmax(data, dims);
 }
 
 /** RGBA pixels colouring ``mask`` with the metadata's palette (opaque). */

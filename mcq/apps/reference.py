@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from mcq.engine.predict import is_labels
 from mcq.errors import McqError
 from mcq.io import atomic_path
 
@@ -30,9 +31,10 @@ def preprocess(image: Image.Image, meta: dict) -> np.ndarray:
     return tf(v2.functional.pil_to_tensor(image.convert("RGB")))[None].numpy()
 
 
-def postprocess(logits: np.ndarray) -> np.ndarray:
-    """Class index per pixel of seg logits [1, K, H, W] (argmax over K; the first of equal maxima)."""
-    return logits[0].argmax(0).astype(np.uint8)
+def postprocess(output: np.ndarray) -> np.ndarray:
+    """Class index per pixel of a seg output: of logits [1, K, H, W] the argmax over K (the first of equal maxima),
+    of labels [1, H, W] (``mcq export --outputs labels``) the labels themselves."""
+    return (output[0] if is_labels(output) else output[0].argmax(0)).astype(np.uint8)
 
 
 # The apps' depth colour map, near -> far: matplotlib's turbo at 9 even steps, reversed (near is red), interpolated

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, default_seg_data
 from mcq.data.clip_shards import parse_captions
 from mcq.engine.checkpoint import load_task
-from mcq.engine.metrics import accumulate, seg_metrics
+from mcq.engine.metrics import seg_metrics
+from mcq.engine.predict import labels_at
 from mcq.engine.tasks import check_classes, task_spec
 from mcq.errors import McqError
 from mcq.export.runtimes import open_model
@@ -65,8 +66,8 @@ def evaluate_seg_model(
     ds = ADE20K(data, "validation", SegTransform(size, False, meta["input"]["mean"], meta["input"]["std"]))
     check_classes(ds.class_names, class_names, data, model, "the same objectInfo150.txt")
     confusion = MulticlassConfusionMatrix(len(class_names), ignore_index=IGNORE_INDEX)
-    for image, mask in tqdm(ds, desc=f"eval {Path(model).name} ({opened.runtime})", unit="img"):
-        accumulate(confusion, torch.from_numpy(opened.run(image[None].numpy())), [mask])
+    for image, mask in tqdm(ds, desc=f"eval {Path(model).name} ({opened.runtime})", unit="img"):  # logits or labels
+        confusion.update(torch.from_numpy(labels_at(opened.run(image[None].numpy()), *mask.shape))[None], mask[None])
     metrics = {"model": str(model), "runtime": opened.runtime, "precision": meta.get("precision", "fp32"),
                "data": str(data), "img_size": size, "encoder": meta["encoder"], "head": meta["head"],
                **seg_metrics(confusion.compute(), class_names)}

@@ -23,9 +23,19 @@ def colourize(mask: np.ndarray, palette: list[list[int]]) -> Image.Image:
     return im
 
 
-def labels_at(logits: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Post-processing: logits ``[1, K, h, w]`` upsampled (bilinear) to the image's size, argmax -> class indices."""
-    up = F.interpolate(torch.from_numpy(logits).float(), size=(height, width), mode="bilinear", align_corners=False)
+def is_labels(output: np.ndarray) -> bool:
+    """Whether a seg model's output holds class indices (``mcq export --outputs labels``), not logits."""
+    return not np.issubdtype(output.dtype, np.floating)
+
+
+def labels_at(output: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Post-processing to class indices at the image's size: logits ``[1, K, h, w]`` upsampled (bilinear), then
+    argmax; labels ``[1, h, w]`` resized (nearest: the pixel whose centre is nearest)."""
+    if is_labels(output):
+        h, w = output.shape[-2:]
+        rows, cols = (((np.arange(n) + 0.5) * m / n).astype(int) for n, m in ((height, h), (width, w)))
+        return output[0][rows[:, None], cols]
+    up = F.interpolate(torch.from_numpy(output).float(), size=(height, width), mode="bilinear", align_corners=False)
     return up.argmax(1)[0].numpy()
 
 
@@ -41,9 +51,9 @@ def predict_seg(images: list[str | Path], model: str | Path, out: str | Path, th
         image = read_image(path)
         x = tf.image_only(image)[None].numpy()
         start = time.perf_counter()
-        logits = opened.run(x)
+        output = opened.run(x)
         model_ms = 1000 * (time.perf_counter() - start)
-        labels = labels_at(logits, image.height, image.width)
+        labels = labels_at(output, image.height, image.width)
         mask = colourize(labels, meta["palette"])
         overlay = Image.blend(image, mask.convert("RGB"), 0.5)
         for suffix, im in (("mask", mask), ("overlay", overlay)):

@@ -67,7 +67,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         ep, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
         inputs=[ct.ImageType(name="image", shape=tuple(example.shape), color_layout=ct.colorlayout.RGB,
                              scale=fed["scale"], bias=fed["bias"])],
-        outputs=[ct.TensorType(name=o["name"], dtype=np.float32) for o in outputs(meta)],
+        outputs=[ct.TensorType(name=o["name"], dtype=getattr(np, o.get("dtype", "float32"))) for o in outputs(meta)],
         compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
         skip_model_load=True,
     )
@@ -135,7 +135,7 @@ def run_all(path: Path, threads: int | None = None,
         pixels = np.clip(np.rint((np.asarray(x, np.float32) * std + mean) * 255.0), 0, 255).astype(np.uint8)
         images = [Image.fromarray(np.ascontiguousarray(p.transpose(1, 2, 0))) for p in pixels]
         preds = [mlmodel.predict({"image": image}) for image in images]
-        return [np.concatenate([np.asarray(p[o["name"]], np.float32).reshape(o["shape"]) for p in preds])
+        return [np.concatenate([np.asarray(p[o["name"]], o.get("dtype", "float32")).reshape(o["shape"]) for p in preds])
                 for o in outs]
 
     return run

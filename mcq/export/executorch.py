@@ -43,8 +43,13 @@ PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("xnnpack", "coreml", "portable")
 
 
+def _float(t: torch.Tensor) -> torch.Tensor:
+    """A half tensor as float32; integers (labels) as they are."""
+    return t.float() if t.is_floating_point() else t
+
+
 class _Half(torch.nn.Module):
-    """``model`` in half precision behind a float32 input and output."""
+    """``model`` in half precision behind a float32 input and output (an integer output stays as it is)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -52,7 +57,7 @@ class _Half(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = self.model(x.half())
-        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+        return tuple(map(_float, out)) if isinstance(out, tuple) else _float(out)
 
 
 def _norms_as_convs(model: torch.nn.Module) -> torch.nn.Module:

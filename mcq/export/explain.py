@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from mcq.engine.predict import colourize
+from mcq.engine.predict import colourize, labels_at
 from mcq.export.formats import SUFFIXES, format_module
 from mcq.io import staged_dir, write_json
 
@@ -162,7 +162,7 @@ def error_maps(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, images
     for i, x in enumerate(images):
         with torch.no_grad():
             ref = model(x[None]).argmax(1)[0].numpy()
-        pred = np.asarray(run(x[None].numpy())).reshape((1, -1, *ref.shape)).argmax(1)[0]
+        pred = labels_at(np.asarray(run(x[None].numpy())), *ref.shape)  # the artifact's logits or labels
         sheet = error_map(_denormalise(x, meta["input"]["mean"], meta["input"]["std"]), ref, pred, meta["palette"])
         sheet.save(out / f"image_{i:02d}.png")
         rows.append({"image": f"image_{i:02d}.png", "differ": float((ref != pred).mean())})

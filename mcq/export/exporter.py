@@ -24,6 +24,7 @@ from mcq.export import detection
 from mcq.export.detection import letterbox
 from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
+from mcq.export.labels import check_outputs, labels_metadata, labels_model
 from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
 from mcq.export.quantization import Int8Refused
@@ -63,7 +64,7 @@ def export_checkpoint(
     checkpoint: str | Path, formats: list[str], precisions: list[str | None], out: str | Path = "exports",
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
     explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
-    target: str | None = None, compute_units: str | None = None, calibration: str = "auto",
+    target: str | None = None, compute_units: str | None = None, outputs: str = "logits", calibration: str = "auto",
     int8_fallback: str = "auto",
 ) -> list[dict]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
@@ -85,8 +86,11 @@ def export_checkpoint(
     order of cost until the artifact passes its check; then ``int8_fallback="auto"`` keeps the fewest modules float
     that make it pass (``mcq.export.quantization``). With ``keep_failed_parity`` there is no search: the format's
     default calibrator (onnx minmax, executorch histogram) or the one named, nothing kept float.
+    ``outputs="labels"`` (seg only): the artifact returns class indices, not logits (``mcq.export.labels``); its
+    file name ends in ``-labels``.
     """
     task = load_task(checkpoint)
+    check_outputs(task.task_name, outputs, checkpoint)
     spec = task_spec(task.task_name)
     size = img_size or task.hparams.optim["img_size"]
     backbone = task.model.cfg.encoder
@@ -106,7 +110,8 @@ def export_checkpoint(
             opts = (options or {}).get(fmt, {})
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
             quant = _quant_options(module, precision, calibration, int8_fallback)
-            reports.append(_export_one(module, fmt, model, images, calib, precision, {**meta, **opts, **units}, out,
+            form = labels_metadata(meta, fmt) if outputs == "labels" else meta
+            reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
                                        explain, opts, keep_failed_parity, quant))
     return reports
 
@@ -151,8 +156,10 @@ def _det_runner(module, path: Path, model: nn.Module, meta: dict):
 
 
 def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None) -> str:
-    """The file name of the artifact of ``meta``'s model in ``fmt`` and ``precision`` (options named in it)."""
-    tags = "".join(f"-{v}" for v in (opts or {}).values())
+    """The file name of the artifact of ``meta``'s model in ``fmt`` and ``precision`` (options, and labels outputs,
+    named in it)."""
+    labels = meta.get("output", {}).get("name") == "labels"
+    tags = "".join(f"-{v}" for v in (opts or {}).values()) + "-labels" * labels
     size = meta["input"]["shape"][-2]  # the height: --img-size (depth artifacts are 4:3 wide)
     kind = meta["head"] if meta["task"] == "seg" else meta["task"]
     return f"{meta['encoder']}_{kind}_{size}_{precision}{tags}{SUFFIXES[fmt]}"
@@ -172,6 +179,8 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         if meta["task"] == "det":
             net, reference, meta = _det_form(fmt, model, precision, meta)
             report["graph"] = meta["graph"]
+        elif meta["output"]["name"] == "labels":
+            net = reference = labels_model(model, fmt, len(meta["class_names"]))
         if quant and not keep_failed_parity:  # the parity check of each int8 candidate, on the validation images
             quant = {**quant, "check": lambda path: parity(module.runner(path), reference, images, precision,
                                                            meta["task"])}

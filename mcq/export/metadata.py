@@ -42,12 +42,13 @@ def _output(task: TaskModule, shape: tuple[int, int]) -> dict:
     h, w = shape
     if task.task_name == "seg":
         k = len(task.class_names)
-        return {"name": "logits", "shape": [1, k, h, w],
+        return {"name": "logits", "shape": [1, k, h, w], "dtype": "float32",
                 "meaning": "per-class scores at input resolution; argmax over dim 1 is the class index"}
     if task.task_name == "cls":
-        return {"name": "logits", "shape": [1, len(task.class_names)],
+        return {"name": "logits", "shape": [1, len(task.class_names)], "dtype": "float32",
                 "meaning": "per-class scores; argmax over dim 1 is the class index, softmax the probabilities"}
-    return {"name": "depth", "shape": [1, 1, h, w], "units": "metres", "max_depth": task.model.cfg.max_depth,
+    return {"name": "depth", "shape": [1, 1, h, w], "dtype": "float32", "units": "metres",
+            "max_depth": task.model.cfg.max_depth,
             "meaning": "depth per pixel at input resolution, in metres"}
 
 

@@ -7,7 +7,9 @@ the modules kept float, which are ``nodes_to_exclude`` here), with two changes t
 (measured in ``benchmarks/export_latency.py``): grouped convolutions with more than one output channel per group
 (FastViT's stride-2 7x7 patch embedding) become depthwise convolutions on repeated channels, for which
 onnxruntime has a fast int8 kernel (it has none for the grouped form), and the final upsampling of the logits
-stays in float (in uint8 it runs at full resolution with a quantize and dequantize around it).
+stays in float (in uint8 it runs at full resolution with a quantize and dequantize around it), and so does the
+argmax after it in a labels artifact (``mcq.export.labels``), which runs as ``TopK`` on logits made
+classes-last before the upsampling (``_argmax_as_topk``, ``_transpose_before_resize``).
 
 Mask R-CNN (det, ``meta["graph"] == "full"``) exports with the TorchScript-based exporter (``dynamo=False``):
 the dynamo exporter fails in torchvision's ``batched_nms``. Batch 1; the number of detections is dynamic.
@@ -20,6 +22,7 @@ import copy
 import json
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -83,10 +86,68 @@ def _repeated_depthwise(model: nn.Module) -> nn.Module:
     return model
 
 
-def _output_node(path: Path) -> list[str]:
-    """The node that writes the output (for segmentation the final upsampling), left in float by int8 quantization."""
+_LABEL_OPS = ("ArgMax", "TopK", "Squeeze", "Cast")  # what a labels artifact adds after the upsampled logits
+
+
+def _output_nodes(path: Path) -> list[str]:
+    """The node that writes the output (for segmentation the final upsampling), with the argmax after it in a labels
+    artifact: left in float by int8 quantization."""
     graph = onnx.load(str(path), load_external_data=False).graph
-    return [n.name for n in graph.node if graph.output[0].name in n.output]
+    producer = {out: n for n in graph.node for out in n.output}
+    node, names = producer[graph.output[0].name], []
+    while node.op_type in _LABEL_OPS:
+        names.append(node.name)
+        node = producer[node.input[0]]
+    return [*names, node.name]
+
+
+def _transpose_before_resize(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Every ``Resize`` whose only consumer is a ``Transpose`` swapped with it: transposed first, at the lower
+    resolution, and resized in the new layout (its scales or sizes permuted). A labels artifact's logits are so made
+    classes-last at H/4 x W/4, not at full size: MCi0 SemanticFPN's labels program at 512 px (1 thread) then peaked
+    at 407 MB over its load in `mcq profile`, against 891 MB with the transpose after the upsampling (logits: 730),
+    in the same time (676 ms against 681; logits 676)."""
+    graph = proto.graph
+    producer = {out: n for n in graph.node for out in n.output}
+    uses = Counter([name for n in graph.node for name in n.input] + [out.name for out in graph.output])
+    consts = {init.name: init for init in graph.initializer}
+    for t in [n for n in graph.node if n.op_type == "Transpose"]:
+        resize = producer.get(t.input[0])
+        shape_in = [name for name in (resize.input[2:] if resize and resize.op_type == "Resize" else []) if name]
+        if uses[t.input[0]] != 1 or len(shape_in) != 1 or uses[shape_in[0]] != 1 or shape_in[0] not in consts:
+            continue
+        perm = next(onnx.helper.get_attribute_value(a) for a in t.attribute if a.name == "perm")
+        values = onnx.numpy_helper.to_array(consts[shape_in[0]])
+        consts[shape_in[0]].CopyFrom(onnx.numpy_helper.from_array(values[perm], shape_in[0]))
+        moved = onnx.NodeProto()
+        moved.CopyFrom(t)
+        moved.input[0], moved.output[0] = resize.input[0], f"{t.name}_low"
+        resize.input[0], resize.output[0] = moved.output[0], t.output[0]
+        graph.node.remove(t)
+        graph.node.insert(list(graph.node).index(resize), moved)
+    return proto
+
+
+def _argmax_as_topk(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Every ``ArgMax`` (first of equal maxima, no kept axis) as ``TopK(k=1)``'s indices squeezed: the same
+    indices, TopK breaking ties by the lower index. onnxruntime 1.32 took 180 ms for ArgMax over 150 x 512 x 512
+    logits at one thread, in either layout, and 35 ms for TopK over the classes made last with its transpose."""
+    graph = proto.graph
+    for i, node in reversed(list(enumerate(graph.node))):
+        if node.op_type != "ArgMax":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("keepdims", 1) or attrs.get("select_last_index", 0):
+            raise ValueError(f"ArgMax {node.name}: only ArgMax without keepdims, first index, is rewritten")
+        k, axes, top = f"{node.name}_k", f"{node.name}_axes", f"{node.name}_top"
+        graph.initializer.extend([onnx.numpy_helper.from_array(np.array([1], np.int64), k),
+                                  onnx.numpy_helper.from_array(np.array([attrs.get("axis", 0)], np.int64), axes)])
+        graph.node.remove(node)
+        graph.node.insert(i, onnx.helper.make_node("Squeeze", [f"{top}_indices", axes], list(node.output),
+                                                   name=f"{node.name}_squeeze"))
+        graph.node.insert(i, onnx.helper.make_node("TopK", [node.input[0], k], [f"{top}_values", f"{top}_indices"],
+                                                   name=top, axis=attrs.get("axis", 0)))
+    return proto
 
 
 def _sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -164,7 +225,7 @@ def _int8(fp32: Path, tmp: Path, calib: torch.Tensor) -> Callable[[str, tuple[st
 
     pre = tmp / "pre.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    scopes, output = _scopes(fp32), _output_node(pre)
+    scopes, output = _scopes(fp32), _output_nodes(pre)
     made = iter(range(1_000_000))
 
     def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
@@ -199,6 +260,8 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         else:
             output = meta.get("output", {}).get("name", "logits")  # the tapped models of explain have no metadata
             _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32, output)
+            if output == "labels":
+                onnx.save(_argmax_as_topk(_transpose_before_resize(onnx.load(fp32))), fp32)
         if precision == "fp32":
             proto = onnx.load(fp32)
         elif precision == "fp16":

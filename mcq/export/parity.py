@@ -7,10 +7,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mcq.export.labels import Labels
+
 # seg: share of pixels whose argmax class matches PyTorch's; cls: share of images whose top-1 class matches;
 # depth: mean relative error of the depth map; every task: max |error| / max |PyTorch's output| ("max_rel");
 # det: share of detections matched (same class, IoU >= 0.5), max box error / largest box coordinate, max score
-# error, share of mask pixels (> 0.5) that agree within matched detections. Det exports fp32 only.
+# error, share of mask pixels (> 0.5) that agree within matched detections. Det exports fp32 only. A seg artifact
+# that returns labels is judged by its agreement alone (``labels_parity``).
 THRESHOLDS = {
     "seg": {"fp32": {"agreement": 0.999, "max_rel": 1e-3}, "fp16": {"agreement": 0.99}, "int8": {"agreement": 0.99}},
     "cls": {"fp32": {"agreement": 1.0, "max_rel": 1e-3}, "fp16": {"agreement": 0.95}, "int8": {"agreement": 0.9}},
@@ -26,9 +29,12 @@ def parity(run: Callable[[np.ndarray], np.ndarray], model: torch.nn.Module, imag
            task: str = "seg") -> dict:
     """Run ``run`` (one NCHW float32 image at a time) and ``model`` on ``images``; compare; judge by ``precision``.
 
-    For det, ``run`` returns a dict and ``model`` a tuple of boxes, labels, scores, masks (``det_parity``)."""
+    For det, ``run`` returns a dict and ``model`` a tuple of boxes, labels, scores, masks (``det_parity``); a
+    ``Labels`` model gives class indices (``labels_parity``)."""
     if task == "det":
         return det_parity(run, model, images, precision)
+    if isinstance(model, Labels):
+        return labels_parity(run, model, images, precision)
     max_abs, max_ref, hits, total = 0.0, 0.0, 0.0, 0
     for x in images:
         with torch.no_grad():
@@ -46,6 +52,22 @@ def parity(run: Callable[[np.ndarray], np.ndarray], model: torch.nn.Module, imag
               "mean_rel" if task == "depth" else "agreement": hits / total, "precision": precision,
               "thresholds": THRESHOLDS[task][precision], "numerics": "compared"}
     return judge(result)
+
+
+def labels_parity(run: Callable[[np.ndarray], np.ndarray], model: Labels, images: torch.Tensor,
+                  precision: str) -> dict:
+    """The share of pixels whose class index equals that of ``model`` (the same ``Labels`` wrapper in PyTorch), by
+    the thresholds of seg; integers are equal or not, so there is no max abs / max rel error."""
+    hits = total = 0
+    for x in images:
+        with torch.no_grad():
+            ref = model(x[None]).numpy()
+        hits += int((np.asarray(run(x[None].numpy())).reshape(ref.shape) == ref).sum())
+        total += ref.size
+    thresholds = {k: v for k, v in THRESHOLDS["seg"][precision].items() if k != "max_rel"}
+    return judge({"images": len(images), "agreement": hits / total, "precision": precision, "thresholds": thresholds,
+                  "numerics": "compared", "note": "labels: class indices compared for equality, no max abs / max rel "
+                                                  "error"})
 
 
 def _match(ref: dict, out: dict) -> list[tuple[int, int]]:
@@ -117,7 +139,8 @@ def format_parity_table(reports: list[dict]) -> str:
         p = r.get("parity", {})
         if p.get("numerics") == "compared":
             agree = f"{100 * p['agreement']:>9.3f}" if "agreement" in p else f"{'rel ' + format(p['mean_rel'], '.0e'):>9}"
-            nums = f"{p['max_abs']:>9.2e} {p['max_rel']:>9.2e} {agree}"
+            errors = f"{p['max_abs']:>9.2e} {p['max_rel']:>9.2e}" if "max_abs" in p else f"{'-':>9} {'-':>9}"
+            nums = f"{errors} {agree}"
         else:
             nums = f"{'-':>9} {'-':>9} {'-':>9}"
         status = r["status"] + (f" ({r['why']})" if r.get("why") else "")

@@ -15,11 +15,11 @@ from pathlib import Path
 from mcq.errors import McqError
 from mcq.export.coreml import COMPUTE_UNITS
 from mcq.export.formats import FORMATS
+from mcq.export.labels import OUTPUTS
 from mcq.io import read_json
 
 TARGETS_DIR = Path(__file__).with_name("target_files")
 PRECISIONS = ("fp32", "fp16", "int8")
-OUTPUTS = ("logits",)  # the head's raw output (seg/cls logits, depth in metres, det as its graph gives it)
 BACKENDS = ("xnnpack", "coreml")  # ExecuTorch delegates (the CLI's --executorch-backend)
 # the int8 calibration methods of each format (CALIBRATIONS of mcq.export.onnx, mcq.export.executorch) or auto: each
 # in turn until the artifact passes its check; Core ML int8 is weight-only and takes none
@@ -45,7 +45,7 @@ class Target:
     backend: str | None  # executorch only
     precision: str
     img_size: int | None  # None: the checkpoint's training size
-    outputs: str
+    outputs: str  # logits, or labels (seg: the argmax in the graph, ``mcq.export.labels``)
     calibration: Calibration | None  # int8 of onnx and executorch only
     compute_units: str | None  # coreml only
 
@@ -122,12 +122,15 @@ def _validated(path: Path, data) -> Target:
 
 
 def export_arguments(target: Target, precisions: list[str] | None = None, img_size: int | None = None,
-                     backend: str | None = None, calibration: str | None = None) -> dict:
+                     backend: str | None = None, outputs: str | None = None,
+                     calibration: str | None = None) -> dict:
     """The keyword arguments of ``export_checkpoint`` for ``target`` (all but the checkpoint and where things go);
-    ``precisions``, ``img_size``, ``backend`` and ``calibration``, when given, override the target's values."""
+    ``precisions``, ``img_size``, ``backend``, ``outputs`` and ``calibration``, when given, override the target's
+    values."""
     backend = backend or target.backend
     kwargs = dict(formats=[target.format], precisions=precisions or [target.precision],
                   img_size=img_size or target.img_size, target=target.name, compute_units=target.compute_units,
+                  outputs=outputs or target.outputs,
                   options={"executorch": {"backend": backend}} if backend and backend != "xnnpack" else {})
     if target.calibration:
         kwargs["n_calib"] = target.calibration.images

@@ -4,7 +4,8 @@ The input is the first validation image of the task's data, pre-processed as the
 (``mcq.export.exporter.dataset_images``). Pre-processing (timed on the decoded image) and post-processing (timed on
 each cell's own outputs) per task:
 
-- seg: resize + normalise; the logits upsampled (bilinear) to the image and argmax.
+- seg: resize + normalise; the logits upsampled (bilinear) to the image and argmax, or the labels of a model
+  that outputs labels (``mcq.export.labels``) resized to the image (nearest).
 - depth: resize to the artifact's 4:3 input + normalise; the depth map upsampled (bilinear) to the image.
 - cls: resize, centre crop, normalise; softmax and the top 5.
 - det: letterbox (long side to the input size, normalise, pad); what the artifact's graph leaves to the app

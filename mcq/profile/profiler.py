@@ -8,6 +8,8 @@ size and FLOPs do not depend on the weights; accuracy then comes from the publis
 A det model is Mask R-CNN: ONNX holds the ``full`` graph, ExecuTorch and Core ML its ``features`` graph with the
 rest done in Python (``mcq.export.detection``); each cell names its graph, and its post-processing time is that
 Python part (``mcq.profile.inputs``). Det models export in fp32 only: their fp16 and int8 cells are "not supported".
+With ``outputs="labels"`` every seg cell (eager PyTorch included) takes the argmax in the model
+(``mcq.export.labels``), and its post-processing is the resize of the labels to the image.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from mcq.errors import McqError, first_line
+from mcq.export.labels import check_outputs, labels_model
 from mcq.io import atomic_path, write_json
 
 RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml"}  # -> format
@@ -54,6 +57,7 @@ class ProfileConfig:
     calib_images: int = 16
     seed: int = 0
     per_op: bool = False  # each cell that ran: its ops' time from the runtime's profiler (``mcq.profile.per_op``)
+    outputs: str = "logits"  # seg: "labels" puts the argmax in the model (``mcq.export.labels``)
 
     def check(self) -> None:
         from mcq.export.coreml import COMPUTE_UNITS
@@ -66,6 +70,7 @@ class ProfileConfig:
                 raise McqError(f"unknown {name} {', '.join(bad) or '(none given)'}; known: {', '.join(known)}")
         for name in self.models:
             encoder_info(name)
+        check_outputs("seg", self.outputs)  # a known value; each checkpoint's task is checked in ``_subjects``
         if not self.models and not self.checkpoints:
             raise McqError("nothing to profile: give --models and/or --checkpoint")
         if self.runs < 1 or self.threads < 1:
@@ -119,6 +124,7 @@ def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
         task = (hp.get("optim") or {}).get("task", "seg")
         if task not in TASKS or "model" not in hp:
             raise McqError(f"{ckpt}: not an mcq {', '.join(TASKS)} checkpoint; `mcq profile` measures those")
+        check_outputs(task, cfg.outputs, ckpt)
         subjects.append(Subject(ckpt, task, hp["model"]["encoder"], hp["model"].get("head", ""), str(ckpt),
                                 hp["optim"]["img_size"]))
     return subjects
@@ -156,7 +162,7 @@ def profile(cfg: ProfileConfig) -> dict:
         "settings": {"threads": cfg.threads, "runs": cfg.runs, "warmup": cfg.warmup, "img_sizes": cfg.img_sizes,
                      "compute_units": cfg.compute_units if any(c.get("compute_units") for c in cells) else None,
                      "batch": 1, "memory": MEMORY_METHOD, "data": cfg.data or "embedded synthetic data",
-                     "per_op": cfg.per_op},
+                     "per_op": cfg.per_op, "outputs": cfg.outputs},
         "cells": cells,
     }
     result["outputs"] = write_outputs(result, out)
@@ -195,11 +201,14 @@ class ModelBench:
         self.input = task_input(subject.task, self.model, size, cfg.data)
         self.model.encoder.fix_input_size(*self.input.x.shape[-2:])
         self.x = self.input.x
-        self.torch_form = detection.graph_module(self.model, "full") if subject.task == "det" else self.model
+        labels = cfg.outputs == "labels"
+        self.torch_form = (detection.graph_module(self.model, "full") if subject.task == "det" else
+                           labels_model(self.model, "torch", self.model.cfg.num_classes) if labels else self.model)
         pre = time_calls(self.input.pre, cfg.runs, 1)
         self.weights_mb = state_size_mb(self.model)
         self.facts = {
             "model": f"{subject.encoder}+{subject.head or subject.task}", "task": subject.task,
+            **({"outputs": "labels"} if labels else {}),
             "encoder": subject.encoder, "head": subject.head, "source": subject.source, "img_size": size,
             "params_m": params_m(task.model),
             "gflops": _or_none(lambda: gflops(self.torch_form, torch.from_numpy(self.x))),
@@ -215,9 +224,8 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
     from mcq.export.metadata import sha256
 
     s = bench.subject
-    name = artifact_name({"encoder": s.encoder, "head": s.head, "task": s.task, "input": {"shape": [1, 3, bench.size,
-                                                                                                    bench.size]}},
-                         fmt, precision)
+    name = artifact_name({"encoder": s.encoder, "head": s.head, "task": s.task, "output": {"name": cfg.outputs},
+                          "input": {"shape": [1, 3, bench.size, bench.size]}}, fmt, precision)
     path, sidecar = folder / name, folder / f"{name}.json"
     random = s.source == "random init"
     if path.exists() and sidecar.is_file():
@@ -230,7 +238,8 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
             return report if parity["passed"] else {**report, "status": "failed", "why": parity["why"], "kept": True}
     start = time.perf_counter()
     [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
-                                 n_images=cfg.parity_images, n_calib=cfg.calib_images, keep_failed_parity=random)
+                                 n_images=cfg.parity_images, n_calib=cfg.calib_images, keep_failed_parity=random,
+                                 outputs=cfg.outputs)
     return {**report, "export_s": time.perf_counter() - start}
 
 

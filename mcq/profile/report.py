@@ -56,6 +56,13 @@ def _accuracy(cell: dict) -> str:
     return f"{value}{'*' if acc['source'] == 'published' else ''} {acc['metric']}"
 
 
+def _seg_post(settings: dict) -> str:
+    """What a seg cell's post-processing is, by the profile's ``outputs``."""
+    if settings.get("outputs") == "labels":
+        return "the labels from the model (argmax in the graph) resized to the image, nearest"
+    return "upsample to the image + argmax"
+
+
 def _published(cells: list[dict]) -> bool:
     """Whether any cell shows a published accuracy (the reports explain the * only then)."""
     return any((c.get("accuracy") or {}).get("source") == "published" for c in cells)
@@ -103,7 +110,7 @@ def format_table(profile: dict) -> str:
     notes = [device_line(profile["device"]),
              f"batch 1; median and p90 of {s['runs']} runs after {s['warmup']} warm-up; load: open the artifact (cold "
              f"start); peak MB: {s['memory']}; pre: resize + normalise, post: what an app does with the output "
-             "(seg: upsample + argmax; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore "
+             f"(seg: {_seg_post(s)}; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore "
              "(a multiply-add counts one); agree: parity with PyTorch"
              + ("; accuracy* published (paper), not measured here" if _published(profile["cells"]) else "")]
     front = front_cells(profile["cells"])
@@ -122,7 +129,7 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
              f"Batch 1, {s['threads']} threads for every runtime; latency: median and p90 of {s['runs']} runs after "
              f"{s['warmup']} warm-up runs; load: time to open the artifact in its runtime (cold start, the first run "
              f"is `first_run_ms` in profile.json); peak memory: {s['memory']}; pre-processing: resize + normalise, "
-             "post-processing: what an app does with the output (seg: upsample to the image + argmax; depth: "
+             f"post-processing: what an app does with the output (seg: {_seg_post(s)}; depth: "
              "upsample; cls: softmax + top 5; det: the part of Mask R-CNN its graph leaves to Python, "
              f"`mcq.profile.inputs`), on one "
              f"image of the data ({s['data']}); GFLOPs counted by fvcore (a multiply-add is one); agree %: pixels "

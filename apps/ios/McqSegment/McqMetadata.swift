@@ -10,13 +10,14 @@ struct McqMetadata: Decodable {
         let resize: String
     }
     struct Output: Decodable {
-        let name: String
-        let shape: [Int]  // seg: [1, classes, height, width]; depth: [1, 1, height, width]
+        let name: String  // seg: "logits", or "labels" (`mcq export --outputs labels`: the argmax is in the model)
+        let shape: [Int]  // seg: [1, classes, height, width], labels [1, height, width]; depth: [1, 1, height, width]
+        let dtype: String?  // labels: "int32" in Core ML; else float32
         let units: String?  // depth: "metres"
         let maxDepth: Double?  // depth: the largest depth the head predicts
 
         enum CodingKeys: String, CodingKey {
-            case name, shape, units
+            case name, shape, dtype, units
             case maxDepth = "max_depth"
         }
     }

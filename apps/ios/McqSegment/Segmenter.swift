@@ -115,8 +115,15 @@ final class Segmenter {
         let resized = Processing.resizeBilinear(bgra, width: width, height: height, channels: 4,
                                                 outWidth: meta.width, outHeight: meta.height)
         let (output, milliseconds) = try run(try inputBuffer(resized))
-        let values = MLShapedArray<Float>(converting: output).scalars  // [1, C, H, W], row-major
         let plane = meta.width * meta.height
+        if meta.output.name == "labels" {  // class indices [1, H, W] (int32): the argmax was taken in the model
+            let labels = MLShapedArray<Int32>(converting: output).scalars
+            guard labels.count == plane else {
+                throw SegmenterError.badModel("output labels has \(labels.count) values, not \(plane)")
+            }
+            return try segmentation(labels.map { UInt8($0) }, milliseconds: milliseconds)
+        }
+        let values = MLShapedArray<Float>(converting: output).scalars  // [1, C, H, W], row-major
         guard values.count % plane == 0 else {
             throw SegmenterError.badModel("output \(meta.output.name) has \(values.count) values, not C x \(plane)")
         }
@@ -126,6 +133,11 @@ final class Segmenter {
             return Prediction(overlay: overlay, milliseconds: milliseconds, classes: [], depthRange: lo...hi)
         }
         let mask = Processing.argmax(classes: values.count / plane, pixels: plane) { k, i in values[k * plane + i] }
+        return try segmentation(mask, milliseconds: milliseconds)
+    }
+
+    /// The class overlay (the palette's colours, half transparent) and the classes present in `mask`.
+    private func segmentation(_ mask: [UInt8], milliseconds: Double) throws -> Prediction {
         let names = meta.classNames ?? [], palette = meta.palette ?? []
         let classes = Processing.classShares(mask).map {
             ClassShare(index: $0.index, name: names[$0.index], share: $0.share)

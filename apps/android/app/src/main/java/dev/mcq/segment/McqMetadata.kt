@@ -21,7 +21,9 @@ data class McqMetadata(
     val range: FloatArray,
     val mean: FloatArray,
     val std: FloatArray,
+    /** seg: "logits", or "labels" (`mcq export --outputs labels`: the argmax is in the model, [outputDtype]). */
     val outputName: String,
+    val outputDtype: String,
     /** depth: the units of the output ("metres") and the largest depth the head predicts. */
     val units: String,
     val maxDepth: Double,
@@ -65,6 +67,7 @@ data class McqMetadata(
                 mean = floats("mean"),
                 std = floats("std"),
                 outputName = output.getString("name"),
+                outputDtype = output.optString("dtype"),
                 units = output.optString("units"),
                 maxDepth = output.optDouble("max_depth"),
             )

@@ -57,16 +57,30 @@ class Segmenter(context: Context) {
         val input = Processing.preprocess(rgb, photo.width, photo.height, meta)
         val shape = longArrayOf(1, 3, meta.height.toLong(), meta.width.toLong())
         val start = System.nanoTime()
-        val output = module.forward(EValue.from(Tensor.fromBlob(input, shape)))[0].toTensor().dataAsFloatArray
+        val tensor = module.forward(EValue.from(Tensor.fromBlob(input, shape)))[0].toTensor()
         val milliseconds = (System.nanoTime() - start) / 1e6
         val plane = meta.width * meta.height
+        if (meta.outputName == "labels") { // class indices [1, H, W]: the argmax was taken in the model
+            val mask = when (meta.outputDtype) {
+                "int32" -> tensor.dataAsIntArray.let { a -> ByteArray(a.size) { a[it].toByte() } }
+                else -> tensor.dataAsUnsignedByteArray // uint8
+            }
+            check(mask.size == plane) { "output labels has ${mask.size} values, not $plane" }
+            return segmentation(mask, milliseconds)
+        }
+        val output = tensor.dataAsFloatArray
         check(output.size % plane == 0) { "output ${meta.outputName} has ${output.size} values, not C x $plane" }
         if (meta.task == "depth") {
             val lo = output.min()
             val hi = output.max()
             return Prediction(bitmap(Processing.colourDepth(output, lo, hi)), milliseconds, emptyList(), lo..hi)
         }
-        val mask = Processing.argmax(output, output.size / plane, plane)
+        return segmentation(Processing.argmax(output, output.size / plane, plane), milliseconds)
+    }
+
+    /** The class colours of [mask] (class index per pixel) and the classes present. */
+    private fun segmentation(mask: ByteArray, milliseconds: Double): Prediction {
+        val plane = mask.size
         val colours = IntArray(plane) { i -> meta.palette[mask[i].toInt() and 0xff].let { Color.rgb(it[0], it[1], it[2]) } }
         return Prediction(bitmap(colours), milliseconds, Processing.classShares(mask), null)
     }

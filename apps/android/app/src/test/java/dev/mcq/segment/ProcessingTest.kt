@@ -27,7 +27,7 @@ class ProcessingTest {
             task = "seg", encoder = "", head = "", precision = "", classNames = emptyList(), palette = emptyList(),
             height = shape.getInt(2), width = shape.getInt(3), range = input.getJSONArray("range").floats(),
             mean = input.getJSONArray("mean").floats(), std = input.getJSONArray("std").floats(),
-            outputName = "", units = "", maxDepth = 0.0,
+            outputName = "", outputDtype = "", units = "", maxDepth = 0.0,
         )
     }
 
