@@ -212,8 +212,8 @@ def _parser() -> argparse.ArgumentParser:
                     "format's in turn until the artifact passes its check); onnx: minmax, percentile, entropy; "
                     "executorch: minmax, moving_average, histogram")
     ex.add_argument("--int8-fallback", choices=["auto", "off"], default="auto",
-                    help="int8 of onnx: when no calibration passes, keep the fewest modules float that make it pass, "
-                    "chosen by their measured effect on the check (default auto; executorch: not yet)")
+                    help="int8: when no calibration passes, keep the fewest modules float that make it pass, chosen by "
+                    "their measured effect on the check (default auto)")
     ex.add_argument("--outputs", choices=OUTPUTS,
                     help="seg: logits [1, classes, H, W] (default: the target's, else logits), or labels [1, H, W]: "
                     "the argmax in the graph, the class index per pixel (uint8; Core ML int32)")

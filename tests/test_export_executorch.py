@@ -16,7 +16,7 @@ from mcq.export.schema import read_sidecar
 def exported(trained_ckpt, synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("executorch")
     return out, export_checkpoint(trained_ckpt, ["executorch"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
-                           n_calib=4)
+                                  n_calib=4, calibration="histogram", int8_fallback="off")  # the search: test_int8_search
 
 
 def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data):

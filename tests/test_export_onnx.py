@@ -17,7 +17,7 @@ from mcq.export.metadata import sha256
 def exported(trained_ckpt, synth_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
     return out, export_checkpoint(trained_ckpt, ["onnx"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
-                           n_calib=4)
+                                  n_calib=4, calibration="minmax", int8_fallback="off")  # the search: test_int8_search
 
 
 def test_fp32_and_fp16_pass_their_thresholds(exported, trained_ckpt):

@@ -130,19 +130,22 @@ def test_own_models_get_an_int8_onnx_that_keeps_agreement_and_miou(tmp_path, cla
 
 
 @pytest.mark.slow
-def test_onnx_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", ["onnx", "executorch"])
+def test_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_path, monkeypatch, fmt):
     """With the bar set between full int8's agreement and 100%, the search keeps modules float to pass it, and the
-    report and sidecar say which and what they cost."""
+    report and sidecar say which and what they cost. (Four units: each ExecuTorch trial is a whole lowering.)"""
+    from mcq.export import quantization
     from mcq.export.parity import THRESHOLDS
 
-    (plain,) = export_checkpoint(trained_ckpt, ["onnx"], ["int8"], out=tmp_path / "a", data=synth_data, n_images=3,
+    monkeypatch.setattr(quantization, "UNITS", 4)
+    (plain,) = export_checkpoint(trained_ckpt, [fmt], ["int8"], out=tmp_path / "a", data=synth_data, n_images=3,
                                  n_calib=4, calibration="minmax", int8_fallback="off")
     agreement = plain["parity"]["agreement"]
     assert plain["int8"]["float_modules"] == [] and agreement < 1.0, plain
     assert plain["status"] == "ok" or plain["why"].startswith("no int8 kept its accuracy: calibrations tried: minmax")
     bar = agreement + (1 - agreement) / 4
     monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", bar)
-    (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["int8"], out=tmp_path / "b", data=synth_data, n_images=3,
+    (report,) = export_checkpoint(trained_ckpt, [fmt], ["int8"], out=tmp_path / "b", data=synth_data, n_images=3,
                                   n_calib=4, calibration="minmax")
     assert report["status"] == "ok" and report["parity"]["agreement"] >= bar, report
     facts = report["int8"]

@@ -8,7 +8,8 @@ fp16 casts weights and compute to half inside the graph (input and output stay f
 the convolutions, while ops it has no fp16 kernel for (GELU) run as portable kernels between delegate calls.
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
 dataset images with one of torchao's activation observers (``CALIBRATIONS``; given the exporter's parity check,
-``calibration="auto"`` tries each in order of cost, ``mcq.export.quantization.search``), after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``)
+``calibration="auto"`` tries each in order of cost, then modules are kept float by measurement,
+``mcq.export.quantization.search``), after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``)
 and two graphs XNNPACK 1.5.1 refuses at load (``XNNCompiler::compileModel failed: 0x1``): a conv weight shared by
 several convs (ViT-Adapter) is copied per conv, and identity ops (Swin's zero-width pads) are dropped before PT2E
 observes them. The rewrites for the delegate run on the converted graph, so layer norm and softmax stay float.
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 
 from mcq.export.delegation import IDENTITIES, delegation, for_xnnpack, rewrite_graph, unshare_weights
-from mcq.export.quantization import Check, Int8Refused, methods_for, search
+from mcq.export.quantization import Check, Int8Refused, full_int8, keeps_float, methods_for, search, speed_cost
 
 DEFAULT_PRECISION = "fp32"
 # torchao's activation observers for the XNNPACK quantizer, in order of cost (histogram is the quantizer's default);
@@ -96,22 +97,53 @@ def _config(method: str):
     return dataclasses.replace(config, input_activation=act, output_activation=act)
 
 
-def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
-               method: str = "histogram") -> tuple[torch.nn.Module, Counter]:
-    """The PT2E int8 model calibrated with ``method``'s observers, and the changes made for XNNPACK before
-    quantizing (identities dropped, shared conv weights copied: ``unshared_weights``)."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(_config(method))
+def _for_quantization(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.fx.GraphModule, Counter]:
+    """The exported graph that PT2E quantizes, and the changes made for XNNPACK before quantizing (identities
+    dropped, shared conv weights copied: ``unshared_weights``)."""
     graph = torch.export.export(_norms_as_convs(model), (example,)).module()
     done = rewrite_graph(graph, IDENTITIES, fold=False)
     if copies := unshare_weights(graph):
         done["unshared_weights"] = copies
-    prepared = prepare_pt2e(graph, quantizer)
+    return graph, done
+
+
+def _scope(node: torch.fx.Node) -> str:
+    """The module whose forward made ``node`` (``""``: the root or none)."""
+    stack = node.meta.get("nn_module_stack")
+    return list(stack.values())[-1][0] if stack else ""
+
+
+def _prepared(graph: torch.fx.GraphModule, method: str, float_modules: tuple[str, ...] = ()) -> torch.fx.GraphModule:
+    """``graph`` (copied) with ``method``'s observers on every op outside ``float_modules``."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(_config(method))
+    if float_modules:
+        quantizer.set_filter_function(lambda node: not keeps_float(_scope(node), float_modules))
+    return prepare_pt2e(copy.deepcopy(graph), quantizer)
+
+
+def _observers(prepared: torch.fx.GraphModule) -> dict[str, torch.nn.Module]:
+    """The observer of each observed node, by the node's name."""
+    return {n.args[0].name: getattr(prepared, n.target) for n in prepared.graph.nodes
+            if n.op == "call_module" and n.target.startswith("activation_post_process")}
+
+
+def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor) -> None:
     with torch.no_grad():
         for x in calib:
             prepared(x[None])
+
+
+def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
+               method: str = "histogram") -> tuple[torch.nn.Module, Counter]:
+    """The PT2E int8 model calibrated with ``method``'s observers, and the changes made before (``_for_quantization``)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    graph, done = _for_quantization(model, example)
+    prepared = _prepared(graph, method)
+    _calibrate(prepared, calib)
     return convert_pt2e(prepared), done
 
 
@@ -147,14 +179,14 @@ def _lower(model: torch.nn.Module, before: Counter, example: torch.Tensor, path:
 
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
-           backend: str = "xnnpack", rewrite: bool = True, calibration: str = "auto",
+           backend: str = "xnnpack", rewrite: bool = True, calibration: str = "auto", int8_fallback: str = "auto",
            check: Check | None = None) -> dict:
     """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
     the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
     ``torch.export`` gives it, to measure what they gain). int8 also returns ``{"int8": ...}``: with ``check``
     (the parity check of a program), ``calibration="auto"`` tries the observers of ``CALIBRATIONS`` in order
-    until one passes; without it, ``auto`` is the quantizer's default, histogram. No module is kept float yet
-    (onnx does that); a program no calibrator keeps is refused."""
+    until one passes and ``int8_fallback="auto"`` keeps modules float until one does (``mcq.export.quantization``);
+    without it, ``auto`` is the quantizer's default, histogram."""
     if precision not in PRECISIONS:
         raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
     if backend == "coreml" and precision == "int8":
@@ -172,19 +204,45 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         quantized, before = _quantized(model, example, calib, method)
         return {"delegation": _lower(quantized, before, example, path, backend, rewrite),
                 "int8": {"calibration": method, "float_modules": []}}
-    lowered: dict[Path, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-
-        def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
-            out = Path(tmp) / f"{method}.pte"
-            lowered[out] = _lower(*_quantized(model, example, calib, method), example, out, backend, rewrite)
-            return out
-
-        found = search(quantize, check, methods, model, fallback=False)
+        quantize, lowered = _int8_trials(model, example, calib, backend, rewrite, Path(tmp))
+        found = search(quantize, check, methods, model, int8_fallback == "auto")
         if not found.best.parity["passed"]:
-            raise Int8Refused(found)
+            raise Int8Refused(found, {"delegation": lowered[found.best.path]})
+        facts = found.facts()
+        if found.best.float_modules:
+            fp32 = Path(tmp) / "fp32.pte"
+            _lower(model, Counter(), example, fp32, backend, rewrite)
+            facts["latency_ms"] = speed_cost({"fp32": runner(fp32), "int8": runner(full_int8(found).path),
+                                              "this": runner(found.best.path)}, example)
         shutil.move(found.best.path, path)
-    return {"delegation": lowered[found.best.path], "int8": found.facts()}
+    return {"delegation": lowered[found.best.path], "int8": facts}
+
+
+def _int8_trials(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor, backend: str, rewrite: bool,
+                 tmp: Path) -> tuple[Callable[[str, tuple[str, ...]], Path], dict[Path, dict]]:
+    """``quantize(method, float_modules)`` for ``mcq.export.quantization.search``, writing programs into ``tmp``,
+    and the delegation facts of each. Each calibrator runs once, on the whole model; a program with modules kept
+    float takes the ranges of that run, observer by observer (the same node observed), without calibrating again."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    graph, before = _for_quantization(model, example)
+    calibrated: dict[str, dict[str, torch.nn.Module]] = {}
+    lowered: dict[Path, dict] = {}
+
+    def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
+        if method not in calibrated:
+            full = _prepared(graph, method)
+            _calibrate(full, calib)
+            calibrated[method] = _observers(full)
+        prepared = _prepared(graph, method, float_modules)
+        for name, observer in _observers(prepared).items():
+            observer.load_state_dict(calibrated[method][name].state_dict())
+        out = tmp / f"int8-{len(lowered)}.pte"
+        lowered[out] = _lower(convert_pt2e(prepared), before, example, out, backend, rewrite)
+        return out
+
+    return quantize, lowered
 
 
 def delegates(path: Path) -> list[str]:

@@ -208,7 +208,7 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
         report["status"], report["why"] = "failed", first_line(e)
         if isinstance(e, Int8Refused):  # the closest artifact's check and what was tried
-            report.update(parity=e.parity, int8=e.facts)
+            report.update(parity=e.parity, int8=e.facts, **e.extra)
         for stale in (final, Path(f"{final}.json")):  # an older artifact of the same name no longer stands
             _remove(stale)
     finally:

@@ -25,19 +25,21 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from mcq.errors import McqError
 
 class Int8Refused(McqError):
-    """No int8 artifact passed its check; carries the closest one's parity and what was tried (``Search.facts``)."""
+    """No int8 artifact passed its check; carries the closest one's parity, what was tried (``Search.facts``) and
+    the format's facts of the closest artifact (``extra``, e.g. ExecuTorch's ``delegation``)."""
 
-    def __init__(self, found: "Search"):
+    def __init__(self, found: "Search", extra: dict | None = None):
         super().__init__(found.refusal())
-        self.parity, self.facts = found.best.parity, found.facts()
+        self.parity, self.facts, self.extra = found.best.parity, found.facts(), extra or {}
 
 
 UNITS = 12  # candidate units the model is split into for the fallback search
-MAX_TRIALS = 48  # fallback artifacts made and checked at most, before giving up
+MAX_TRIALS = 40  # fallback artifacts made and checked at most, before giving up
 
 Quantize = Callable[[str, tuple[str, ...]], Path]
 Check = Callable[[Path], dict]
@@ -155,12 +157,17 @@ def _trial(quantize: Quantize, check: Check, method: str, float_modules: tuple[s
     return Trial(method, float_modules, path, check(path))
 
 
+def _trials(quantize: Quantize, check: Check, method: str, floats: list[tuple[str, ...]], desc: str) -> list[Trial]:
+    """One trial per set of modules kept float, with a progress bar (each is a whole export and check)."""
+    return [_trial(quantize, check, method, f) for f in tqdm(floats, desc=desc, unit="trial", leave=False)]
+
+
 def _fall_back(quantize: Quantize, check: Check, model: nn.Module, found: Search) -> None:
     """Greedy: each remaining unit left float alone (on top of those already float); keep the one that helps most;
     once an artifact passes, narrow its last unit to the child that still passes."""
-    method, kept, candidates = found.best.method, (), units(model)
+    method, kept, candidates = found.best.method, (), units(model, UNITS)
     while candidates and len(found.fallback) + len(candidates) <= MAX_TRIALS:
-        trials = [_trial(quantize, check, method, (*kept, c)) for c in candidates]
+        trials = _trials(quantize, check, method, [(*kept, c) for c in candidates], f"int8: {len(kept) + 1} float")
         found.fallback += trials
         best = max(trials, key=lambda t: score(t.parity))
         if score(best.parity) <= score(found.best.parity):
@@ -173,7 +180,7 @@ def _fall_back(quantize: Quantize, check: Check, model: nn.Module, found: Search
     while found.best.parity["passed"] and (children := _children(model, kept[-1])):
         if len(found.fallback) + len(children) > MAX_TRIALS:
             break
-        trials = [_trial(quantize, check, method, (*kept[:-1], c)) for c in children]
+        trials = _trials(quantize, check, method, [(*kept[:-1], c) for c in children], f"int8: narrowing {kept[-1]}")
         found.fallback += trials
         passing = [t for t in trials if t.parity["passed"]]
         if not passing:
