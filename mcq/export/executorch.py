@@ -136,17 +136,6 @@ def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor) -> None:
             prepared(x[None])
 
 
-def _quantized(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor,
-               method: str = "histogram") -> tuple[torch.nn.Module, Counter]:
-    """The PT2E int8 model calibrated with ``method``'s observers, and the changes made before (``_for_quantization``)."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
-    graph, done = _for_quantization(model, example)
-    prepared = _prepared(graph, method)
-    _calibrate(prepared, calib)
-    return convert_pt2e(prepared), done
-
-
 def _partitioners(backend: str) -> list:
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -199,13 +188,13 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     if calib is None or not len(calib):
         raise ValueError("ExecuTorch int8 needs calibration images")
     methods = methods_for(calibration, tuple(CALIBRATIONS), "executorch")
-    if check is None:
-        method = "histogram" if calibration == "auto" else methods[0]
-        quantized, before = _quantized(model, example, calib, method)
-        return {"delegation": _lower(quantized, before, example, path, backend, rewrite),
-                "int8": {"calibration": method, "float_modules": []}}
     with tempfile.TemporaryDirectory() as tmp:
         quantize, lowered = _int8_trials(model, example, calib, backend, rewrite, Path(tmp))
+        if check is None:
+            method = "histogram" if calibration == "auto" else methods[0]
+            program = quantize(method, ())
+            shutil.move(program, path)
+            return {"delegation": lowered[program], "int8": {"calibration": method, "float_modules": []}}
         found = search(quantize, check, methods, model, int8_fallback == "auto")
         if not found.best.parity["passed"]:
             raise Int8Refused(found, {"delegation": lowered[found.best.path]})

@@ -8,7 +8,6 @@ graph each format holds (``mcq.export.detection``: the full Mask R-CNN, or its f
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 import shutil
 from pathlib import Path
@@ -117,12 +116,10 @@ def export_checkpoint(
 
 
 def _quant_options(module, precision: str, calibration: str, int8_fallback: str) -> dict:
-    """The int8 options ``module.export`` takes: ``calibration`` where it has ``CALIBRATIONS``, ``int8_fallback``
-    where it can keep modules float."""
+    """The int8 options of ``module.export``, for the formats that calibrate (those with ``CALIBRATIONS``)."""
     if precision != "int8" or not hasattr(module, "CALIBRATIONS"):
         return {}
-    takes_fallback = "int8_fallback" in inspect.signature(module.export).parameters
-    return {"calibration": calibration} | ({"int8_fallback": int8_fallback} if takes_fallback else {})
+    return {"calibration": calibration, "int8_fallback": int8_fallback}
 
 
 def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, meta: dict, out: Path) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import tempfile
 import warnings
@@ -226,7 +227,7 @@ def _int8(fp32: Path, tmp: Path, calib: torch.Tensor) -> Callable[[str, tuple[st
     pre = tmp / "pre.onnx"
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     scopes, output = _scopes(fp32), _output_nodes(pre)
-    made = iter(range(1_000_000))
+    made = itertools.count()
 
     def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
         q = tmp / f"int8-{next(made)}.onnx"

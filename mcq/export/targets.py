@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mcq.errors import McqError
+from mcq.export import executorch, onnx
 from mcq.export.coreml import COMPUTE_UNITS
 from mcq.export.formats import FORMATS
 from mcq.export.labels import OUTPUTS
@@ -21,10 +22,9 @@ from mcq.io import read_json
 TARGETS_DIR = Path(__file__).with_name("target_files")
 PRECISIONS = ("fp32", "fp16", "int8")
 BACKENDS = ("xnnpack", "coreml")  # ExecuTorch delegates (the CLI's --executorch-backend)
-# the int8 calibration methods of each format (CALIBRATIONS of mcq.export.onnx, mcq.export.executorch) or auto: each
-# in turn until the artifact passes its check; Core ML int8 is weight-only and takes none
-CALIBRATION = {"onnx": ("auto", "minmax", "percentile", "entropy"),
-               "executorch": ("auto", "minmax", "moving_average", "histogram")}
+# the int8 calibration methods of each format, or auto: each in turn until the artifact passes its check; Core ML
+# int8 is weight-only and takes none
+CALIBRATION = {"onnx": ("auto", *onnx.CALIBRATIONS), "executorch": ("auto", *executorch.CALIBRATIONS)}
 
 
 @dataclass(frozen=True)
