@@ -55,6 +55,7 @@ _EXAMPLES = {
         "  mcq export onnx --checkpoint best.ckpt --img-size 512 --out exports --json exports/report.json\n"
         "  mcq export onnx --checkpoint best.ckpt --precision int8 --explain   # where does int8 depart from PyTorch?\n"
         "  mcq export onnx --checkpoint best.ckpt --precision int8 --calibration percentile --int8-fallback off\n"
+        "  mcq export onnx --checkpoint best.ckpt --precision int8 --eval-images 200   # mIoU drop on 200 images\n"
         "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path\n"
         "  mcq export coreml --checkpoint best.ckpt --app ios          # into apps/ios/McqSegment/McqModel.mlpackage\n"
         "  mcq export executorch --checkpoint best.ckpt --app android  # into apps/android/app/src/main/assets/\n"
@@ -206,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
                     "the embedded data)")
     ex.add_argument("--out", default="exports", help="folder for the artifacts (default exports/)")
     ex.add_argument("--json", help="also write the export report to this JSON file")
+    ex.add_argument("--eval-images", type=int, metavar="N", help="seg: the mIoU of each artifact that runs here "
+                    "and of the checkpoint in PyTorch (and the drop) on the first N validation images of --data "
+                    "(default: all; 0: not measured)")
     ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
                     "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
     ex.add_argument("--calibration", help="int8 calibration: auto (default: the target's, else auto: each of the "
@@ -476,6 +480,7 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise McqError("--checkpoint is required: a run's checkpoints/best.ckpt or last.ckpt")
+    from mcq.export.accuracy import format_accuracy
     from mcq.export.delegation import format_delegation
     from mcq.export.explain import format_drift
     from mcq.export.exporter import export_checkpoint
@@ -486,7 +491,8 @@ def _export(args: argparse.Namespace) -> int:
     kwargs = _export_arguments(args)
     if args.app:
         _check_app_export(args.app, kwargs["formats"], kwargs["precisions"])
-    reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain, **kwargs)
+    reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain,
+                                eval_images=args.eval_images, **kwargs)
     print(format_parity_table(reports))
     for r in reports:
         if r["status"].startswith("ok (numerics"):
@@ -495,6 +501,8 @@ def _export(args: argparse.Namespace) -> int:
             print(format_delegation(r["artifact"], r["delegation"]))
         if "int8" in r:
             print(format_int8(r["artifact"], r["int8"]))
+        if "accuracy" in r:
+            print(format_accuracy(r["artifact"], r["accuracy"]))
         ex = r.get("explain", {})
         if "drift" in ex:
             print(format_drift(r["artifact"], ex["drift"]))

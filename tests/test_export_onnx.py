@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 
 from mcq.cli import main
-from mcq.engine.evaluate import evaluate_seg
+from mcq.engine.evaluate import evaluate_seg, evaluate_seg_model
 from mcq.export import onnx as onnx_format
 from mcq.export.exporter import export_checkpoint
 from mcq.export.metadata import sha256
+from mcq.export.schema import read_sidecar
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,48 @@ def test_int8_is_checked_and_kept_only_if_it_passes(exported):
     kept = (out / int8["artifact"]).exists()
     assert kept == (int8["status"] == "ok"), int8
     assert not list(out.glob(".partial-*"))
+
+
+def test_report_and_sidecar_carry_the_miou_against_the_checkpoint(exported, trained_ckpt, synth_data):
+    """Each kept artifact's mIoU through onnxruntime is `mcq eval seg --model`'s; the checkpoint's, in PyTorch on the
+    same images at the same size, is Lightning's; the drop is their difference (none for fp32)."""
+    out, reports = exported
+    kept = {r["precision"]: r for r in reports if r["status"] == "ok"}
+    assert {"fp32", "fp16"} <= set(kept), reports
+    checkpoint = 100 * evaluate_seg(trained_ckpt, synth_data, workers=0, accelerator="cpu")["mIoU"]
+    for r in kept.values():
+        acc = r["accuracy"]
+        assert acc["metric"] == "mIoU" and acc["images"] == 3
+        assert acc["checkpoint"] == pytest.approx(checkpoint, abs=0.5)
+        assert acc["artifact"] == pytest.approx(100 * evaluate_seg_model(r["path"], synth_data)["mIoU"])
+        assert acc["drop"] == pytest.approx(acc["checkpoint"] - acc["artifact"])
+        assert read_sidecar(r["path"])["accuracy"] == acc
+    assert abs(kept["fp32"]["accuracy"]["drop"]) < 0.1
+
+
+def test_int8_export_line_shows_its_miou_drop(trained_ckpt, synth_data, tmp_path, monkeypatch, capsys):
+    """`mcq export --precision int8 --eval-images N`: the report, the sidecar and the artifact's line give its mIoU on
+    the first N validation images against the checkpoint's on the same images."""
+    from mcq.engine.evaluate import seg_eval_set, seg_figures
+    from mcq.export.parity import THRESHOLDS
+    from mcq.export.runtimes import open_model
+
+    monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", 0.0)  # kept whatever its agreement
+    out = tmp_path / "x"
+    assert main(["export", "onnx", "--checkpoint", str(trained_ckpt), "--data", str(synth_data), "--out", str(out),
+                 "--precision", "int8", "--calibration", "minmax", "--int8-fallback", "off", "--eval-images", "2",
+                 "--json", str(out / "report.json")]) == 0
+    (report,) = json.loads((out / "report.json").read_text())
+    acc = report["accuracy"]
+    opened = open_model(report["path"])
+    images = seg_eval_set(synth_data, opened.meta, report["path"])
+    figure = seg_figures(opened.run, images, opened.meta["class_names"], 2)
+    assert acc["images"] == 2 and acc["artifact"] == pytest.approx(100 * figure["mIoU"])
+    assert acc["drop"] == pytest.approx(acc["checkpoint"] - acc["artifact"])
+    assert read_sidecar(report["path"])["accuracy"] == acc
+    line = (f"{report['artifact']}: mIoU {acc['artifact']:.2f} against {acc['checkpoint']:.2f} for the checkpoint in "
+            f"PyTorch (drop {acc['drop']:.2f} points) on 2 validation images")
+    assert line in capsys.readouterr().out
 
 
 def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_path, monkeypatch):

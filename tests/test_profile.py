@@ -356,3 +356,38 @@ def test_published_note_only_when_a_published_figure_is_shown(source):
             "settings": {"threads": 1, "runs": 1, "warmup": 0, "memory": "m", "data": "d"}}
     for text in (format_table(prof), format_markdown(prof, None)):
         assert ("published" in text.split("Accuracy sources")[0]) == (source == "published")
+
+
+def test_an_artifact_eval_beside_its_checkpoint_eval_shows_the_drop(tmp_path):
+    """A cell measured by its artifact's eval carries the drop against the checkpoint's eval on the same data, shown
+    as the change in the table and report.md; without the checkpoint's eval, or on other data, there is none."""
+    from mcq.profile.accuracy import attach_accuracy, load_eval
+    from mcq.profile.device import describe_device
+    from mcq.profile.report import format_markdown, format_table
+
+    def measured(name: str, miou: float, data: str = "d", **who) -> dict:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"encoder": "mci0", "head": "fpn", "img_size": 64, "data": data, "mIoU": miou,
+                                    **who}))
+        return load_eval(path)
+
+    def cells(*evals: dict) -> list[dict]:
+        out = [{"model": "mci0+fpn", "encoder": "mci0", "head": "fpn", "img_size": 64, "runtime": r, "precision": p,
+                "status": "ran", "median_ms": 1.0, "params_m": 11.0}
+               for r, p in [("torch", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp32")]]
+        attach_accuracy(out, list(evals), [])
+        return out
+
+    checkpoint, int8 = measured("ckpt", 0.42), measured("int8", 0.417, runtime="onnxruntime", precision="int8")
+    both = cells(checkpoint, int8)
+    assert both[1]["accuracy"]["drop"] == pytest.approx(0.3) and both[1]["accuracy"]["checkpoint"] == pytest.approx(42)
+    assert not any("drop" in c["accuracy"] for c in (both[0], both[2]))  # the checkpoint's own figure
+    assert "drop" not in cells(int8)[1]["accuracy"]
+    assert "drop" not in cells(measured("other", 0.42, data="elsewhere"), int8)[1]["accuracy"]
+    prof = {"created": "now", "device": describe_device(1), "cells": both,
+            "settings": {"threads": 1, "runs": 2, "warmup": 1, "memory": "rss", "data": "d"}}
+    table = format_table(prof)
+    assert "41.7 (-0.3) mIoU" in next(line for line in table.splitlines() if " int8 " in line)
+    assert "(+-x): against the checkpoint's torch fp32 eval" in table
+    assert "| 41.7 (-0.3) mIoU |" in format_markdown(prof, None)
+    assert "(+-x)" not in format_table({**prof, "cells": cells(int8)})

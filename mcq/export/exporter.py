@@ -20,6 +20,7 @@ from mcq.engine.checkpoint import load_task
 from mcq.engine.tasks import task_spec
 from mcq.errors import McqError, first_line
 from mcq.export import detection
+from mcq.export.accuracy import AccuracyCheck
 from mcq.export.detection import letterbox
 from mcq.export.explain import explain_artifact
 from mcq.export.formats import SUFFIXES, format_module
@@ -64,7 +65,7 @@ def export_checkpoint(
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
     explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
     target: str | None = None, compute_units: str | None = None, outputs: str = "logits", calibration: str = "auto",
-    int8_fallback: str = "auto",
+    int8_fallback: str = "auto", eval_images: int | None = None,
 ) -> list[dict]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
     is kept.
@@ -87,6 +88,8 @@ def export_checkpoint(
     default calibrator (onnx minmax, executorch histogram) or the one named, nothing kept float.
     ``outputs="labels"`` (seg only): the artifact returns class indices, not logits (``mcq.export.labels``); its
     file name ends in ``-labels``.
+    Seg artifacts that run here (every precision) also get ``accuracy`` (``mcq.export.accuracy``): their mIoU and
+    the checkpoint's on the first ``eval_images`` validation images of ``data`` (None: all of them; 0: not measured).
     """
     task = load_task(checkpoint)
     check_outputs(task.task_name, outputs, checkpoint)
@@ -97,6 +100,7 @@ def export_checkpoint(
     model = inference_form(task.model, tuple(images.shape[-2:]))
     calib = None
     meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint) | ({"target": target} if target else {})
+    accuracy = AccuracyCheck(model, meta, data, eval_images) if spec.name == "seg" and eval_images != 0 else None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -111,7 +115,7 @@ def export_checkpoint(
             quant = _quant_options(module, precision, calibration, int8_fallback)
             form = labels_metadata(meta, fmt) if outputs == "labels" else meta
             reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
-                                       explain, opts, keep_failed_parity, quant))
+                                       explain, opts, keep_failed_parity, quant, accuracy))
     return reports
 
 
@@ -163,7 +167,8 @@ def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None
 
 
 def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
-                explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None) -> dict:
+                explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None,
+                accuracy: AccuracyCheck | None = None) -> dict:
     name = artifact_name(meta, fmt, precision, opts)
     size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
@@ -193,7 +198,9 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         passed = report["parity"]["passed"]
         if not passed and not keep_failed_parity:
             raise McqError(report["parity"]["why"])
-        sidecar = {**meta, "parity": report["parity"]}
+        if accuracy and run:
+            report["accuracy"] = accuracy(run, name)
+        sidecar = {**meta, "parity": report["parity"]} | {k: report[k] for k in ("accuracy",) if k in report}
         if passed:  # the contract apps rely on (metadata.schema.json), which refuses a failed check
             validate_metadata(sidecar, f"{final}.json")
         _remove(final)

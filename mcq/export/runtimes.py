@@ -32,6 +32,16 @@ def open_model(path: str | Path, threads: int | None = None, task: str | None = 
     return opened
 
 
+def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """``model`` (in eval mode) as a runtime's ``run``: a float32 NCHW batch in, its output as an array."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
 def _open(path: Path, threads: int | None) -> OpenedModel:
     if not path.exists():
         raise McqError(f"{path}: no such model file")
@@ -41,14 +51,8 @@ def _open(path: Path, threads: int | None) -> OpenedModel:
         from mcq.export.metadata import task_metadata
 
         task = load_task(path)
-        model = inference_form(task.model)
         meta = task_metadata(task, (task.hparams.optim["img_size"],) * 2, path)
-
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return model(torch.from_numpy(x)).numpy()
-
-        return OpenedModel(run, meta, "torch")
+        return OpenedModel(torch_runner(inference_form(task.model)), meta, "torch")
     fmt = format_for(str(path))
     sidecar = Path(f"{path}.json")
     if not sidecar.is_file():

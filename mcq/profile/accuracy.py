@@ -2,8 +2,9 @@
 
 An eval of an artifact (it names its ``runtime`` and ``precision``) gives the accuracy of that exact cell; an
 eval of a checkpoint gives the PyTorch fp32 figure, used for the other cells of the same model and size that
-have no eval of their own. Cells with neither get the paper's figure for the architecture, labelled
-``published``: it is the accuracy of the paper's trained model, not of the weights measured here.
+have no eval of their own; a cell with both (on the same data) carries the ``checkpoint``'s figure and the ``drop``
+(checkpoint minus cell, in the metric's units). Cells with neither get the paper's figure for the architecture,
+labelled ``published``: it is the accuracy of the paper's trained model, not of the weights measured here.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def load_eval(path: str | Path) -> dict:
     task, metric, value = found
     return {"task": task, "metric": metric, "encoder": m["encoder"], "head": m.get("head", ""),
             "img_size": m["img_size"], "runtime": m.get("runtime", "torch"), "precision": m.get("precision", "fp32"),
-            "value": value, "file": str(path)}
+            "data": m.get("data"), "value": value, "file": str(path)}
 
 
 def attach_accuracy(cells: list[dict], measured: list[dict], published: list[dict]) -> None:
@@ -83,6 +84,9 @@ def attach_accuracy(cells: list[dict], measured: list[dict], published: list[dic
         if exact:
             acc = {"metric": exact[-1]["metric"], "value": exact[-1]["value"], "source": "measured",
                    "note": exact[-1]["file"]}
+            ref = [e for e in torch_fp32 if e is not exact[-1] and e["data"] == exact[-1]["data"]]
+            if ref:  # an artifact's eval beside its checkpoint's, on the same data
+                acc.update(checkpoint=ref[-1]["value"], drop=ref[-1]["value"] - acc["value"])
         elif torch_fp32:
             acc = {"metric": torch_fp32[-1]["metric"], "value": torch_fp32[-1]["value"],
                    "source": "measured (torch fp32)", "note": torch_fp32[-1]["file"]}

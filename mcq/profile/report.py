@@ -52,8 +52,9 @@ def _accuracy(cell: dict) -> str:
     acc = cell.get("accuracy")
     if not acc:
         return "-"
-    value = f"{acc['value']:.3f}" if acc["metric"] in LOWER_IS_BETTER else f"{acc['value']:.1f}"
-    return f"{value}{'*' if acc['source'] == 'published' else ''} {acc['metric']}"
+    digits = 3 if acc["metric"] in LOWER_IS_BETTER else 1
+    change = f" ({acc['value'] - acc['checkpoint']:+.{digits}f})" if "drop" in acc else ""
+    return f"{acc['value']:.{digits}f}{change}{'*' if acc['source'] == 'published' else ''} {acc['metric']}"
 
 
 def _seg_post(settings: dict) -> str:
@@ -66,6 +67,11 @@ def _seg_post(settings: dict) -> str:
 def _published(cells: list[dict]) -> bool:
     """Whether any cell shows a published accuracy (the reports explain the * only then)."""
     return any((c.get("accuracy") or {}).get("source") == "published" for c in cells)
+
+
+def _compared(cells: list[dict]) -> bool:
+    """Whether any cell's accuracy is shown against its checkpoint's (the reports explain the (+-x) only then)."""
+    return any("drop" in (c.get("accuracy") or {}) for c in cells)
 
 
 def status_text(cell: dict) -> str:
@@ -112,7 +118,8 @@ def format_table(profile: dict) -> str:
              f"start); peak MB: {s['memory']}; pre: resize + normalise, post: what an app does with the output "
              f"(seg: {_seg_post(s)}; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore "
              "(a multiply-add counts one); agree: parity with PyTorch"
-             + ("; accuracy* published (paper), not measured here" if _published(profile["cells"]) else "")]
+             + ("; accuracy* published (paper), not measured here" if _published(profile["cells"]) else "")
+             + ("; accuracy (+-x): against the checkpoint's torch fp32 eval" if _compared(profile["cells"]) else "")]
     front = front_cells(profile["cells"])
     if front:
         notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
@@ -136,6 +143,8 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
              "(seg) or top-1 classes (cls) that match PyTorch's in the export's parity check."
              + (" Accuracy marked * is the paper's published figure for the architecture, not measured on these "
                 "weights." if _published(cells) else "")
+             + (" Accuracy (+-x): the change against the checkpoint's own eval in PyTorch fp32 on the same data "
+                "and size." if _compared(cells) else "")
              + " The plot and the Pareto front are the ADE20K mIoU cells.", "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
              "|" + "---|" * (len(COLUMNS) + 1)]
