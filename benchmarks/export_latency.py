@@ -9,11 +9,14 @@ both blocks, with the thread count fixed for every runtime. With
 ``--checkpoint`` the model is a trained run (pixel agreement with PyTorch is then meaningful and printed), and
 each runtime also gets its int8 as ``mcq export`` makes it ("int8 auto": calibrators in turn, then modules kept
 float, checked on 8 validation images; ``mcq.export.quantization``) beside full int8 with the default calibrator;
-with ``--models`` it is a freshly initialised one with 150 classes (ADE20K's), for speed only.
+with ``--models`` it is a freshly initialised one with 150 classes (ADE20K's), for speed only. A quantization-aware
+checkpoint (``mcq train seg --qat``) also gets its own int8 ("int8 qat", the ranges it learnt); ``--skip-auto``
+leaves out "int8 auto", whose search takes minutes.
 
     .venv/bin/python benchmarks/export_latency.py --models mci0,mci2 --img-size 512 --threads 2
     .venv/bin/python benchmarks/export_latency.py --models mci2 --precision fp32 --compare-rewrites  # the delegate's rewrites
     .venv/bin/python benchmarks/export_latency.py --checkpoint runs/demo/train/checkpoints/last.ckpt --img-size 512
+    .venv/bin/python benchmarks/export_latency.py --checkpoint runs/seg-mci0-qat/checkpoints/last.ckpt --skip-auto
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ def _torch_runner(model: torch.nn.Module):
 
 def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path,
              precisions: tuple[str, ...] = ("fp32", "int8"), compare_rewrites: bool = False,
-             checked_on: torch.Tensor | None = None) -> dict:
+             checked_on: torch.Tensor | None = None, qat: dict | None = None) -> dict:
     """name -> runner for every path in ``precisions``, exported into ``tmp`` (with ``compare_rewrites``, also the
     ExecuTorch fp32 program lowered without mcq's rewrites for the delegate; with ``checked_on``, validation
-    images, also the int8 that ``mcq export`` keeps: "int8 auto")."""
+    images, also the int8 that ``mcq export`` keeps: "int8 auto"; with ``qat``, a quantization-aware checkpoint's
+    state, its int8: "int8 qat")."""
     fused = inference_form(model)
     example = calib[:1]
     runs = {"torch eager": _torch_runner(model.eval()), "torch eager, reparameterized": _torch_runner(fused)}
@@ -60,6 +64,10 @@ def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp:
             module.export(fused, example, path, precision, calib, {})
             print(f"  exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
             runs[f"{fmt} {precision}"] = module.runner(path, threads)
+        if qat is not None:
+            path = tmp / f"{model.cfg.encoder}_{size}_int8_qat{suffix}"
+            module.export(fused, example, path, "int8", None, {}, qat=qat)
+            runs[f"{fmt} int8 qat"] = module.runner(path, threads)
         if checked_on is not None and "int8" in precisions:
             path = tmp / f"{model.cfg.encoder}_{size}_int8_auto{suffix}"
             check = lambda p, m=module: parity(m.runner(p), fused, checked_on, "int8")  # noqa: E731
@@ -119,28 +127,30 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=16, help="calibration images for int8 (embedded data)")
     ap.add_argument("--data", help="dataset for calibration and agreement (default: the embedded data)")
     ap.add_argument("--json", help="also write the medians here")
+    ap.add_argument("--skip-auto", action="store_true", help="with --checkpoint: no 'int8 auto' (a search of minutes)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.checkpoint:
         from mcq.engine.checkpoint import load_seg_task
 
-        models = [(Path(c).name, load_seg_task(c).model) for c in args.checkpoint]
+        models = [(Path(c).name, task.model, getattr(task, "qat", None))
+                  for c, task in ((c, load_seg_task(c)) for c in args.checkpoint)]
     else:
         torch.manual_seed(0)
-        models = [(name, create_seg_model(name, 150)) for name in args.models.split(",")]
+        models = [(name, create_seg_model(name, 150), None) for name in args.models.split(",")]
     print(f"{platform.processor() or platform.machine()}, {args.threads} threads for every runtime, "
           f"{args.img_size}x{args.img_size}, median of 2 blocks of {args.rounds} calls (A B .. B A), {args.warmup} warm-up "
           f"calls before each; "
           f"torch {torch.__version__}, onnxruntime {onnx_format.ort.__version__}")
     results = {}
-    for label, model in models:
+    for label, model, qat in models:
         calib = dataset_images(args.data, "training", args.img_size, model.cfg.encoder, args.calib)
         images = (dataset_images(args.data, "validation", args.img_size, model.cfg.encoder, 8) if args.checkpoint
                   else None)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
             runs = variants(model, args.img_size, args.threads, calib, Path(tmp), tuple(args.precision.split(",")),
-                            args.compare_rewrites, images)
+                            args.compare_rewrites, None if args.skip_auto else images, qat)
             agreement = None
             if args.checkpoint:
                 ref = inference_form(model)

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from mcq.export.exporter import inference_form
+from mcq.models.inference import inference_form
 from mcq.models.segmentor import create_seg_model
 from mcq.profile.measure import gflops, params_m, summarize, time_calls
 from mcq.profile.profiler import RUNTIMES

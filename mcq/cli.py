@@ -27,6 +27,7 @@ _EXAMPLES = {
         "  mcq train seg --backbone mci0 --max-steps 300 --batch-size 8 --img-size 256   # a CPU run\n"
         "  mcq train seg --backbone mci2 --init mobileclip_s2.pt --data ADEChallengeData2016\n"
         "  mcq train seg --backbone mci0 --out runs/x --resume  # continue an interrupted run\n"
+        "  mcq train seg --qat --init runs/seg-mci0/checkpoints/best.ckpt --img-size 512   # quantization-aware\n"
         "  mcq train depth --backbone mci2 --data nyu_depth_v2                # Table 15 (25 epochs, batch 24)\n"
         "  mcq train depth --backbone mci0 --max-steps 450 --batch-size 8 --img-size 128 --lr 2e-3 --layer-decay 1  # CPU\n"
         "  mcq train cls --backbone mci2 --data imagenet --init mobileclip_s2.pt   # fine-tune (Table 12)\n"
@@ -132,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: the embedded synthetic data)")
     train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
     train.add_argument("--init-partial", action="store_true", help="load what matches even if encoder weights stay unloaded")
+    train.add_argument("--qat", action="store_true",
+                       help="seg, cls: quantization-aware fine-tune of the trained checkpoint given as --init (a "
+                            "tenth of its run, from 1%% of its lr; give --img-size the size you will export at); "
+                            "its int8 exports keep the learnt ranges")
     train.add_argument("--max-steps", type=int, help="iterations (recipe: 40k SemanticFPN, 160k UperNet; depth "
                        "25 epochs, cls 100 epochs, det 12: --max-steps shortens those, keeping the warm-up's and "
                        "the lr steps' share)")
@@ -207,14 +212,15 @@ def _parser() -> argparse.ArgumentParser:
                     "the embedded data)")
     ex.add_argument("--out", default="exports", help="folder for the artifacts (default exports/)")
     ex.add_argument("--json", help="also write the export report to this JSON file")
-    ex.add_argument("--eval-images", type=int, metavar="N", help="seg: the mIoU of each artifact that runs here "
-                    "and of the checkpoint in PyTorch (and the drop) on the first N validation images of --data "
-                    "(default: all; 0: not measured)")
+    ex.add_argument("--eval-images", type=int, metavar="N", help="seg: the mIoU of each artifact "
+                    "that runs here and of the checkpoint in PyTorch (and the drop) on the first N validation images "
+                    "of --data (default 100; 0: not measured)")
     ex.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
                     "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
     ex.add_argument("--calibration", help="int8 calibration: auto (default: the target's, else auto: each of the "
                     "format's in turn until the artifact passes its check); onnx: minmax, percentile, entropy; "
-                    "executorch: minmax, moving_average, histogram")
+                    "executorch: minmax, moving_average, histogram; qat: the ranges a `mcq train --qat` checkpoint "
+                    "learnt (executorch takes them by default)")
     ex.add_argument("--int8-fallback", choices=["auto", "off"], default="auto",
                     help="int8: when no calibration passes, keep the fewest modules float that make it pass, chosen by "
                     "their measured effect on the check (default auto)")
@@ -491,8 +497,8 @@ def _export(args: argparse.Namespace) -> int:
     kwargs = _export_arguments(args)
     if args.app:
         _check_app_export(args.app, kwargs["formats"], kwargs["precisions"])
-    reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain,
-                                eval_images=args.eval_images, **kwargs)
+    evals = {} if args.eval_images is None else {"eval_images": args.eval_images}
+    reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain, **evals, **kwargs)
     print(format_parity_table(reports))
     for r in reports:
         if r["status"].startswith("ok (numerics"):

@@ -9,7 +9,8 @@ import torch
 
 from mcq.cli import main
 from mcq.export import detection, onnx as onnx_format
-from mcq.export.exporter import export_checkpoint, inference_form
+from mcq.export.exporter import export_checkpoint
+from mcq.models.inference import inference_form
 from mcq.export.parity import THRESHOLDS, parity
 from mcq.models.detector import DetModel, DetModelConfig
 from mcq.models.encoders import normalization

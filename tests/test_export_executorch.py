@@ -82,12 +82,14 @@ def test_coreml_delegate_is_lowered_and_inspected(trained_ckpt, synth_data, tmp_
 
 def test_a_norm_whose_conv_has_other_users_survives_int8_preparation():
     """torchao's ``prepare_pt2e`` folds a batch norm into its conv even when the conv's output also feeds a residual
-    (FastViT's attention stage does this); ``_norms_as_convs`` keeps such a norm out of its reach, exactly."""
+    (FastViT's attention stage does this); ``norms_as_convs`` keeps such a norm out of its reach, exactly."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from mcq.export.pt2e import norms_as_convs
 
     class ConvThenNormAndResidual(torch.nn.Module):
         def __init__(self):
@@ -113,8 +115,8 @@ def test_a_norm_whose_conv_has_other_users_survives_int8_preparation():
 
     with torch.no_grad():
         ref = model(x)
-    fixed = et_format._norms_as_convs(model)
+    fixed = norms_as_convs(model)
     assert isinstance(fixed.norm, torch.nn.Conv2d) and isinstance(fixed.head[1], torch.nn.BatchNorm2d)
     torch.testing.assert_close(prepared(fixed), ref, atol=1e-5, rtol=1e-5)
-    # the upstream fold this works around; when torchao stops doing it, _norms_as_convs can go
+    # the upstream fold this works around; when torchao stops doing it, norms_as_convs can go
     assert (prepared(model) - ref).abs().max() > 1e-2

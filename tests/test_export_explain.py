@@ -10,7 +10,8 @@ from PIL import Image
 from mcq.cli import main
 from mcq.engine.checkpoint import load_seg_task
 from mcq.export import onnx as onnx_format
-from mcq.export.exporter import dataset_images, inference_form
+from mcq.export.exporter import dataset_images
+from mcq.models.inference import inference_form
 from mcq.export.explain import DRIFT_DB, layer_drift, snr_db
 
 

@@ -12,7 +12,8 @@ from mcq.engine.checkpoint import load_task
 from mcq.engine.predict import labels_at
 from mcq.errors import McqError
 from mcq.export import executorch as et_format, onnx as onnx_format
-from mcq.export.exporter import dataset_images, export_checkpoint, inference_form
+from mcq.export.exporter import dataset_images, export_checkpoint
+from mcq.models.inference import inference_form
 from mcq.export.labels import Labels, check_outputs
 from mcq.export.parity import parity
 from mcq.export.schema import read_sidecar

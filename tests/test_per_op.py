@@ -48,7 +48,7 @@ def test_executorch_ops_from_the_etdump(per_op_run, trained_ckpt, tmp_path):
 
     from mcq.engine.checkpoint import load_task
     from mcq.export import executorch as et_format
-    from mcq.export.exporter import inference_form
+    from mcq.models.inference import inference_form
 
     out, cells, _ = per_op_run
     rows = ops_executorch(out / "artifacts" / cells["executorch"]["artifact"], _x(), runs=2, threads=1)
@@ -69,7 +69,7 @@ def test_executorch_ops_from_the_etdump(per_op_run, trained_ckpt, tmp_path):
 
 def test_onnxruntime_and_torch_ops(per_op_run, trained_ckpt):
     from mcq.engine.checkpoint import load_task
-    from mcq.export.exporter import inference_form
+    from mcq.models.inference import inference_form
 
     out, cells, _ = per_op_run
     rows = ops_onnxruntime(out / "artifacts" / cells["onnxruntime"]["artifact"], _x(), runs=2, threads=1)

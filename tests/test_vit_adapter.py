@@ -137,7 +137,7 @@ def test_tiny_seg_model_onnx_matches_eager(tmp_path):
     import onnxruntime as ort
 
     from mcq.export import onnx as onnx_format
-    from mcq.export.exporter import inference_form
+    from mcq.models.inference import inference_form
 
     torch.manual_seed(0)
     encoder = create_encoder("vit_adapter_b", **TINY)
@@ -171,7 +171,7 @@ def test_a_timm_vit_checkpoint_with_a_class_token_initialises_the_adapters_vit(t
 def test_a_vit_fixed_to_its_input_size_computes_the_same_without_resampling_in_the_graph(name):
     """``inference_form(model, size)`` resamples a ViT's position embedding once: the same outputs, and the exported
     graph holds no antialiased bicubic resize (ExecuTorch has no kernel for it)."""
-    from mcq.export.exporter import inference_form
+    from mcq.models.inference import inference_form
 
     torch.manual_seed(0)
     encoder = create_encoder(name, **(TINY if name == "vit_adapter_b" else {}))

@@ -9,7 +9,11 @@ from mcq.engine.module import TaskModule
 from mcq.engine.seg_module import SegTask
 from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
+from mcq.export.pt2e import qat_weights
 from mcq.io import diff_state, load_state
+from mcq.models.inference import inference_form
+
+QAT_PREFIX = "model.graph."  # where a quantization-aware run keeps its graph's state (``mcq.engine.qat.QatModel``)
 
 
 def load_task(path: str | Path, task: str | None = None) -> TaskModule:
@@ -25,6 +29,9 @@ def load_task(path: str | Path, task: str | None = None) -> TaskModule:
     if found != spec.name:
         raise McqError(f"{path}: a {found} checkpoint, not a {spec.title} one; use `mcq eval {found}`")
     module = spec.module(**{k: hp[k] for k in wanted})
+    if hp.get("qat"):
+        module.hparams.qat = hp["qat"]
+        return _quantization_aware(module, ckpt["state_dict"], path)
     d = diff_state(module.state_dict(), ckpt["state_dict"])
     if d.missing or d.unexpected or d.mismatched:  # summarised: the full key lists run to thousands of characters
         example = (d.mismatched or d.missing or d.unexpected)[0]
@@ -33,6 +40,19 @@ def load_task(path: str | Path, task: str | None = None) -> TaskModule:
             f"{len(d.mismatched)} of another shape, {len(d.unexpected)} unexpected, e.g. {example})"
         )
     module.load_state_dict(ckpt["state_dict"])
+    return module.eval()
+
+
+def _quantization_aware(module: TaskModule, state: dict, path: str | Path) -> TaskModule:
+    """The task of a quantization-aware checkpoint (``mcq train --qat``): its model is the float inference form
+    with the fine-tuned weights, and ``module.qat`` the whole trained state, fake quantizers included, that an
+    int8 export takes (``mcq.export.pt2e``)."""
+    graph = {k.removeprefix(QAT_PREFIX): v for k, v in state.items() if k.startswith(QAT_PREFIX)}
+    try:
+        module.model = qat_weights(inference_form(module.model), graph)
+    except ValueError as e:
+        raise McqError(f"{path}: not a quantization-aware checkpoint of this model: {e}") from None
+    module.qat = graph
     return module.eval()
 
 

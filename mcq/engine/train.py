@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from mcq.engine.metrics import format_seg_table
+from mcq.engine.qat import qat_recipe, qat_task
 from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
 from mcq.io import write_json
@@ -39,6 +40,7 @@ class TrainConfig:
     linear_probe: bool = False
     init: str | None = None
     init_partial: bool = False
+    qat: bool = False
     max_steps: int | None = None
     batch_size: int | None = None
     img_size: int | None = None
@@ -76,7 +78,9 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
     defaults = TrainConfig.__dataclass_fields__
     if cfg.task != "clip" and (given := [k for k in CLIP_OPTIONS if getattr(cfg, k) != defaults[k].default]):
         raise McqError(f"--{given[0].replace('_', '-')} is for clip; {cfg.task} takes --backbone and --data")
-    recipe = task_spec(cfg.task).recipe(cfg)
+    if cfg.qat and not cfg.init:
+        raise McqError("--qat fine-tunes a trained model: pass its checkpoint with --init")
+    recipe = qat_recipe(cfg.init, cfg.task)[1] if cfg.qat else task_spec(cfg.task).recipe(cfg)
     names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "layer_decay", "val_every",
              "fpn_channels", "roi_batch_size")
     overrides = {k: getattr(cfg, k) for k in names if getattr(cfg, k) is not None}
@@ -87,7 +91,8 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
-    return Path(f"runs/{cfg.task}-{task_spec(cfg.task).model_name(cfg)}" + ("-lp" if cfg.linear_probe else ""))
+    return Path(f"runs/{cfg.task}-{task_spec(cfg.task).model_name(cfg)}" + ("-lp" if cfg.linear_probe else "")
+                + ("-qat" if cfg.qat else ""))
 
 
 def _is_rank_zero() -> bool:
@@ -166,8 +171,12 @@ class _LastCheckpoint(Checkpoint):
 
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
-    """Train (or resume) a run of ``cfg.task``; return the run directory and its final validation metrics."""
+    """Train (or resume) a run of ``cfg.task``; return the run directory and its final validation metrics.
+    ``cfg.qat``: quantization-aware fine-tuning of the model in ``cfg.init`` (``mcq.engine.qat``), whose encoder
+    replaces ``cfg.backbone``."""
     task_spec(cfg.task)
+    if cfg.qat and cfg.init and not cfg.resume:
+        cfg = replace(cfg, backbone=qat_recipe(cfg.init, cfg.task)[0])
     run, created = _prepare_run(cfg)
     try:
         return _train(cfg, run, callbacks or [])
@@ -195,9 +204,13 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
     world = cfg.devices * cfg.num_nodes
     train_ds, train_dl, val_dl, steps_per_epoch = spec.loaders(data, recipe, cfg, world)
     recipe = recipe.resolve(steps_per_epoch=steps_per_epoch)
-    task = spec.build(cfg, recipe, train_ds)
-    spec.check_input_size(task, recipe.img_size)
-    if cfg.init and not cfg.resume:
+    if cfg.qat:  # --init is the trained model, not a CLIP encoder
+        task = qat_task(cfg.init, cfg.task, recipe)
+        spec.check_eval_data(train_ds, task, data, cfg.init)
+    else:
+        task = spec.build(cfg, recipe, train_ds)
+        spec.check_input_size(task, recipe.img_size)
+    if cfg.init and not cfg.resume and not cfg.qat:
         report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
         if _is_rank_zero():
             print(report.summary())

@@ -9,7 +9,7 @@ the convolutions, while ops it has no fp16 kernel for (GELU) run as portable ker
 int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-channel weights) calibrated on
 dataset images with one of torchao's activation observers (``CALIBRATIONS``; given the exporter's parity check,
 ``calibration="auto"`` tries each in order of cost, then modules are kept float by measurement,
-``mcq.export.quantization.search``), after working around a batch-norm fold of torchao's that changes the model (``_norms_as_convs``)
+``mcq.export.quantization.search``), after working around a batch-norm fold of torchao's that changes the model (``mcq.export.pt2e.norms_as_convs``)
 and two graphs XNNPACK 1.5.1 refuses at load (``XNNCompiler::compileModel failed: 0x1``): a conv weight shared by
 several convs (ViT-Adapter) is copied per conv, and identity ops (Swin's zero-width pads) are dropped before PT2E
 observes them. The rewrites for the delegate run on the converted graph, so layer norm and softmax stay float.
@@ -32,15 +32,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mcq.export.delegation import IDENTITIES, delegation, for_xnnpack, rewrite_graph, unshare_weights
-from mcq.export.quantization import Check, Int8Refused, full_int8, keeps_float, methods_for, search, speed_cost
+from mcq.export.delegation import delegation, for_xnnpack
+from mcq.export.pt2e import CALIBRATIONS, calibrate, for_quantization, observers, prepared, qat_int8
+from mcq.export.quantization import QAT_FACTS, Check, Int8Refused, full_int8, methods_for, search, speed_cost
 
 DEFAULT_PRECISION = "fp32"
-# torchao's activation observers for the XNNPACK quantizer, in order of cost (histogram is the quantizer's default);
-# weights are per-channel min-max in each
-CALIBRATIONS = {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",
-                "histogram": "HistogramObserver"}
 PRECISIONS = ("fp32", "fp16", "int8")
+QAT_BY_DEFAULT = True  # a quantization-aware checkpoint's int8 takes its learnt ranges unless a calibrator is named
 BACKENDS = ("xnnpack", "coreml", "portable")
 
 
@@ -59,81 +57,6 @@ class _Half(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = self.model(x.half())
         return tuple(map(_float, out)) if isinstance(out, tuple) else _float(out)
-
-
-def _norms_as_convs(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every ``BatchNorm2d`` that does not close a conv of an ``nn.Sequential`` replaced by the same
-    affine map as a depthwise 1x1 conv.
-
-    ``prepare_pt2e`` (torchao 0.18) folds a batch norm into the conv that feeds it even when the conv's output has
-    other users, which then get the normalised values: in FastViT's attention stage the position encoding's conv
-    feeds both the first block's norm and its residual, and the fold alone moved a depth model's output by 8%
-    (mean relative error, before any quantization). A norm that is not a conv's sole consumer is left unfolded.
-    """
-    model = copy.deepcopy(model)
-    closes_conv = {id(seq[i + 1]) for seq in model.modules() if isinstance(seq, torch.nn.Sequential)
-                   for i in range(len(seq) - 1) if isinstance(seq[i], torch.nn.modules.conv._ConvNd)}
-    for parent in list(model.modules()):
-        for name, bn in parent.named_children():
-            if type(bn) is torch.nn.BatchNorm2d and id(bn) not in closes_conv:
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                conv = torch.nn.Conv2d(bn.num_features, bn.num_features, 1, groups=bn.num_features)
-                conv.weight.data = scale.detach().view(-1, 1, 1, 1).clone()
-                conv.bias.data = (bn.bias - bn.running_mean * scale).detach().clone()
-                setattr(parent, name, conv)
-    return model.eval()
-
-
-def _config(method: str):
-    """The XNNPACK quantizer's symmetric per-channel config with the activation observer of ``method``."""
-    import dataclasses
-
-    import torchao.quantization.pt2e as observers
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
-
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    observer = getattr(observers, CALIBRATIONS[method]).with_args(eps=2**-12)  # the quantizer's own eps
-    act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=observer)
-    return dataclasses.replace(config, input_activation=act, output_activation=act)
-
-
-def _for_quantization(model: torch.nn.Module, example: torch.Tensor) -> tuple[torch.fx.GraphModule, Counter]:
-    """The exported graph that PT2E quantizes, and the changes made for XNNPACK before quantizing (identities
-    dropped, shared conv weights copied: ``unshared_weights``)."""
-    graph = torch.export.export(_norms_as_convs(model), (example,)).module()
-    done = rewrite_graph(graph, IDENTITIES, fold=False)
-    if copies := unshare_weights(graph):
-        done["unshared_weights"] = copies
-    return graph, done
-
-
-def _scope(node: torch.fx.Node) -> str:
-    """The module whose forward made ``node`` (``""``: the root or none)."""
-    stack = node.meta.get("nn_module_stack")
-    return list(stack.values())[-1][0] if stack else ""
-
-
-def _prepared(graph: torch.fx.GraphModule, method: str, float_modules: tuple[str, ...] = ()) -> torch.fx.GraphModule:
-    """``graph`` (copied) with ``method``'s observers on every op outside ``float_modules``."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-
-    quantizer = XNNPACKQuantizer().set_global(_config(method))
-    if float_modules:
-        quantizer.set_filter_function(lambda node: not keeps_float(_scope(node), float_modules))
-    return prepare_pt2e(copy.deepcopy(graph), quantizer)
-
-
-def _observers(prepared: torch.fx.GraphModule) -> dict[str, torch.nn.Module]:
-    """The observer of each observed node, by the node's name."""
-    return {n.args[0].name: getattr(prepared, n.target) for n in prepared.graph.nodes
-            if n.op == "call_module" and n.target.startswith("activation_post_process")}
-
-
-def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor) -> None:
-    with torch.no_grad():
-        for x in calib:
-            prepared(x[None])
 
 
 def _partitioners(backend: str) -> list:
@@ -169,13 +92,14 @@ def _lower(model: torch.nn.Module, before: Counter, example: torch.Tensor, path:
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
            backend: str = "xnnpack", rewrite: bool = True, calibration: str = "auto", int8_fallback: str = "auto",
-           check: Check | None = None) -> dict:
+           check: Check | None = None, qat: dict[str, torch.Tensor] | None = None) -> dict:
     """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
     the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
     ``torch.export`` gives it, to measure what they gain). int8 also returns ``{"int8": ...}``: with ``check``
     (the parity check of a program), ``calibration="auto"`` tries the observers of ``CALIBRATIONS`` in order
     until one passes and ``int8_fallback="auto"`` keeps modules float until one does (``mcq.export.quantization``);
-    without it, ``auto`` is the quantizer's default, histogram."""
+    without it, ``auto`` is the quantizer's default, histogram. With ``qat`` (the state of quantization-aware
+    training, ``mcq.export.pt2e``), int8 takes its weights and ranges and nothing is calibrated."""
     if precision not in PRECISIONS:
         raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
     if backend == "coreml" and precision == "int8":
@@ -185,6 +109,9 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         return {"delegation": _lower(_Half(model).eval(), Counter(), example, path, backend, rewrite)}
     if precision == "fp32":
         return {"delegation": _lower(model, Counter(), example, path, backend, rewrite)}
+    if qat is not None:
+        converted, before = qat_int8(model, qat, example)
+        return {"delegation": _lower(converted, before, example, path, backend, rewrite), "int8": QAT_FACTS}
     if calib is None or not len(calib):
         raise ValueError("ExecuTorch int8 needs calibration images")
     methods = methods_for(calibration, tuple(CALIBRATIONS), "executorch")
@@ -215,20 +142,20 @@ def _int8_trials(model: torch.nn.Module, example: torch.Tensor, calib: torch.Ten
     float takes the ranges of that run, observer by observer (the same node observed), without calibrating again."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    graph, before = _for_quantization(model, example)
+    graph, before = for_quantization(model, example)
     calibrated: dict[str, dict[str, torch.nn.Module]] = {}
     lowered: dict[Path, dict] = {}
 
     def quantize(method: str, float_modules: tuple[str, ...]) -> Path:
         if method not in calibrated:
-            full = _prepared(graph, method)
-            _calibrate(full, calib)
-            calibrated[method] = _observers(full)
-        prepared = _prepared(graph, method, float_modules)
-        for name, observer in _observers(prepared).items():
+            full = prepared(graph, method)
+            calibrate(full, calib)
+            calibrated[method] = observers(full)
+        trial = prepared(graph, method, float_modules)
+        for name, observer in observers(trial).items():
             observer.load_state_dict(calibrated[method][name].state_dict())
         out = tmp / f"int8-{len(lowered)}.pte"
-        lowered[out] = _lower(convert_pt2e(prepared), before, example, out, backend, rewrite)
+        lowered[out] = _lower(convert_pt2e(trial), before, example, out, backend, rewrite)
         return out
 
     return quantize, lowered

@@ -7,13 +7,11 @@ graph each format holds (``mcq.export.detection``: the full Mask R-CNN, or its f
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from timm.utils import reparameterize_model
 from torch import nn
 
 from mcq.engine.checkpoint import load_task
@@ -27,19 +25,11 @@ from mcq.export.formats import SUFFIXES, format_module
 from mcq.export.labels import check_outputs, labels_metadata, labels_model
 from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
-from mcq.export.quantization import Int8Refused
+from mcq.export.quantization import QAT_FACTS, Int8Refused
 from mcq.export.schema import validate_metadata
 from mcq.io import write_json
 from mcq.models.encoders import normalization
-
-
-def inference_form(model: nn.Module, input_size: tuple[int, int] | None = None) -> nn.Module:
-    """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder); with
-    ``input_size`` (height, width), checked and fixed to it (``Encoder.fix_input_size``)."""
-    model = reparameterize_model(copy.deepcopy(model).eval())
-    if input_size is not None:
-        model.encoder.fix_input_size(*input_size)
-    return model
+from mcq.models.inference import inference_form
 
 
 def dataset_images(data: str | Path | None, split: str, size: int, backbone: str, n: int, task: str = "seg") -> torch.Tensor:
@@ -51,6 +41,9 @@ def dataset_images(data: str | Path | None, split: str, size: int, backbone: str
     if task == "det":  # images at their own size: letterboxed and normalised, as the artifact takes them
         images = [letterbox(x, size, *normalization(backbone))[0] for x in images]
     return torch.stack(images)
+
+
+EVAL_IMAGES = 100  # validation images each seg artifact's mIoU is measured on by default (ADE20K has 2,000)
 
 
 def _remove(path: Path) -> None:
@@ -65,7 +58,7 @@ def export_checkpoint(
     img_size: int | None = None, data: str | Path | None = None, n_images: int = 8, n_calib: int = 16,
     explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
     target: str | None = None, compute_units: str | None = None, outputs: str = "logits", calibration: str = "auto",
-    int8_fallback: str = "auto", eval_images: int | None = None,
+    int8_fallback: str = "auto", eval_images: int | None = EVAL_IMAGES,
 ) -> list[dict]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
     is kept.
@@ -85,7 +78,9 @@ def export_checkpoint(
     int8 (formats with ``CALIBRATIONS``): ``calibration`` is one of the format's calibrators, or ``auto``: each in
     order of cost until the artifact passes its check; then ``int8_fallback="auto"`` keeps the fewest modules float
     that make it pass (``mcq.export.quantization``). With ``keep_failed_parity`` there is no search: the format's
-    default calibrator (onnx minmax, executorch histogram) or the one named, nothing kept float.
+    default calibrator (onnx minmax, executorch histogram) or the one named, nothing kept float. A quantization-aware
+    checkpoint (``mcq train --qat``) exports its fine-tuned weights; its int8 takes the ranges it learnt with
+    ``calibration="qat"``, and with ``auto`` in the formats whose ``QAT_BY_DEFAULT`` says so (ExecuTorch).
     ``outputs="labels"`` (seg only): the artifact returns class indices, not logits (``mcq.export.labels``); its
     file name ends in ``-labels``.
     Seg artifacts that run here (every precision) also get ``accuracy`` (``mcq.export.accuracy``): their mIoU and
@@ -93,6 +88,8 @@ def export_checkpoint(
     """
     task = load_task(checkpoint)
     check_outputs(task.task_name, outputs, checkpoint)
+    if calibration == QAT_FACTS["calibration"] and getattr(task, "qat", None) is None:
+        raise McqError(f"{checkpoint}: --calibration qat needs a quantization-aware checkpoint (mcq train --qat)")
     spec = task_spec(task.task_name)
     size = img_size or task.hparams.optim["img_size"]
     backbone = task.model.cfg.encoder
@@ -112,17 +109,21 @@ def export_checkpoint(
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
-            quant = _quant_options(module, precision, calibration, int8_fallback)
+            quant = _quant_options(module, precision, calibration, int8_fallback, getattr(task, "qat", None))
             form = labels_metadata(meta, fmt) if outputs == "labels" else meta
             reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
                                        explain, opts, keep_failed_parity, quant, accuracy))
     return reports
 
 
-def _quant_options(module, precision: str, calibration: str, int8_fallback: str) -> dict:
-    """The int8 options of ``module.export``, for the formats that calibrate (those with ``CALIBRATIONS``)."""
+def _quant_options(module, precision: str, calibration: str, int8_fallback: str, qat: dict | None) -> dict:
+    """The int8 options of ``module.export``, for the formats that calibrate (those with ``CALIBRATIONS``): the
+    state of quantization-aware training (``qat``) for ``calibration="qat"``, or ``auto`` where the format takes it
+    by default (``QAT_BY_DEFAULT``); else the calibration search's (on a QAT checkpoint: on its fine-tuned weights)."""
     if precision != "int8" or not hasattr(module, "CALIBRATIONS"):
         return {}
+    if qat is not None and (calibration == "qat" or calibration == "auto" and module.QAT_BY_DEFAULT):
+        return {"qat": qat}
     return {"calibration": calibration, "int8_fallback": int8_fallback}
 
 
@@ -183,7 +184,7 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
             report["graph"] = meta["graph"]
         elif meta["output"]["name"] == "labels":
             net = reference = labels_model(model, fmt, len(meta["class_names"]))
-        if quant and not keep_failed_parity:  # the parity check of each int8 candidate, on the validation images
+        if quant and "qat" not in quant and not keep_failed_parity:  # each int8 candidate's check, on validation images
             quant = {**quant, "check": lambda path: parity(module.runner(path), reference, images, precision,
                                                            meta["task"])}
         facts = module.export(net, images[:1], staged, precision, calib, meta, **opts, **(quant or {})) or {}

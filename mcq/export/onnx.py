@@ -3,7 +3,8 @@
 fp16 converts weights and compute (inputs and outputs stay float32); int8 is onnxruntime's static QDQ
 quantization (per-channel weights) calibrated on dataset images with one of onnxruntime's calibrators
 (``CALIBRATIONS``; given the exporter's parity check, ``mcq.export.quantization.search`` picks the calibrator and
-the modules kept float, which are ``nodes_to_exclude`` here), with two changes that make it pay off on CPUs
+the modules kept float, which are ``nodes_to_exclude`` here; a quantization-aware checkpoint's int8 is instead the
+QDQ graph of its PT2E int8 model, ``mcq.export.pt2e``), with two changes that make it pay off on CPUs
 (measured in ``benchmarks/export_latency.py``): grouped convolutions with more than one output channel per group
 (FastViT's stride-2 7x7 patch embedding) become depthwise convolutions on repeated channels, for which
 onnxruntime has a fast int8 kernel (it has none for the grouped form), and the final upsampling of the logits
@@ -33,13 +34,23 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from mcq.export.quantization import Check, Int8Refused, full_int8, keeps_float, methods_for, search, speed_cost
+from mcq.export.pt2e import qat_int8
+from mcq.export.quantization import (
+    QAT_FACTS, Check, Int8Refused, full_int8, keeps_float, methods_for, search, speed_cost,
+)
 
 DEFAULT_PRECISION = "fp32"
 OPSET = 18
 # onnxruntime's calibrators (``CalibrationMethod``), in order of cost: MinMax takes each tensor's range; Percentile
 # and Entropy build a histogram of every tensor first (about 7x MinMax's time for an MCi0 at 512 px)
 CALIBRATIONS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+# A quantization-aware checkpoint's int8 is calibrated like any other (on its fine-tuned weights) unless asked for
+# ``--calibration qat``: PT2E's QDQ graph quantizes a conv's output only where XNNPACK would, and onnxruntime 1.32
+# fuses a conv into QLinearConv only with its output quantized: 33 of 110 convs of an MCi0 SemanticFPN, 322 ms
+# against 318 for fp32 and 152 for onnxruntime's own int8 of the same weights (99.29% / 99.27% of pixels;
+# benchmarks/export_latency.py --checkpoint QAT --skip-auto at 512 px, 2 threads). Other runtimes that fuse QDQ
+# graphs whole (TensorRT) take it as it is.
+QAT_BY_DEFAULT = False
 
 
 class _Calibration:
@@ -247,10 +258,13 @@ def _int8(fp32: Path, tmp: Path, calib: torch.Tensor) -> Callable[[str, tuple[st
 
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
-           calibration: str = "auto", int8_fallback: str = "auto", check: Check | None = None) -> dict | None:
+           calibration: str = "auto", int8_fallback: str = "auto", check: Check | None = None,
+           qat: dict[str, torch.Tensor] | None = None) -> dict | None:
     """Write the ONNX file. int8: with ``check`` (the parity check of an artifact), ``calibration="auto"`` tries
     every calibrator of ``CALIBRATIONS`` in order and ``int8_fallback="auto"`` keeps modules float until one passes
-    (``mcq.export.quantization``); returns ``{"int8": ...}``, what was tried and kept."""
+    (``mcq.export.quantization``); returns ``{"int8": ...}``, what was tried and kept. With ``qat`` (the state of
+    quantization-aware training, ``mcq.export.pt2e``), the QDQ graph is the PT2E int8 model with its weights and
+    ranges, exported as it is: nothing is calibrated."""
     facts = None
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
@@ -260,11 +274,14 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             _export_detector(model, example, fp32, [o["name"] for o in meta["outputs"]])
         else:
             output = meta.get("output", {}).get("name", "logits")  # the tapped models of explain have no metadata
-            _export_fp32(_repeated_depthwise(model) if precision == "int8" else model, example, fp32, output)
+            source = (qat_int8(model, qat, example, dynamic_batch=True)[0] if qat is not None
+                      else _repeated_depthwise(model) if precision == "int8" else model)
+            _export_fp32(source, example, fp32, output)
             if output == "labels":
                 onnx.save(_argmax_as_topk(_transpose_before_resize(onnx.load(fp32))), fp32)
-        if precision == "fp32":
+        if precision == "fp32" or qat is not None:
             proto = onnx.load(fp32)
+            facts = {"int8": QAT_FACTS} if qat is not None else None
         elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -47,7 +47,7 @@ def _open(path: Path, threads: int | None) -> OpenedModel:
         raise McqError(f"{path}: no such model file")
     if path.suffix == ".ckpt":
         from mcq.engine.checkpoint import load_task
-        from mcq.export.exporter import inference_form
+        from mcq.models.inference import inference_form
         from mcq.export.metadata import task_metadata
 
         task = load_task(path)

@@ -191,7 +191,7 @@ class ModelBench:
     def __init__(self, subject: Subject, size: int, cfg: ProfileConfig):
         from mcq.engine.checkpoint import load_task
         from mcq.export import detection
-        from mcq.export.exporter import inference_form
+        from mcq.models.inference import inference_form
         from mcq.profile.inputs import task_input
         from mcq.profile.measure import gflops, params_m, state_size_mb, summarize, time_calls
 

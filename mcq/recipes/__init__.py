@@ -101,6 +101,20 @@ RECIPES: dict[str, type[Recipe]] = {"seg": SegRecipe, "depth": DepthRecipe, "cls
                                     "clip": ClipRecipe}
 
 
+def quantization_aware(recipe: Recipe) -> Recipe:
+    """``recipe`` as the short fine-tune of quantization-aware training (``qat.json``): a share of its steps (or
+    epochs), no warm-up, a cosine from a share of its learning rate; no layer-wise decay or EMA (the trained graph
+    has no layers to decay by, and its fake quantizers' ranges are not averaged)."""
+    qat = json.loads(resources.files("mcq.recipes").joinpath("qat.json").read_text())
+    lr = recipe.lr * qat["lr_share"]
+    changes = dict(lr=lr, min_lr=lr * qat["min_lr_share"], schedule=qat["schedule"], warmup_steps=0,
+                   max_steps=recipe.max_steps and max(1, round(recipe.max_steps * qat["schedule_share"])))
+    if isinstance(recipe, EpochRecipe):
+        changes.update(epochs=max(1, round(recipe.epochs * qat["schedule_share"])), warmup_epochs=0)
+    changes.update({k: None for k in ("layer_decay", "ema") if hasattr(recipe, k)})
+    return replace(recipe, **changes)
+
+
 def load_recipe(task: str, variant: str = "") -> Recipe:
     """The shipped recipe ``TASK_VARIANT.json`` (``TASK.json`` without a variant), e.g. ``load_recipe("seg", "fpn")``,
     ``load_recipe("depth")``, ``load_recipe("cls", "linear_probe")``, ``load_recipe("det", "maskrcnn")``,

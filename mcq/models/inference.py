@@ -1,0 +1,21 @@
+"""The inference form of a task model: what every exporter, runtime and profiler starts from."""
+
+from __future__ import annotations
+
+import copy
+
+from timm.utils import reparameterize_model
+from torch import nn
+
+
+def inference_form(model: nn.Module, input_size: tuple[int, int] | None = None) -> nn.Module:
+    """Eval mode with every MobileOne/RepMixer/RepCPE block fused (the whole task model, not the bare encoder); with
+    ``input_size`` (height, width), checked and fixed to it (``Encoder.fix_input_size``). A model already fused (a
+    quantization-aware checkpoint's, ``mcq.export.pt2e``) is not fused again: timm's blocks fuse only once."""
+    model = copy.deepcopy(model).eval()
+    if not getattr(model, "fused", False):
+        model = reparameterize_model(model)
+        model.fused = True
+    if input_size is not None:
+        model.encoder.fix_input_size(*input_size)
+    return model
