@@ -1,8 +1,9 @@
 """Quantization-aware training (``mcq train TASK --qat --init CHECKPOINT``): a short fine-tune of a trained model
 through the graph that its int8 export quantizes, fake-quantized as the XNNPACK quantizer will quantize it
 (``mcq.export.pt2e``), so the weights learn to live with int8 and the activations' ranges are learnt on the
-training data. Its checkpoint exports to an int8 ExecuTorch program and an onnxruntime QDQ model with those ranges
-(``mcq export ... --precision int8``, no calibration), and to fp32 / fp16 with the fine-tuned weights.
+training data. Its checkpoint exports to an int8 ExecuTorch program with those ranges (``mcq export ... --precision
+int8``, nothing calibrated), to a QDQ ONNX model with them (``--calibration qat``; by default onnxruntime calibrates
+the fine-tuned weights, see ``mcq.export.onnx.QAT_BY_DEFAULT``), and to fp32 / fp16 with the fine-tuned weights.
 
 The graph is fixed to the training size, so validation must run at that size too: segmentation and classification
 validate on images resized to it; depth (4:3 frames) and detection are not supported.
@@ -28,7 +29,8 @@ TASKS = ("seg", "cls")
 
 class QatModel(nn.Module):
     """The fake-quantized graph in training, beside the config of the model it was made from (what the engine reads
-    of a task's model: ``cfg``). Its state is the checkpoint's ``model.graph.*`` (``QAT_PREFIX``)."""
+    of a task's model: ``cfg``). Its state is the checkpoint's ``model.graph.*``
+    (``mcq.engine.checkpoint.QAT_PREFIX``)."""
 
     def __init__(self, graph: torch.fx.GraphModule, cfg):
         super().__init__()
