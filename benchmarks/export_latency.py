@@ -35,16 +35,11 @@ import torch
 from mcq.errors import McqError
 from mcq.export import executorch as et_format
 from mcq.export import onnx as onnx_format
-from mcq.export.exporter import dataset_images, inference_form
+from mcq.export.exporter import dataset_images
 from mcq.export.parity import parity
+from mcq.export.runtimes import torch_runner
+from mcq.models.inference import inference_form
 from mcq.models.segmentor import SegModel, create_seg_model
-
-
-def _torch_runner(model: torch.nn.Module):
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
-    return run
 
 
 def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path,
@@ -56,7 +51,7 @@ def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp:
     state, its int8: "int8 qat")."""
     fused = inference_form(model)
     example = calib[:1]
-    runs = {"torch eager": _torch_runner(model.eval()), "torch eager, reparameterized": _torch_runner(fused)}
+    runs = {"torch eager": torch_runner(model.eval()), "torch eager, reparameterized": torch_runner(fused)}
     for fmt, module, suffix in (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte")):
         for precision in precisions:
             path = tmp / f"{model.cfg.encoder}_{size}_{precision}{suffix}"

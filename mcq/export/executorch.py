@@ -34,7 +34,7 @@ import torch
 
 from mcq.export.delegation import delegation, for_xnnpack
 from mcq.export.pt2e import CALIBRATIONS, calibrate, for_quantization, observers, prepared, qat_int8
-from mcq.export.quantization import QAT_FACTS, Check, Int8Refused, full_int8, methods_for, search, speed_cost
+from mcq.export.quantization import Check, Int8Refused, full_int8, methods_for, qat_facts, search, speed_cost
 
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -111,7 +111,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         return {"delegation": _lower(model, Counter(), example, path, backend, rewrite)}
     if qat is not None:
         converted, before = qat_int8(model, qat, example)
-        return {"delegation": _lower(converted, before, example, path, backend, rewrite), "int8": QAT_FACTS}
+        return {"delegation": _lower(converted, before, example, path, backend, rewrite), "int8": qat_facts()}
     if calib is None or not len(calib):
         raise ValueError("ExecuTorch int8 needs calibration images")
     methods = methods_for(calibration, tuple(CALIBRATIONS), "executorch")

@@ -22,7 +22,7 @@ from torch import nn
 
 from mcq.engine.predict import colourize, labels_at
 from mcq.export.formats import SUFFIXES, format_module
-from mcq.export.quantization import QAT_FACTS
+from mcq.export.quantization import QAT_CALIBRATION
 from mcq.io import staged_dir, write_json
 
 # ExecuTorch: the XNNPACK delegate cannot return the values inside its fused subgraphs, so the tapped program
@@ -178,7 +178,7 @@ def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: n
         maps = error_maps(run, model, images, meta, tmp) if meta["task"] == "seg" else []
         calibration = meta.get("int8", {}).get("calibration")
         skip = (fmt if not hasattr(format_module(fmt), "run_all")
-                else "a quantization-aware checkpoint's int8" if calibration == QAT_FACTS["calibration"] else None)
+                else "a quantization-aware checkpoint's int8" if calibration == QAT_CALIBRATION else None)
         if skip:  # a QAT artifact's ranges are its training's: the tapped model has no calibration to repeat
             return {"dir": str(out), "error_maps": maps, "drift_skipped": f"layer drift is not available for {skip}"}
         drift = layer_drift(fmt, model, images[:1], precision, calib, calibration)

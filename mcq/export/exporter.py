@@ -25,7 +25,7 @@ from mcq.export.formats import SUFFIXES, format_module
 from mcq.export.labels import check_outputs, labels_metadata, labels_model
 from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
-from mcq.export.quantization import QAT_FACTS, Int8Refused
+from mcq.export.quantization import QAT_CALIBRATION, Int8Refused
 from mcq.export.schema import validate_metadata
 from mcq.io import write_json
 from mcq.models.encoders import normalization
@@ -87,8 +87,9 @@ def export_checkpoint(
     the checkpoint's on the first ``eval_images`` validation images of ``data`` (None: all of them; 0: not measured).
     """
     task = load_task(checkpoint)
+    qat = getattr(task, "qat", None)  # the trained state of a quantization-aware checkpoint
     check_outputs(task.task_name, outputs, checkpoint)
-    if calibration == QAT_FACTS["calibration"] and getattr(task, "qat", None) is None:
+    if calibration == QAT_CALIBRATION and qat is None:
         raise McqError(f"{checkpoint}: --calibration qat needs a quantization-aware checkpoint (mcq train --qat)")
     spec = task_spec(task.task_name)
     size = img_size or task.hparams.optim["img_size"]
@@ -109,7 +110,7 @@ def export_checkpoint(
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
-            quant = _quant_options(module, precision, calibration, int8_fallback, getattr(task, "qat", None))
+            quant = _quant_options(module, precision, calibration, int8_fallback, qat)
             form = labels_metadata(meta, fmt) if outputs == "labels" else meta
             reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
                                        explain, opts, keep_failed_parity, quant, accuracy))
@@ -122,7 +123,7 @@ def _quant_options(module, precision: str, calibration: str, int8_fallback: str,
     by default (``QAT_BY_DEFAULT``); else the calibration search's (on a QAT checkpoint: on its fine-tuned weights)."""
     if precision != "int8" or not hasattr(module, "CALIBRATIONS"):
         return {}
-    if qat is not None and (calibration == "qat" or calibration == "auto" and module.QAT_BY_DEFAULT):
+    if qat is not None and (calibration == QAT_CALIBRATION or calibration == "auto" and module.QAT_BY_DEFAULT):
         return {"qat": qat}
     return {"calibration": calibration, "int8_fallback": int8_fallback}
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from mcq.export.pt2e import qat_int8
 from mcq.export.quantization import (
-    QAT_FACTS, Check, Int8Refused, full_int8, keeps_float, methods_for, search, speed_cost,
+    Check, Int8Refused, full_int8, keeps_float, methods_for, qat_facts, search, speed_cost,
 )
 
 DEFAULT_PRECISION = "fp32"
@@ -281,7 +281,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
                 onnx.save(_argmax_as_topk(_transpose_before_resize(onnx.load(fp32))), fp32)
         if precision == "fp32" or qat is not None:
             proto = onnx.load(fp32)
-            facts = {"int8": QAT_FACTS} if qat is not None else None
+            facts = {"int8": qat_facts()} if qat is not None else None
         elif precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -40,8 +40,7 @@ class Int8Refused(McqError):
 
 UNITS = 12  # candidate units the model is split into for the fallback search
 MAX_TRIALS = 40  # fallback artifacts made and checked at most, before giving up
-# what an int8 artifact of a quantization-aware checkpoint says of its quantization: nothing calibrated or kept float
-QAT_FACTS = {"calibration": "qat", "float_modules": []}
+QAT_CALIBRATION = "qat"  # the int8 of a quantization-aware checkpoint with the ranges it learnt (``mcq.export.pt2e``)
 
 Quantize = Callable[[str, tuple[str, ...]], Path]
 Check = Callable[[Path], dict]
@@ -215,9 +214,15 @@ def speed_cost(runs: dict[str, Callable[[np.ndarray], np.ndarray]], example: tor
     return {name: round(statistics.median(t), 1) for name, t in times.items()}
 
 
+def qat_facts() -> dict:
+    """What an int8 artifact with a quantization-aware checkpoint's ranges says of its quantization: nothing
+    calibrated, nothing kept float."""
+    return {"calibration": QAT_CALIBRATION, "float_modules": []}
+
+
 def format_int8(name: str, facts: dict) -> str:
     """One line for the terminal: the calibrator kept and those tried, the modules kept float and their cost."""
-    if facts["calibration"] == QAT_FACTS["calibration"]:
+    if facts["calibration"] == QAT_CALIBRATION:
         return f"{name}: int8 with the weights and ranges of quantization-aware training"
     tried = ", ".join(f"{t['method']} {t['measure']}" for t in facts.get("calibrations_tried", []))
     line = f"{name}: int8 calibrated with {facts['calibration']}" + (f" (tried {tried})" if tried else "")

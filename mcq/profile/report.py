@@ -53,7 +53,7 @@ def _accuracy(cell: dict) -> str:
     if not acc:
         return "-"
     digits = 3 if acc["metric"] in LOWER_IS_BETTER else 1
-    change = f" ({acc['value'] - acc['checkpoint']:+.{digits}f})" if "drop" in acc else ""
+    change = f" ({-acc['drop']:+.{digits}f})" if "drop" in acc else ""
     return f"{acc['value']:.{digits}f}{change}{'*' if acc['source'] == 'published' else ''} {acc['metric']}"
 
 
