@@ -65,7 +65,7 @@ def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp:
             runs[f"{fmt} int8 qat"] = module.runner(path, threads)
         if checked_on is not None and "int8" in precisions:
             path = tmp / f"{model.cfg.encoder}_{size}_int8_auto{suffix}"
-            check = lambda p, m=module: parity(m.runner(p), fused, checked_on, "int8")  # noqa: E731
+            check = lambda run: parity(run, fused, checked_on, "int8")  # noqa: E731
             try:
                 facts = module.export(fused, example, path, "int8", calib, {}, check=check)["int8"]
             except McqError as e:

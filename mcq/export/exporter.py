@@ -186,8 +186,7 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         elif meta["output"]["name"] == "labels":
             net = reference = labels_model(model, fmt, len(meta["class_names"]))
         if quant and "qat" not in quant and not keep_failed_parity:  # each int8 candidate's check, on validation images
-            quant = {**quant, "check": lambda path: parity(module.runner(path), reference, images, precision,
-                                                           meta["task"])}
+            quant = {**quant, "check": lambda run: parity(run, reference, images, precision, meta["task"])}
         facts = module.export(net, images[:1], staged, precision, calib, meta, **opts, **(quant or {})) or {}
         report.update(facts)
         meta = {**meta, **facts}

@@ -293,13 +293,13 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             if check is None:
                 q, facts = quantize(methods[0], ()), {"int8": {"calibration": methods[0], "float_modules": []}}
             else:
-                found = search(quantize, check, methods, model, int8_fallback == "auto")
+                found = search(quantize, lambda made: check(runner(made)), methods, model, int8_fallback == "auto")
                 if not found.best.parity["passed"]:
                     raise Int8Refused(found)
-                q, facts = found.best.path, {"int8": found.facts()}
+                q, facts = found.best.artifact, {"int8": found.facts()}
                 if found.best.float_modules:
                     facts["int8"]["latency_ms"] = speed_cost(
-                        {"fp32": runner(fp32), "int8": runner(full_int8(found).path), "this": runner(q)}, example)
+                        {"fp32": runner(fp32), "int8": runner(full_int8(found).artifact), "this": runner(q)}, example)
             proto = onnx.load(q)
         else:
             raise ValueError(f"ONNX precision {precision!r} not supported (fp32, fp16, int8)")

@@ -1,13 +1,15 @@
 """int8 that keeps its accuracy: the format's calibrators tried in order of cost, then the fewest modules kept float.
 
-A format's int8 export hands ``search`` two functions: ``quantize(method, float_modules)`` writes an int8 artifact
+A format's int8 export hands ``search`` two functions: ``quantize(method, float_modules)`` makes an int8 artifact
 calibrated with ``method`` whose ops inside ``float_modules`` (module names of the task model, each with everything
-under it) stay float; ``check(path)`` is the parity check of an artifact on the validation images (never the
-calibration images). ``search`` keeps the first calibrator whose full-int8 artifact passes. When none does, it
-keeps modules float, chosen by measurement on the task's own measure (pixel or top-1 agreement, depth error):
-each candidate unit is left float alone and the one that helps most is kept float, until the artifact passes; a
-unit that passes is then narrowed to the one of its children that still passes. The candidate units are the model
-split, largest first by parameters, into ``UNITS`` parts (``units``).
+under it) stay float; ``check(artifact)`` is its parity check on the validation images (never the calibration
+images), the exporter's ``Check`` of the artifact's runner. ``search`` keeps the first calibrator whose full-int8
+artifact passes. When none does, it keeps modules float, chosen by measurement on the task's own measure (pixel or
+top-1 agreement, depth error): each candidate unit is left float alone and the one that helps most is kept float,
+until the artifact passes; a unit that passes is then narrowed to the one of its children that still passes. The
+candidate units are the model split, largest first by parameters, into ``UNITS`` parts (``units``). Where making an
+artifact costs much more than running a stand-in for it (ExecuTorch: lowering), ``confirmed_search`` searches on
+the stand-ins and makes only the artifact it keeps.
 
 Why units and not single ops: a tensor stays int8 while any op next to it is quantized, so leaving one conv float
 rarely helps. On an MCi0 SemanticFPN (5 classes, trained at 128 px, exported at 512 px) leaving each of the stem's
@@ -20,7 +22,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -42,8 +44,10 @@ UNITS = 12  # candidate units the model is split into for the fallback search
 MAX_TRIALS = 40  # fallback artifacts made and checked at most, before giving up
 QAT_CALIBRATION = "qat"  # the int8 of a quantization-aware checkpoint with the ranges it learnt (``mcq.export.pt2e``)
 
-Quantize = Callable[[str, tuple[str, ...]], Path]
-Check = Callable[[Path], dict]
+Run = Callable[[np.ndarray], np.ndarray]
+Check = Callable[[Run], dict]  # the exporter's parity check of a runnable int8 model
+Quantize = Callable[[str, tuple[str, ...]], Any]  # (method, float_modules) -> an artifact: a file, or a stand-in
+Judge = Callable[[Any], dict]  # an artifact's parity: its runner's ``Check``
 
 
 def score(parity: dict) -> float:
@@ -86,9 +90,12 @@ def units(model: nn.Module, n: int = UNITS) -> list[str]:
 
 @dataclass
 class Trial:
+    """One int8 artifact made and checked; ``artifact`` is a file (deleted when the search drops the trial) or a
+    stand-in model (let go), None once dropped."""
+
     method: str
     float_modules: tuple[str, ...]
-    path: Path
+    artifact: Any
     parity: dict
 
     def row(self) -> dict:
@@ -103,13 +110,17 @@ class Search:
     calibrations: list[Trial] = field(default_factory=list)
     fallback: list[Trial] = field(default_factory=list)
     best: Trial | None = None
+    stand_in: str | None = None  # what the trials ran on, where not on the artifacts (``confirmed_search``)
 
     def facts(self) -> dict:
-        """For the report and the sidecar: the calibrators tried, the modules kept float and the fallback trials."""
+        """For the report and the sidecar: the calibrators tried, the modules kept float and the fallback trials
+        (measured on ``stand_in``, where named)."""
         out = {"calibration": self.best.method, "float_modules": list(self.best.float_modules),
                "calibrations_tried": [t.row() for t in self.calibrations]}
         if self.fallback:
             out["fallback_trials"] = [t.row() for t in self.fallback]
+        if self.stand_in:
+            out["trials_ran_on"] = self.stand_in
         return out
 
     def refusal(self) -> str:
@@ -123,9 +134,9 @@ class Search:
                                                                               ", or let modules stay float")
 
 
-def search(quantize: Quantize, check: Check, methods: list[str], model: nn.Module, fallback: bool) -> Search:
+def search(quantize: Quantize, check: Judge, methods: list[str], model: nn.Module, fallback: bool) -> Search:
     """The calibrators ``methods`` in order, then (``fallback``) modules kept float, until an artifact passes.
-    Artifacts of trials other than the best full-int8 one and ``best`` are deleted as the search goes."""
+    Artifacts of trials other than the best full-int8 one and ``best`` are dropped as the search goes."""
     found = Search()
     for method in methods:
         trial = _trial(quantize, check, method, ())
@@ -146,24 +157,44 @@ def full_int8(found: Search) -> Trial:
     return next(t for t in found.calibrations if t.method == found.best.method)
 
 
+def confirmed_search(stand_in: tuple[Quantize, Judge], real: tuple[Quantize, Judge],
+                     methods: list[str], model: nn.Module, fallback: bool, name: str) -> Search:
+    """``search`` on stand-ins for the artifacts (``stand_in``: their quantize and check; ``name`` says what they
+    are), then the trial it keeps made for real (``real``) and checked: that artifact is ``best``. Where it fails
+    although its stand-in passed, ``search`` again, every trial a real artifact."""
+    found = search(*stand_in, methods, model, fallback)
+    made = _trial(*real, found.best.method, found.best.float_modules)
+    if made.parity["passed"] or not found.best.parity["passed"]:
+        found.best, found.stand_in = made, name
+        return found
+    _discard(made)
+    return search(*real, methods, model, fallback)
+
+
+def _discard(trial: Trial) -> None:
+    if isinstance(trial.artifact, Path):
+        trial.artifact.unlink(missing_ok=True)
+    trial.artifact = None
+
+
 def _prune(found: Search) -> None:
-    keep = {found.best.path, full_int8(found).path}
+    keep = (found.best, full_int8(found))
     for t in found.calibrations + found.fallback:
-        if t.path not in keep:
-            t.path.unlink(missing_ok=True)
+        if all(t is not k for k in keep):
+            _discard(t)
 
 
-def _trial(quantize: Quantize, check: Check, method: str, float_modules: tuple[str, ...]) -> Trial:
-    path = quantize(method, float_modules)
-    return Trial(method, float_modules, path, check(path))
+def _trial(quantize: Quantize, check: Judge, method: str, float_modules: tuple[str, ...]) -> Trial:
+    artifact = quantize(method, float_modules)
+    return Trial(method, float_modules, artifact, check(artifact))
 
 
-def _trials(quantize: Quantize, check: Check, method: str, floats: list[tuple[str, ...]], desc: str) -> list[Trial]:
+def _trials(quantize: Quantize, check: Judge, method: str, floats: list[tuple[str, ...]], desc: str) -> list[Trial]:
     """One trial per set of modules kept float, with a progress bar (each is a whole export and check)."""
     return [_trial(quantize, check, method, f) for f in tqdm(floats, desc=desc, unit="trial", leave=False)]
 
 
-def _fall_back(quantize: Quantize, check: Check, model: nn.Module, found: Search) -> None:
+def _fall_back(quantize: Quantize, check: Judge, model: nn.Module, found: Search) -> None:
     """Greedy: each remaining unit left float alone (on top of those already float); keep the one that helps most;
     once an artifact passes, narrow its last unit to the child that still passes."""
     method, kept, candidates = found.best.method, (), units(model, UNITS)
