@@ -104,6 +104,7 @@ def test_a_search_on_stand_ins_makes_only_the_artifact_it_keeps(tmp_path, real_b
         assert len(list((tmp_path / "real").iterdir())) == 2, "the best and full int8 are kept, the rest deleted"
     else:
         assert facts["trials_ran_on"] == "stand-ins" and facts["float_modules"] == ["0.stem.0"] and real.made == 1
+        assert format_int8("m.pte", facts).endswith("kept float after 15 trials: 0.stem.0 (trials on stand-ins)")
         assert facts["fallback_trials"] and stand.made > 10
 
 

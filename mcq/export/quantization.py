@@ -262,4 +262,4 @@ def format_int8(name: str, facts: dict) -> str:
         line += (f"; kept float after {len(facts.get('fallback_trials', []))} trials: "
                  + ", ".join(facts["float_modules"])
                  + (f"; {ms['this']:.0f} ms against {ms['int8']:.0f} full int8, {ms['fp32']:.0f} fp32" if ms else ""))
-    return line
+    return line + (f" (trials on {facts['trials_ran_on']})" if "trials_ran_on" in facts else "")
