@@ -31,6 +31,11 @@ class Fake:
         path.write_text("")
         return path
 
+    def make(self, stand_in):
+        """The artifact of another fake's artifact: the same method and modules kept float."""
+        _, method, floats = stand_in.stem.split("-", 2)
+        return self.quantize(method, () if floats == "none" else tuple(floats.split("+")))
+
     def check(self, path):
         _, method, floats = path.stem.split("-", 2)
         floats = [] if floats == "none" else floats.split("+")
@@ -93,8 +98,9 @@ def test_a_search_on_stand_ins_makes_only_the_artifact_it_keeps(tmp_path, real_b
     real; where the real artifact fails although its stand-in passed, the search runs again on real artifacts."""
     (tmp_path / "stand").mkdir(), (tmp_path / "real").mkdir()
     gains = {"0.stem.0": 0.009}
-    stand, real = Fake(tmp_path / "stand", {"minmax": 0.982}, gains), Fake(tmp_path / "real", {"minmax": real_base}, gains)
-    found = confirmed_search((stand.quantize, stand.check), (real.quantize, real.check), ["minmax"], _model(),
+    stand = Fake(tmp_path / "stand", {"minmax": 0.982}, gains)
+    real = Fake(tmp_path / "real", {"minmax": real_base}, gains)
+    found = confirmed_search((stand.quantize, stand.check), real.make, real.check, ["minmax"], _model(),
                              fallback=True, name="stand-ins")
     facts = found.facts()
     assert found.best.artifact.parent == tmp_path / "real" and found.best.parity["passed"] == (not searched_again)

@@ -124,22 +124,21 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         raise ValueError("ExecuTorch int8 needs calibration images")
     methods = methods_for(calibration, tuple(CALIBRATIONS), "executorch")
     with tempfile.TemporaryDirectory() as tmp:
-        convert, program, lowered = _int8_trials(model, example, calib, backend, rewrite, Path(tmp))
+        convert, lower, lowered = _int8_trials(model, example, calib, backend, rewrite, Path(tmp))
         if check is None:
             method = "histogram" if calibration == "auto" else methods[0]
-            made = program(method, ())
+            made = lower(convert(method, ()))
             shutil.move(made, path)
             return {"delegation": lowered[made], "int8": {"calibration": method, "float_modules": []}}
-        found = confirmed_search((convert, lambda graph: check(torch_runner(graph))),
-                                 (program, lambda made: check(runner(made))), methods, model,
-                                 int8_fallback == "auto", STAND_IN)
+        found = confirmed_search((convert, lambda graph: check(torch_runner(graph))), lower,
+                                 lambda made: check(runner(made)), methods, model, int8_fallback == "auto", STAND_IN)
         if not found.best.parity["passed"]:
             raise Int8Refused(found, {"delegation": lowered[found.best.artifact]})
         facts = found.facts()
         if found.best.float_modules:
             fp32, full = Path(tmp) / "fp32.pte", full_int8(found).artifact
             _lower(model, Counter(), example, fp32, backend, rewrite)
-            full = full if isinstance(full, Path) else program(found.best.method, ())
+            full = full if isinstance(full, Path) else lower(full)
             facts["latency_ms"] = speed_cost({"fp32": runner(fp32), "int8": runner(full),
                                               "this": runner(found.best.artifact)}, example)
         shutil.move(found.best.artifact, path)
@@ -147,10 +146,10 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
 
 
 def _int8_trials(model: torch.nn.Module, example: torch.Tensor, calib: torch.Tensor, backend: str, rewrite: bool,
-                 tmp: Path) -> tuple[Quantize, Quantize, dict[Path, dict]]:
+                 tmp: Path) -> tuple[Quantize, Callable[[torch.fx.GraphModule], Path], dict[Path, dict]]:
     """For ``mcq.export.quantization``: ``convert(method, float_modules)``, the converted PT2E graph (the stand-in
-    of a program), and ``program(method, float_modules)``, that graph lowered into a program in ``tmp``; and the
-    delegation facts of each program. Each calibrator runs once, on the whole model; a graph with modules kept
+    of a program), and ``lower(graph)``, that graph lowered into a program in ``tmp``; and the delegation facts of
+    each program. Each calibrator runs once, on the whole model; a graph with modules kept
     float takes the ranges of that run, observer by observer (the same node observed), without calibrating again."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
@@ -168,12 +167,12 @@ def _int8_trials(model: torch.nn.Module, example: torch.Tensor, calib: torch.Ten
             observer.load_state_dict(calibrated[method][name].state_dict())
         return convert_pt2e(trial)
 
-    def program(method: str, float_modules: tuple[str, ...]) -> Path:
+    def lower(graph: torch.fx.GraphModule) -> Path:
         out = tmp / f"int8-{len(lowered)}.pte"
-        lowered[out] = _lower(convert(method, float_modules), before, example, out, backend, rewrite)
+        lowered[out] = _lower(graph, before, example, out, backend, rewrite)
         return out
 
-    return convert, program, lowered
+    return convert, lower, lowered
 
 
 def delegates(path: Path) -> list[str]:

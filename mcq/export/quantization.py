@@ -157,18 +157,21 @@ def full_int8(found: Search) -> Trial:
     return next(t for t in found.calibrations if t.method == found.best.method)
 
 
-def confirmed_search(stand_in: tuple[Quantize, Judge], real: tuple[Quantize, Judge],
-                     methods: list[str], model: nn.Module, fallback: bool, name: str) -> Search:
+def confirmed_search(stand_in: tuple[Quantize, Judge], make: Callable[[Any], Any], check: Judge, methods: list[str],
+                     model: nn.Module, fallback: bool, name: str) -> Search:
     """``search`` on stand-ins for the artifacts (``stand_in``: their quantize and check; ``name`` says what they
-    are), then the trial it keeps made for real (``real``) and checked: that artifact is ``best``. Where it fails
-    although its stand-in passed, ``search`` again, every trial a real artifact."""
+    are), then the artifact of the trial it keeps made from that trial's stand-in (``make``) and checked
+    (``check``): that artifact is ``best``. Where it fails although its stand-in passed, ``search`` again, every
+    trial's stand-in made into an artifact."""
     found = search(*stand_in, methods, model, fallback)
-    made = _trial(*real, found.best.method, found.best.float_modules)
+    artifact = make(found.best.artifact)
+    made = Trial(found.best.method, found.best.float_modules, artifact, check(artifact))
     if made.parity["passed"] or not found.best.parity["passed"]:
         found.best, found.stand_in = made, name
         return found
     _discard(made)
-    return search(*real, methods, model, fallback)
+    quantize = stand_in[0]
+    return search(lambda method, floats: make(quantize(method, floats)), check, methods, model, fallback)
 
 
 def _discard(trial: Trial) -> None:
