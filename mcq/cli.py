@@ -12,14 +12,14 @@ from mcq.errors import McqError
 from mcq.export.labels import OUTPUTS
 
 _EXAMPLES = {
-    "models": "example:\n  mcq models",
+    "models": "examples:\n  mcq models\n  mcq models --params   # every encoder x head: parameters beside the paper's",
     "synth": (
         "examples:\n"
         "  mcq data synth seg --out data/synth-seg --train 240 --val 48      # ADE20K layout\n"
         "  mcq data synth depth --out data/synth-nyu --train 240 --val 48    # NYUv2 (BTS) layout; --val: test frames\n"
         "  mcq data synth cls --out data/synth-in --train 24 --val 8         # ImageNet folders; counts per class\n"
         "  mcq data synth det --out data/synth-coco --train 400 --val 48     # COCO layout (polygons and RLE)\n"
-        "  mcq data synth clip --out data/synth-clip --noise 0.5   # DataCompDR shards (+ seg/ of the same world)"
+        "  mcq data synth clip --out data/synth-clip --noise 0.5   # DataCompDR shards (+ seg/, zeroshot/)"
     ),
     "train": (
         "examples:\n"
@@ -48,7 +48,9 @@ _EXAMPLES = {
         "  mcq eval cls --checkpoint runs/cls-mci0/checkpoints/best.ckpt --data imagenet --json val.json\n"
         "  mcq eval det --checkpoint runs/det-mci2/checkpoints/best.ckpt --data coco --json val.json   # box + mask AP\n"
         "  mcq eval clip --checkpoint runs/clip/checkpoints/best.ckpt --data 'val/{00000..00007}.tar' --json r.json\n"
-        "  mcq eval clip --checkpoint runs/clip/checkpoints/last.ckpt --captions gt,syn   # recall on both captions"
+        "  mcq eval clip --checkpoint runs/clip/checkpoints/last.ckpt --captions gt,syn   # recall on both captions\n"
+        "  mcq eval clip --checkpoint last.ckpt --zero-shot imagenet/val --class-names classnames.txt   # top-1/5\n"
+        "  mcq eval clip --checkpoint last.ckpt --zero-shot data/synth-clip/zeroshot --templates 'a photo of a {}'"
     ),
     "export": (
         "examples:\n"
@@ -84,8 +86,8 @@ _EXAMPLES = {
     ),
     "experiment": (
         "examples:\n"
-        "  mcq experiment caption-quality --out runs/caption-quality   # 3 arms x 2 seeds, < 30 min on 2 idle cores\n"
-        "  mcq experiment caption-quality --seeds 0,1,2 --clip-steps 400 --seg-steps 300   # a longer budget\n"
+        "  mcq experiment caption-quality --out runs/caption-quality   # 3 arms x 3 seeds, about 30 min on 2 cores\n"
+        "  mcq experiment caption-quality --seeds 0,1,2,3,4 --clip-steps 400 --fractions 0.1,1   # a longer budget\n"
         "  python benchmarks/caption_quality.py --seeds 0,1               # the same, as a benchmark script"
     ),
     "app": (
@@ -107,8 +109,10 @@ def _parser() -> argparse.ArgumentParser:
                                 parents=[common], formatter_class=fmt, epilog=_EXAMPLES["train"])
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("models", parents=[common], help="list the registered encoders", epilog=_EXAMPLES["models"],
-                   formatter_class=fmt)
+    models = sub.add_parser("models", parents=[common], help="list the registered encoders", epilog=_EXAMPLES["models"],
+                            formatter_class=fmt)
+    models.add_argument("--params", action="store_true",
+                        help="parameters of every encoder x head (and Mask R-CNN) beside the paper's (Tables 9, 10)")
 
     data = sub.add_parser("data", parents=[common], help="datasets").add_subparsers(dest="data_command", required=True)
     synth = data.add_parser("synth", parents=[common], help="write an embedded synthetic dataset",
@@ -129,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--head", default="", help="seg: fpn or upernet (default: the encoder's, as in the paper)")
     train.add_argument("--linear-probe", action="store_true",
                        help="cls: freeze the encoder, train a linear layer (Table 12's linear-probe recipe)")
+    train.add_argument("--freeze-encoder", action="store_true",
+                       help="seg: train the neck and heads on a frozen encoder (a probe of its pretrained features)")
     train.add_argument("--data", help="dataset folder: ADE20K, NYUv2 (BTS), ImageNet-folder or COCO layout "
                        "(default: the embedded synthetic data)")
     train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
@@ -188,6 +194,12 @@ def _parser() -> argparse.ArgumentParser:
                     "val/ folder, a brace pattern or a::b) (default: the embedded synthetic data)")
     ev.add_argument("--captions", help="clip: caption kinds to score recall on: gt,syn, gt or syn (default: those "
                     "the model was trained on)")
+    ev.add_argument("--zero-shot", metavar="FOLDER", help="clip: classify FOLDER/<class>/* from the class names "
+                    "alone (open_clip's zero-shot classifier; top-1/5)")
+    ev.add_argument("--class-names", help="clip --zero-shot: a file of class names, one per class folder in sorted "
+                    "order (default: the folder names, underscores as spaces)")
+    ev.add_argument("--templates", default="openai", help="clip --zero-shot: prompt templates: openai (CLIP's 80 "
+                    "ImageNet prompts), simple (open_clip's 18) or one of your own with {} (default openai)")
     ev.add_argument("--img-size", type=int, help="evaluation size (default: the training size; det: the long side)")
     ev.add_argument("--batch-size", type=int, default=4)
     ev.add_argument("--workers", type=int, default=2)
@@ -321,17 +333,21 @@ def _experiment_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     ex = sub.add_parser("experiment", parents=[common], help="experiments that compare several trainings"
                         ).add_subparsers(dest="experiment_command", required=True)
     cq = ex.add_parser("caption-quality", parents=[common], help="CLIP pretraining on noisy web captions (txt) vs "
-                       "DataCompDR's web + synthetic captions (gt,syn) vs none, judged by SemanticFPN mIoU after "
-                       "fine-tuning and by retrieval recall", epilog=_EXAMPLES["experiment"], formatter_class=fmt)
+                       "DataCompDR's web + synthetic captions (gt,syn) vs none, judged by zero-shot accuracy, a "
+                       "frozen-encoder probe and fine-tuning on shares of the labels, gaps with 95%% intervals",
+                       epilog=_EXAMPLES["experiment"], formatter_class=fmt)
     cq.add_argument("--out", default=C.out, help=f"folder for data/, the runs and caption_quality.json (default {C.out})")
     cq.add_argument("--encoder", default=C.encoder, help=f"image encoder (see `mcq models`; default {C.encoder})")
-    cq.add_argument("--seeds", default="0,1", help="seeds, comma-separated; each repeats pretraining and fine-tuning "
-                    "(default 0,1)")
+    cq.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated; each repeats pretraining and "
+                    "fine-tuning for every arm (default 0,1,2)")
+    cq.add_argument("--fractions", default="0.1,0.3,1", help="shares of the labelled set to fine-tune on, "
+                    "comma-separated (default 0.1,0.3,1)")
     budget = {"noise": "share of noisy web captions", "n_train": "pretraining pairs", "n_val": "held-back pairs",
               "n_seg": "labelled training images (half as many for validation)", "data_size": "generated image size",
               "clip_steps": "CLIP steps per arm", "clip_batch": "CLIP batch", "clip_img_size": "CLIP input size",
               "text_width": "text transformer width", "text_layers": "text transformer layers",
-              "seg_steps": "SemanticFPN steps per arm", "seg_batch": "SemanticFPN batch",
+              "zero_shot_template": "zero-shot prompt", "probe_steps": "steps of the frozen-encoder probe",
+              "seg_steps": "SemanticFPN steps per fine-tune", "seg_batch": "SemanticFPN batch",
               "seg_img_size": "SemanticFPN crop size", "seg_lr": "SemanticFPN peak lr",
               "workers": "data loader workers"}
     for name, text in budget.items():
@@ -345,16 +361,25 @@ def _experiment(args: argparse.Namespace) -> None:
 
     _lightning_logs_to_stdout()
     fields = CaptionQualityConfig.__dataclass_fields__
-    given = {k: v for k, v in vars(args).items() if k in fields and k != "seeds"}
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        raise McqError(f"--seeds {args.seeds!r}: expected integers, comma-separated (e.g. 0,1)") from None
-    if not seeds:
-        raise McqError("--seeds: give at least one seed")
-    result = run_caption_quality(CaptionQualityConfig(seeds=seeds, **given))
+    given = {k: v for k, v in vars(args).items() if k in fields and k not in ("seeds", "fractions")}
+    seeds = _numbers(args.seeds, "--seeds", int, "0,1,2")
+    fractions = _numbers(args.fractions, "--fractions", float, "0.1,1")
+    if not all(0 < f <= 1 for f in fractions):
+        raise McqError(f"--fractions {args.fractions!r}: shares of the labelled set, in (0, 1]")
+    result = run_caption_quality(CaptionQualityConfig(seeds=seeds, fractions=fractions, **given))
     print(format_caption_quality_table(result))
     print(f"written: {Path(args.out) / 'caption_quality.json'} ({result['wall_s'] / 60:.1f} min)")
+
+
+def _numbers(text: str, flag: str, kind: type, example: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        kinds = "integers" if kind is int else "numbers"
+        raise McqError(f"{flag} {text!r}: expected {kinds}, comma-separated (e.g. {example})") from None
+    if not values:
+        raise McqError(f"{flag}: give at least one")
+    return values
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -388,6 +413,8 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> None:
+    if args.params:
+        return _params()
     from mcq.models import describe_encoders
 
     rows = describe_encoders()
@@ -396,6 +423,26 @@ def _models(args: argparse.Namespace) -> None:
     for r in rows:
         print(f"{r['name']:<{w}} {r['params_m']:>9.1f}  {r['default_head']:<8} {str(r['strides']):<19} "
               f"{str(r['channels']):<29} {r['timm_name']}")
+
+
+def _params() -> None:
+    from mcq.models.params import HEAD_NAMES, compare_params
+
+    def pct(v: float | None) -> str:
+        return "" if v is None else f"{v:+.2f}%"
+
+    print(f"{'model':<28} {'mcq (M)':>8} {'paper (M)':>9} {'diff':>7} {'explained':>9}  source")
+    notes: list[str] = []
+    for r in compare_params():
+        paper = "" if r["paper_m"] is None else f"{r['paper_m']:.1f}"
+        explained = pct(r["explained_pct"]) if r["why"] else ""
+        if r["why"] and r["why"] not in notes:
+            notes.append(r["why"])
+        mark = f" [{notes.index(r['why']) + 1}]" if r["why"] else ""
+        print(f"{r['encoder'] + ' + ' + HEAD_NAMES[r['head']]:<28} {r['mcq_m']:>8.2f} {paper:>9} "
+              f"{pct(r['diff_pct']):>7} {explained:>9}  {r['source']}{mark}".rstrip())
+    for i, why in enumerate(notes, 1):
+        print(f"[{i}] {why}")
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -441,6 +488,8 @@ def _eval(args: argparse.Namespace) -> None:
     from mcq.engine.tasks import task_spec
 
     _lightning_logs_to_stdout()
+    if args.zero_shot:
+        return _zero_shot(args)
     if args.model:
         if args.task != "seg":
             raise McqError(f"--model evaluates exported segmentation models; use --checkpoint for {args.task}")
@@ -450,6 +499,18 @@ def _eval(args: argparse.Namespace) -> None:
         metrics = evaluate(args.task, args.checkpoint, args.data, args.img_size, args.batch_size, args.workers, args.json,
                            captions=args.captions)
     print(task_spec(args.task).format_table(metrics))
+    if args.json:
+        print(f"metrics written to {args.json}")
+
+
+def _zero_shot(args: argparse.Namespace) -> None:
+    from mcq.engine.zero_shot import format_zero_shot_table, zero_shot
+
+    if args.task != "clip" or not args.checkpoint:
+        raise McqError("--zero-shot is for clip, with --checkpoint")
+    metrics = zero_shot(args.checkpoint, args.zero_shot, args.templates, args.class_names, args.img_size,
+                        args.batch_size, args.workers, args.json)
+    print(format_zero_shot_table(metrics))
     if args.json:
         print(f"metrics written to {args.json}")
 

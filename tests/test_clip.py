@@ -318,3 +318,61 @@ def test_cli_synth_clip(capsys, tmp_path):
     assert list_shards(tmp_path / "c" / "train")
 
 
+
+
+# --- zero-shot classification ------------------------------------------------------------------------------------
+
+
+def test_the_zero_shot_split_holds_one_object_of_its_class_per_image(clip_data):
+    from mcq.data.synth_clip import COLOURS, OBJECTS
+
+    folders = sorted(p.name for p in (clip_data / "zeroshot").iterdir())
+    assert folders == sorted(f"{c}_{o}" for o in OBJECTS for c in COLOURS)
+    assert all(len(list((clip_data / "zeroshot" / f).glob("*.jpg"))) == 4 for f in folders)
+
+
+def test_zero_shot_scores_each_image_by_its_nearest_class_prompt(capsys, clip_data, clip_run, tmp_path):
+    """``mcq eval clip --zero-shot``: top-1 as computed by hand (the images' features against the mean of each
+    class's normalised prompt embeddings), names from the folders, one template of the user's own."""
+    import open_clip
+    from torch.nn import functional as F
+
+    from mcq.data.imagefolder import ImageFolder
+    from mcq.engine.checkpoint import load_task
+    from mcq.engine.tasks import clip_normalization
+    from mcq.models.clip_model import tokenizer_for
+
+    last = clip_run / "checkpoints" / "last.ckpt"
+    rc, out, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", clip_data / "zeroshot",
+                                 "--templates", "a {} on the grass", "--workers", 0, "--json", tmp_path / "z.json"])
+    assert rc == 0, err
+    metrics = json.loads((tmp_path / "z.json").read_text())
+    assert metrics["classes"] == 32 and metrics["images"] == 128 and metrics["chance_top1"] == 1 / 32
+    assert "top1" in out and f"{100 * metrics['top1']:.2f}" in out
+
+    module = load_task(last, "clip")
+    model, m = module.model.eval(), module.hparams.model
+    ds = ImageFolder(clip_data / "zeroshot", None, open_clip.image_transform(64, False, *clip_normalization(m["cfg"])))
+    tokens = tokenizer_for(m["name"], module.hparams.optim["context_length"])(
+        [f"a {c.replace('_', ' ')} on the grass" for c in ds.classes])
+    with torch.no_grad():
+        text = F.normalize(model.encode_text(tokens), dim=-1)
+        images = torch.stack([ds[i][0] for i in range(len(ds))])
+        pred = (model.encode_image(images, normalize=True) @ text.T).argmax(1)
+    labels = torch.tensor([label for _, label in ds.samples])
+    assert metrics["top1"] == pytest.approx(float((pred == labels).float().mean()))
+    assert metrics["top5"] >= metrics["top1"]
+
+
+def test_zero_shot_refuses_bad_templates_and_names_files(capsys, clip_data, clip_run, tmp_path):
+    last = clip_run / "checkpoints" / "last.ckpt"
+    rc, _, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", clip_data / "zeroshot",
+                               "--templates", "a photo"])
+    assert rc == 2 and "--templates 'a photo'" in err and "{}" in err
+    names = tmp_path / "names.txt"
+    names.write_text("house\ntree\n")
+    rc, _, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", clip_data / "zeroshot",
+                               "--class-names", names])
+    assert rc == 2 and "names.txt: 2 class names for 32 class folders" in err
+    rc, _, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", tmp_path / "nowhere"])
+    assert rc == 2 and "nowhere: missing" in err

@@ -49,7 +49,7 @@ def test_cli_writes_error_maps_and_layer_report(trained_ckpt, synth_data, tmp_pa
 def test_finds_the_layer_an_exporter_broke(model_and_image, monkeypatch):
     """An exporter that corrupts one FPN conv: the drift report must name that conv first, not an earlier layer."""
     model, image = model_and_image
-    broken = "decoder.fpn.layer_blocks.1.0"
+    broken = "neck.fpn_convs.1.conv"
     real_export = onnx_format.export
 
     def corrupting_export(net, *args, **kwargs):

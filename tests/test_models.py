@@ -45,10 +45,10 @@ def test_seg_forward_backward(encoder, head):
     model = create_seg_model(encoder, num_classes=7, head=head)
     assert model.cfg.head == head
     x = torch.randn(2, 3, 64, 96)
-    logits = model(x)
-    assert logits.shape == (2, 7, 64, 96)
-    logits.logsumexp(1).mean().backward()
-    for part in (model.encoder, model.decoder, model.classifier):
+    logits, aux = model.forward_train(x)
+    assert logits.shape == (2, 7, 64, 96) and (aux is None) == (head == "fpn")
+    (logits.logsumexp(1).mean() + (0 if aux is None else aux.logsumexp(1).mean())).backward()
+    for part in filter(None, (model.encoder, model.neck, model.decode_head, model.auxiliary_head)):
         grads = [p.grad for p in part.parameters() if p.requires_grad]
         assert grads and all(g is not None for g in grads)
         assert any(g.abs().sum() > 0 for g in grads)

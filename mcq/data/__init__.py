@@ -17,4 +17,4 @@ __all__ = ["ADE20K", "IGNORE_INDEX", "ade20k_class_names", "read_class_names", "
            "DepthTransform", "DetTransform", "SegTransform", "collate_det", "collate_seg", "default_clip_data",
            "synth_clip"]
 
-SYNTH["clip"] = (synth_clip, "DataCompDR shards (train/, val/) + seg/ (ADE20K)")
+SYNTH["clip"] = (synth_clip, "DataCompDR shards (train/, val/) + seg/ (ADE20K) + zeroshot/ (class folders)")

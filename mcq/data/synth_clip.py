@@ -1,5 +1,6 @@
 """The embedded image-text data: scenes of objects whose class, colour, size and position are known, written as
-DataCompDR-layout shards, plus a labelled segmentation set of the same world (ADE20K layout).
+DataCompDR-layout shards, plus a labelled segmentation set of the same world (ADE20K layout) and a zero-shot
+classification split (single-object scenes in class folders named for the object's colour and class).
 
 ``syn.json`` holds five accurate captions generated from the scene; ``txt`` is a web-like caption: with probability
 ``1 - noise`` a terse true one, otherwise wrong (a colour or a class swapped), unrelated, or empty. ``npz`` holds the
@@ -56,8 +57,10 @@ class SceneObject:
         return " ".join(["a", *words] + ([str(where)] if where else []))
 
 
-def clip_scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[SceneObject], str]:
-    """One RGB uint8 image, its ADE20K-style mask, its objects and its ground ("grass" or "road")."""
+def clip_scene(size: int, rng: np.random.Generator,
+               only: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray, list[SceneObject], str]:
+    """One RGB uint8 image, its ADE20K-style mask, its objects and its ground ("grass" or "road"); ``only``
+    (class, colour): a single object of that class and colour."""
     img = np.zeros((size, size, 3), np.float32)
     lab = np.zeros((size, size), np.uint8)
     yy, xx = np.mgrid[:size, :size]
@@ -67,9 +70,9 @@ def clip_scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     _paint(img, lab, sky, "sky", rng)
     _paint(img, lab, ~sky, ground, rng)
     objects = []
-    slots = rng.permutation(3)[: rng.integers(1, 4)]  # at most one object per third of the image
+    slots = rng.permutation(3)[: 1 if only else rng.integers(1, 4)]  # at most one object per third of the image
     for slot in sorted(slots):
-        cls, colour = str(rng.choice(OBJECTS)), str(rng.choice(list(COLOURS)))
+        cls, colour = only or (str(rng.choice(OBJECTS)), str(rng.choice(list(COLOURS))))
         k = int(rng.integers(3))
         cx = (slot + rng.uniform(0.35, 0.65)) * size / 3
         r = (0.06 + 0.035 * k) * size
@@ -189,9 +192,10 @@ def _sample(i: int, split: str, img: np.ndarray, objects: list[SceneObject], gro
 
 
 def synth_clip(out: str | Path, n_train: int = 2000, n_val: int = 200, size: int = 128, seed: int = 0,
-               noise: float = 0.5, per_shard: int = 250, n_seg: int = 48) -> Path:
-    """Write ``out/train/*.tar`` and ``out/val/*.tar`` (DataCompDR layout, ``per_shard`` samples each) and
-    ``out/seg`` (``n_seg`` training and ``n_seg // 2`` validation images of the same world, ADE20K layout)."""
+               noise: float = 0.5, per_shard: int = 250, n_seg: int = 48, n_zero_shot: int = 4) -> Path:
+    """Write ``out/train/*.tar`` and ``out/val/*.tar`` (DataCompDR layout, ``per_shard`` samples each), ``out/seg``
+    (``n_seg`` training and ``n_seg // 2`` validation images of the same world, ADE20K layout) and ``out/zeroshot``
+    (``zero_shot_split``)."""
     out = Path(out)
     rng = np.random.default_rng(seed)
     teacher = OracleTeacher(seed)
@@ -204,12 +208,24 @@ def synth_clip(out: str | Path, n_train: int = 2000, n_val: int = 200, size: int
                         img, _, objects, ground = clip_scene(size, rng)
                         sink.write(_sample(i, split, img, objects, ground, rng, noise, teacher))
         write_ade20k(tmp / "seg", (n_seg, n_seg // 2), lambda: clip_scene(size, rng)[:2], "synth clip seg")
+        zero_shot_split(tmp / "zeroshot", n_zero_shot, size, np.random.default_rng([seed, 1]))
     return out
+
+
+def zero_shot_split(out: Path, per_class: int, size: int, rng: np.random.Generator) -> None:
+    """``out/<colour>_<object>/*.jpg``: ``per_class`` scenes of that one object, for each of the 32 colours x objects
+    (``mcq eval clip --zero-shot``; the class name is the folder's, "red house")."""
+    for cls in OBJECTS:
+        for colour in COLOURS:
+            folder = out / f"{colour}_{cls}"
+            folder.mkdir(parents=True)
+            for j in range(per_class):
+                Image.fromarray(clip_scene(size, rng, (cls, colour))[0]).save(folder / f"{j:04d}.jpg", quality=92)
 
 
 def default_clip_data() -> Path:
     """The embedded image-text shards, written once to ``$MCQ_HOME/synth-clip``."""
     root = mcq_home() / "synth-clip"
-    if not (root / "val").is_dir():
+    if not (root / "zeroshot").is_dir():
         synth_clip(root)
     return root

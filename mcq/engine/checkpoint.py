@@ -32,6 +32,9 @@ def load_task(path: str | Path, task: str | None = None) -> TaskModule:
     if hp.get("qat"):
         module.hparams.qat = hp["qat"]
         return _quantization_aware(module, ckpt["state_dict"], path)
+    if any(k.startswith("model.decoder.") for k in ckpt["state_dict"]):
+        raise McqError(f"{path}: written by mcq before its heads became mmseg's (model.decoder.*, smp / torchvision "
+                       "heads); retrain it with this version")
     d = diff_state(module.state_dict(), ckpt["state_dict"])
     if d.missing or d.unexpected or d.mismatched:  # summarised: the full key lists run to thousands of characters
         example = (d.mismatched or d.missing or d.unexpected)[0]

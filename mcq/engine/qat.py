@@ -39,6 +39,10 @@ class QatModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.graph(x)
 
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """A segmentation model's training forward: the graph is the inference form, without an auxiliary head."""
+        return self.graph(x), None
+
 
 def _trained(init: str | Path, task: str) -> TaskModule:
     if task not in TASKS:

@@ -28,7 +28,13 @@ class SegTask(TaskModule):
 
     def training_step(self, batch, batch_idx):
         images, masks = batch
-        loss = F.cross_entropy(self.model(images), torch.stack(masks), ignore_index=IGNORE_INDEX)
+        target = torch.stack(masks)
+        logits, aux = self.model.forward_train(images)
+        loss = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+        if aux is not None:  # mmseg's auxiliary loss: the same cross-entropy, weighted
+            aux_loss = self.hparams.optim["aux_loss_weight"] * F.cross_entropy(aux, target, ignore_index=IGNORE_INDEX)
+            self.log("train/aux_loss", aux_loss, on_step=True, on_epoch=False)
+            loss = loss + aux_loss
         self.log_train_step(loss, images.shape[0])
         return loss
 

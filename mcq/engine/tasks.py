@@ -63,6 +63,8 @@ class TaskSpec:
             raise McqError(f"--head is for seg; {self.name} has a single head")
         if cfg.linear_probe:
             raise McqError("--linear-probe is for cls")
+        if cfg.freeze_encoder:
+            raise McqError(f"--freeze-encoder is for seg; {self.name} has --linear-probe (cls) or trains it all")
         return load_recipe(self.name, self.variant)
 
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
@@ -152,8 +154,16 @@ class SegSpec(TaskSpec):
         return load_recipe("seg", cfg.head or encoder_info(cfg.backbone).default_head)
 
     def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: ADE20K) -> SegTask:
-        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, head=recipe.head, drop_path=recipe.drop_path)
+        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, head=recipe.head, drop_path=recipe.drop_path,
+                     freeze_encoder=cfg.freeze_encoder)
         return SegTask(model=model, class_names=train_set.class_names, optim=asdict(recipe))
+
+    def loaders(self, data: Path, recipe: Recipe, cfg: "TrainConfig",
+                world: int) -> tuple[Dataset, DataLoader, DataLoader, int]:
+        if recipe.head == "upernet" and recipe.batch_size < 2 * world:
+            raise McqError(f"--batch-size {recipe.batch_size} over {world} process(es): UperNet's pyramid pooling "
+                           "batch-normalises a 1x1 map, which needs 2 or more images per process; raise --batch-size")
+        return super().loaders(data, recipe, cfg, world)
 
     def check_eval_data(self, val_set: ADE20K, task: SegTask, data: Path, checkpoint: str | Path) -> None:
         check_classes(val_set.class_names, task.class_names, data, checkpoint, "the same objectInfo150.txt")
@@ -191,6 +201,8 @@ class ClsSpec(TaskSpec):
     def recipe(self, cfg: "TrainConfig") -> Recipe:
         if cfg.head:
             raise McqError("--head is for seg; cls has a single linear layer")
+        if cfg.freeze_encoder:
+            raise McqError("--freeze-encoder is for seg; cls freezes its encoder with --linear-probe")
         return load_recipe("cls", "linear_probe" if cfg.linear_probe else "finetune")
 
     def build(self, cfg: "TrainConfig", recipe: Recipe, train_set: ImageFolder) -> ClsTask:
@@ -250,7 +262,8 @@ class ClipSpec(TaskSpec):
     val_fallback = 512  # without --val-data: recall on this many training samples
 
     def recipe(self, cfg: "TrainConfig") -> Recipe:
-        for flag, given in (("--head", cfg.head), ("--linear-probe", cfg.linear_probe), ("--init", cfg.init)):
+        for flag, given in (("--head", cfg.head), ("--linear-probe", cfg.linear_probe), ("--init", cfg.init),
+                            ("--freeze-encoder", cfg.freeze_encoder)):
             if given:
                 raise McqError(f"{flag} is not for clip (CLIP runs start from random weights; --model picks the "
                                "architecture)")

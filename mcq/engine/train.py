@@ -38,6 +38,7 @@ class TrainConfig:
     data: str | None = None
     head: str = ""
     linear_probe: bool = False
+    freeze_encoder: bool = False  # seg: train the neck and heads on a frozen encoder
     init: str | None = None
     init_partial: bool = False
     qat: bool = False

@@ -1,4 +1,5 @@
-"""The segmentation model: encoder -> decoder -> classifier, logits at input resolution."""
+"""The segmentation model, laid out as mmseg's ``EncoderDecoder``: encoder (mmseg's ``backbone``) -> neck ->
+decode head, logits upsampled to the input; the auxiliary head (UperNet's) runs in training only."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 
 from mcq.errors import McqError
 from mcq.models.encoders import Encoder, create_encoder, encoder_info
-from mcq.models.heads import DECODERS
+from mcq.models.heads import HEADS
 
 
 @dataclass
@@ -22,11 +23,12 @@ class SegModelConfig:
     head: str = ""  # "" picks the encoder's default ("fpn" for MCi, "upernet" for ViT/Swin)
     drop_path: float = 0.0
     dropout: float = 0.1
+    freeze_encoder: bool = False  # train the neck and heads only, on the encoder's features as they are (a probe)
 
     def __post_init__(self) -> None:
         self.head = self.head or encoder_info(self.encoder).default_head
-        if self.head not in DECODERS:
-            raise McqError(f"unknown head {self.head!r}; known: {', '.join(DECODERS)}")
+        if self.head not in HEADS:
+            raise McqError(f"unknown head {self.head!r}; known: {', '.join(HEADS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,13 +38,37 @@ class SegModel(nn.Module):
     def __init__(self, cfg: SegModelConfig, encoder: Encoder | None = None):
         super().__init__()
         self.cfg = cfg
-        self.encoder = encoder or create_encoder(cfg.encoder, drop_path=cfg.drop_path)
-        self.decoder = DECODERS[cfg.head](self.encoder.channels, self.encoder.strides)
-        self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout), nn.Conv2d(self.decoder.out_channels, cfg.num_classes, 1))
+        self.encoder = encoder or create_encoder(cfg.encoder, drop_path=0.0 if cfg.freeze_encoder else cfg.drop_path)
+        if cfg.freeze_encoder:  # BatchNorm statistics stay the pretrained ones too (see ``train``)
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+        heads = HEADS[cfg.head](self.encoder.channels, self.encoder.strides, cfg.num_classes, cfg.dropout)
+        self.neck, self.decode_head, self.auxiliary_head = heads.neck, heads.decode_head, heads.auxiliary_head
         self.output_stride = min(self.encoder.strides)
 
+    def train(self, mode: bool = True) -> "SegModel":
+        super().train(mode)
+        if self.cfg.freeze_encoder:  # Lightning restores each module's own mode after validation: eval from the start
+            self.encoder.eval()
+        return self
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.encoder(x)
+        return feats if self.neck is None else self.neck(feats)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.classifier(self.decoder(self.encoder(x)))
+        return self._upsample(self.decode_head(self.features(x)))
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and the auxiliary head's (``None`` without one), both at input resolution."""
+        feats, aux = self.features(x), self.auxiliary_head
+        logits = self._upsample(self.decode_head(feats))
+        if aux is None:
+            return logits, None
+        return logits, F.interpolate(aux(feats), size=x.shape[2:], mode="bilinear", align_corners=False)
+
+    def _upsample(self, logits: torch.Tensor) -> torch.Tensor:
+        """The decode head's logits (at the finest level's stride) at input resolution."""
         return F.interpolate(logits, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
 
     def check_input_size(self, height: int, width: int) -> None:
@@ -50,5 +76,7 @@ class SegModel(nn.Module):
         self.encoder.check_input_size(height, width)
 
 
-def create_seg_model(encoder: str, num_classes: int, head: str = "", drop_path: float = 0.0) -> SegModel:
-    return SegModel(SegModelConfig(encoder=encoder, num_classes=num_classes, head=head, drop_path=drop_path))
+def create_seg_model(encoder: str, num_classes: int, head: str = "", drop_path: float = 0.0,
+                     freeze_encoder: bool = False) -> SegModel:
+    return SegModel(SegModelConfig(encoder=encoder, num_classes=num_classes, head=head, drop_path=drop_path,
+                                   freeze_encoder=freeze_encoder))

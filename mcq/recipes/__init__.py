@@ -46,6 +46,7 @@ class Recipe:
 class SegRecipe(Recipe):
     head: str
     poly_power: float
+    aux_loss_weight: float  # the auxiliary head's share of the loss (UperNet's FCNHead: 0.4; no auxiliary head: 0)
 
 
 @dataclass(frozen=True)
