@@ -86,7 +86,7 @@ _EXAMPLES = {
     ),
     "experiment": (
         "examples:\n"
-        "  mcq experiment caption-quality --out runs/caption-quality   # 3 arms x 3 seeds, about 30 min on 2 cores\n"
+        "  mcq experiment caption-quality --out runs/caption-quality   # 3 arms x 3 seeds: 21 min on 2 CPU cores\n"
         "  mcq experiment caption-quality --seeds 0,1,2,3,4 --clip-steps 400 --fractions 0.1,1   # a longer budget\n"
         "  python benchmarks/caption_quality.py --seeds 0,1               # the same, as a benchmark script"
     ),

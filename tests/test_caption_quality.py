@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mcq.cli import main
-from mcq.experiments.caption_quality import PROBE, ZERO_SHOT, summarize
+from mcq.experiments.caption_quality import PROBE, ZERO_SHOT, ZERO_SHOT_5, summarize
 from mcq.experiments.stats import paired_gap, verdict
 
 TINY = ["--seeds", "3,4", "--n-train", "16", "--n-val", "8", "--n-seg", "4", "--data-size", "32", "--clip-steps", "2",
@@ -24,18 +24,20 @@ def test_tiny_run_has_every_arm_seed_and_score(capsys, tmp_path):
     rc = main(["experiment", "caption-quality", "--out", str(tmp_path / "cq"), *TINY])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    table = out[out.index("arm    "):]
-    for name in (ZERO_SHOT, PROBE, "mIoU @50%", "mIoU @100%", "gt+syn - txt", "txt - none"):
+    table = out[out.index("score    "):]
+    for name in (ZERO_SHOT, ZERO_SHOT_5, PROBE, "mIoU @50%", "mIoU @100%", "gt+syn - txt", "txt - none"):
         assert name in table, table
     assert table.count("verdict: ") == 3 and "written:" in out
+    assert sum(line.split()[:2] in (["txt", "3"], ["gt+syn", "4"], ["none", "4"]) for line in table.splitlines()) == 3
 
     r = json.loads((tmp_path / "cq" / "caption_quality.json").read_text())
     assert r["complete"] and r["config"]["seeds"] == [3, 4] and r["config"]["fractions"] == [0.5, 1.0]
-    assert [(row["arm"], row["seed"]) for row in r["rows"]] == [(a, s) for s in (3, 4) for a in ("txt", "gt+syn", "none")]
+    arms = ("txt", "gt+syn", "none")
+    assert [(row["arm"], row["seed"]) for row in r["rows"]] == [(a, s) for s in (3, 4) for a in arms]
     for row in r["rows"]:
         assert 0 <= row["probe"] <= 1 and set(row["finetune"]) == {"0.5", "1.0"}
         assert (row["recall"] is None) == (row["zero_shot"] is None) == (row["arm"] == "none")
-    assert set(r["gaps"]["gt+syn - txt"]) == {ZERO_SHOT, PROBE, "mIoU @50%", "mIoU @100%"}
+    assert set(r["gaps"]["gt+syn - txt"]) == {ZERO_SHOT, ZERO_SHOT_5, PROBE, "mIoU @50%", "mIoU @100%"}
     assert ZERO_SHOT not in r["gaps"]["txt - none"] and r["gaps"]["txt - none"][PROBE]["n"] == 2
     half = tmp_path / "cq" / "data-seg-50"
     assert len(list((half / "images" / "training").iterdir())) == 2
@@ -89,7 +91,7 @@ def test_a_verdict_says_where_each_arm_wins():
 def test_summary_pairs_arms_by_seed():
     def row(arm, seed, probe, zs=None):
         return {"arm": arm, "seed": seed, "probe": probe, "finetune": {"1.0": probe}, "recall": None,
-                "zero_shot": None if zs is None else {"top1": zs}}
+                "zero_shot": None if zs is None else {"top1": zs, "top5": zs}}
 
     rows = [row("txt", 0, 0.2, 0.1), row("txt", 1, 0.4, 0.1), row("gt+syn", 0, 0.3, 0.3), row("gt+syn", 1, 0.5, 0.5),
             row("none", 0, 0.1)]
