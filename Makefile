@@ -34,14 +34,20 @@ demo: setup
 
 # one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once), files in
 # collection order (tests/conftest.py puts those with slow tests first; xdist would otherwise start the files with
-# the most tests first), the slowest tests named at the end
-PYTEST := $(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations 15
+# the most tests first), the slowest tests named at the end. Every temporary file (tmp_path, the exporters' scratch)
+# goes under .test-tmp in the checkout, emptied at each run: CI's /tmp filled up (OSError 28 at every tmp_path on
+# 2026-12-06).
+TEST_TMP := $(CURDIR)/.test-tmp
+PYTEST := TMPDIR=$(TEST_TMP) $(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder \
+	--durations 15 --basetemp $(TEST_TMP)/pytest
 
 test: setup
+	rm -rf $(TEST_TMP) && mkdir $(TEST_TMP)
 	$(PYTEST)
 
 test-fast: setup
+	rm -rf $(TEST_TMP) && mkdir $(TEST_TMP)
 	$(PYTEST) -m "not slow"
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs $(TEST_TMP)

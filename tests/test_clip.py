@@ -374,5 +374,8 @@ def test_zero_shot_refuses_bad_templates_and_names_files(capsys, clip_data, clip
     rc, _, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", clip_data / "zeroshot",
                                "--class-names", names])
     assert rc == 2 and "names.txt: 2 class names for 32 class folders" in err
+    rc, _, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", clip_data / "zeroshot",
+                               "--class-names", tmp_path / "absent.txt"])
+    assert rc == 2 and "absent.txt: missing" in err
     rc, _, err = _cli(capsys, ["eval", "clip", "--checkpoint", last, "--zero-shot", tmp_path / "nowhere"])
     assert rc == 2 and "nowhere: missing" in err

@@ -40,6 +40,9 @@ def class_names(folders: list[str], names_file: str | Path | None = None) -> lis
     with underscores read as spaces."""
     if names_file is None:
         return [f.replace("_", " ") for f in folders]
+    if not Path(names_file).is_file():
+        raise McqError(f"{names_file}: missing; --class-names takes a text file of class names, one per class folder "
+                       "in their sorted order")
     names = [line.strip() for line in Path(names_file).read_text().splitlines() if line.strip()]
     if len(names) != len(folders):
         raise McqError(f"{names_file}: {len(names)} class names for {len(folders)} class folders; one line per folder, "
