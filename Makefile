@@ -10,10 +10,11 @@ WEB := apps/web
 
 setup: $(VENV)/.installed $(WEB)/node_modules/.package-lock.json
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tests/mm-oracle.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/pip install --quiet --no-deps -r tests/mm-oracle.txt
 	touch $@
 
 # onnxruntime-web (pinned in package-lock.json) for the web app and its browser test, which skips without it

@@ -66,9 +66,16 @@ _EXAMPLES = {
         "  mcq export --target android-xnnpack-int8 --checkpoint best.ckpt   # format, precision, ... from the target\n"
         "  mcq export --target web-onnx-fp32 --checkpoint best.ckpt --img-size 256   # a flag overrides the target\n"
         "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)\n"
-        "  mcq export onnx --checkpoint best.ckpt --outputs labels    # seg: class indices from the graph, no argmax"
+        "  mcq export onnx --checkpoint best.ckpt --outputs labels    # seg: class indices from the graph, no argmax\n"
+        "  mcq export mmseg --checkpoint best.ckpt --out exports/mci2_fpn.pth   # back to mmsegmentation (no parity)"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
+    "import": (
+        "examples:\n"
+        "  mcq import mmseg iter_40000.pth --out imported/mci2_fpn.ckpt   # encoder, head, classes read from the file\n"
+        "  mcq import mmseg upernet.pth --backbone swin_l --head upernet --out imported/swin_l_upernet.ckpt\n"
+        "  mcq export all --checkpoint imported/mci2_fpn.ckpt --data ADEChallengeData2016   # checked artifacts"
+    ),
     "profile": (
         "examples:\n"
         "  mcq profile --models mci0,mci2,swin_l --runtimes torch,onnxruntime,executorch --threads 4 --out profiles/laptop\n"
@@ -209,8 +216,9 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", parents=[common], help="export a checkpoint (seg, depth, cls or det) and check it "
                         "against PyTorch",
                         epilog=_EXAMPLES["export"], formatter_class=fmt)
-    ex.add_argument("format", nargs="?", choices=["coreml", "onnx", "executorch", "all"],
-                    help="the format to export to (with --target: the target's, which may be left out)")
+    ex.add_argument("format", nargs="?", choices=["coreml", "onnx", "executorch", "all", "mmseg"],
+                    help="the format to export to (with --target: the target's, which may be left out); mmseg: an "
+                         "mmsegmentation checkpoint (--out FILE.pth or a folder), no artifact")
     ex.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (required)")
     ex.add_argument("--target", help="a deploy target: a name from `--list-targets` (export/NAME.json) or the path "
                     "of a .json target file; it sets format, precision, size, calibration, delegate and compute "
@@ -246,6 +254,16 @@ def _parser() -> argparse.ArgumentParser:
                     "app's project: ios takes coreml, android executorch")
 
     _profile_parser(sub, common, fmt)
+
+    im = sub.add_parser("import", parents=[common], help="checkpoints of other frameworks as mcq checkpoints"
+                        ).add_subparsers(dest="import_command", required=True)
+    mms = im.add_parser("mmseg", parents=[common], help="an mmsegmentation SemanticFPN or UperNet checkpoint (.pth), "
+                        "read without mmcv / mmengine and without running code in it", epilog=_EXAMPLES["import"],
+                        formatter_class=fmt)
+    mms.add_argument("checkpoint", help="the mmseg checkpoint (Runner's iter_N.pth or publish_model.py's)")
+    mms.add_argument("--out", required=True, help="the mcq checkpoint to write (.ckpt)")
+    mms.add_argument("--backbone", help="the encoder (default: the one whose shapes the backbone fills)")
+    mms.add_argument("--head", choices=["fpn", "upernet"], help="default: read from the decode head's keys")
 
     an = sub.add_parser("analyze", parents=[common], help="analyses of an encoder").add_subparsers(
         dest="analyze_command", required=True)
@@ -538,6 +556,24 @@ def _export_arguments(args: argparse.Namespace) -> dict:
                 int8_fallback=args.int8_fallback)
 
 
+def _import(args: argparse.Namespace) -> int:
+    from mcq.interop.mmseg import import_mmseg
+
+    report = import_mmseg(args.checkpoint, args.out, args.backbone, args.head)
+    print(report.summary())
+    print(f"wrote {args.out}: `mcq eval seg --checkpoint {args.out}`, `mcq export all --checkpoint {args.out}`")
+    return 0
+
+
+def _export_mmseg(args: argparse.Namespace) -> int:
+    from mcq.interop.mmseg import export_mmseg
+
+    out = Path(args.out) if args.out.endswith(".pth") else Path(args.out) / "mmseg.pth"
+    backbone = export_mmseg(args.checkpoint, out)
+    print(f"wrote {out}; its mmseg config's backbone: model.backbone = {backbone}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     if args.list_targets:
         from mcq.export.targets import TARGETS_DIR, format_targets
@@ -547,6 +583,8 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise McqError("--checkpoint is required: a run's checkpoints/best.ckpt or last.ckpt")
+    if args.format == "mmseg":
+        return _export_mmseg(args)
     from mcq.export.accuracy import format_accuracy
     from mcq.export.delegation import format_delegation
     from mcq.export.explain import format_drift
@@ -663,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"models": _models, "data": _synth, "train": _train, "eval": _eval, "export": _export,
                 "predict": _predict, "profile": _profile, "analyze": _analyze, "experiment": _experiment,
-                "app": _app}
+                "app": _app, "import": _import}
     try:
         rc = handlers[args.command](args)
     except McqError as e:

@@ -23,12 +23,13 @@ def load_task(path: str | Path, task: str | None = None) -> TaskModule:
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     found = hp["optim"].get("task", "seg") if hp and isinstance(hp.get("optim"), dict) else None
     spec = task_spec(task or found or "seg")
-    wanted = set(inspect.signature(spec.module).parameters)
-    if not hp or not wanted <= set(hp) or not isinstance(ckpt.get("state_dict"), dict):
+    params = inspect.signature(spec.module).parameters
+    required = {k for k, p in params.items() if p.default is inspect.Parameter.empty}
+    if not hp or not required <= set(hp) or not isinstance(ckpt.get("state_dict"), dict):
         raise McqError(f"{path}: not an mcq {spec.title} checkpoint (no model config); pass a run's checkpoints/*.ckpt")
     if found != spec.name:
         raise McqError(f"{path}: a {found} checkpoint, not a {spec.title} one; use `mcq eval {found}`")
-    module = spec.module(**{k: hp[k] for k in wanted})
+    module = spec.module(**{k: hp[k] for k in params if k in hp})
     if hp.get("qat"):
         module.hparams.qat = hp["qat"]
         return _quantization_aware(module, ckpt["state_dict"], path)

@@ -13,13 +13,15 @@ from mcq.models.segmentor import SegModel, SegModelConfig
 
 
 class SegTask(TaskModule):
-    """``hparams``: ``model`` (SegModelConfig as dict), ``class_names``, ``optim`` (the resolved recipe)."""
+    """``hparams``: ``model`` (SegModelConfig as dict), ``class_names``, ``optim`` (the resolved recipe) and the
+    classes' ``palette`` where one came with them (an imported mmseg checkpoint's)."""
 
-    def __init__(self, model: dict, class_names: list[str], optim: dict):
+    def __init__(self, model: dict, class_names: list[str], optim: dict, palette: list[list[int]] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = SegModel(SegModelConfig(**model))
         self.class_names = class_names
+        self.palette = palette
         self.confusion = MulticlassConfusionMatrix(len(class_names), ignore_index=IGNORE_INDEX)
         self.metrics: dict | None = None
 

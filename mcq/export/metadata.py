@@ -75,7 +75,8 @@ def task_metadata(task: TaskModule, shape: tuple[int, int], checkpoint: str | Pa
         "task": task.task_name,
         "encoder": model.cfg.encoder,
         "head": head,
-        **({"class_names": list(names), "palette": palette(len(names))} if names else {}),
+        **({"class_names": list(names), "palette": getattr(task, "palette", None) or palette(len(names))}
+           if names else {}),
         "input": {
             "name": "image", "shape": [1, 3, *shape], "layout": "NCHW", "dtype": "float32",
             "color": "RGB", "range": [0.0, 1.0], "mean": list(model.encoder.mean), "std": list(model.encoder.std),

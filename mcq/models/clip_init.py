@@ -71,7 +71,7 @@ def _without_class_token(sd: dict[str, torch.Tensor], trunk: torch.nn.Module) ->
     return {**{k: v for k, v in sd.items() if k != "cls_token"}, "pos_embed": pos[:, 1:]}
 
 
-def _foreign(keys: list[str], trunk: torch.nn.Module) -> list[str]:
+def foreign_keys(keys: list[str], trunk: torch.nn.Module) -> list[str]:
     """Unused checkpoint keys inside a module the trunk kept (e.g. blocks of a deeper sibling such as MCi1 for MCi0).
 
     Keys of modules pruned to ``nn.Identity`` (head, final conv/norm) or unknown to the trunk are not counted.
@@ -96,7 +96,7 @@ def load_clip_init(encoder: Encoder, path: str | Path, allow_partial: bool = Fal
     layout, sd = trunk_state_dict(raw, encoder.trunk)
     diff = diff_state(encoder.trunk.state_dict(), sd)
     report = LoadReport(str(path), layout, diff.matched, diff.missing, diff.unexpected, diff.mismatched)
-    foreign = _foreign(report.unexpected, encoder.trunk)
+    foreign = foreign_keys(report.unexpected, encoder.trunk)
     if (report.missing or report.mismatched or foreign) and not allow_partial:
         example = (report.mismatched or report.missing or foreign)[0]
         raise McqError(

@@ -1,0 +1,100 @@
+"""mmsegmentation models built from mmseg's own modules, and checkpoints written as mmengine's Runner writes them.
+
+The oracle is mmsegmentation 1.2.2 on mmcv-lite 2.1.0 (mmcv without its compiled ops; ``tests/mm-oracle.txt``).
+mmseg imports ``mmcv.ops`` eagerly, for heads mcq does not use; ``_without_mmcv_ops`` answers those imports with
+classes that raise if anything builds them, so no op of mmcv's can run unnoticed. The backbone is what mmpretrain's
+``TIMMBackbone(features_only=True)`` runs: timm's ``FeatureListNet`` of the MCi model; its maps go through mmseg's
+neck and heads, and the logits are resized to the input as ``EncoderDecoder`` does.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+
+
+def _without_mmcv_ops() -> None:
+    class Unbuilt:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError(f"{type(self).__name__}: an mmcv op, which mmcv-lite does not build")
+
+    def op(name: str) -> type:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return type(name, (Unbuilt,), {})
+
+    ops = types.ModuleType("mmcv.ops")
+    ops.__getattr__ = op
+    sys.modules.setdefault("mmcv.ops", ops)
+
+
+_without_mmcv_ops()
+from mmseg.models.decode_heads import FCNHead, FPNHead, UPerHead  # noqa: E402
+from mmseg.models.necks import FPN  # noqa: E402
+from mmseg.models.utils import resize  # noqa: E402
+
+BN = dict(type="BN", requires_grad=True)
+
+
+class TimmBackbone(nn.Module):
+    """mmpretrain's ``TIMMBackbone``: its model is ``timm_model``, its output timm's feature maps."""
+
+    def __init__(self, model_name: str):
+        super().__init__()
+        self.timm_model = timm.create_model(model_name, features_only=True, pretrained=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.timm_model(x)
+
+
+class MMSegModel(nn.Module):
+    """mmseg's ``EncoderDecoder`` at inference: backbone -> neck -> decode head -> logits resized to the input."""
+
+    def __init__(self, model_name: str, head: str, num_classes: int):
+        super().__init__()
+        self.backbone = TimmBackbone(model_name)
+        info = self.backbone.timm_model.feature_info
+        ch, st = info.channels(), info.reduction()
+        idx = list(range(len(ch)))
+        if head == "fpn":  # configs/sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py
+            self.neck = FPN(in_channels=ch, out_channels=256, num_outs=len(ch))
+            self.decode_head = FPNHead(in_channels=[256] * len(ch), in_index=idx, feature_strides=st, channels=128,
+                                       dropout_ratio=0.1, num_classes=num_classes, norm_cfg=BN, align_corners=False)
+        else:  # configs/_base_/models/upernet_swin.py
+            self.neck = None
+            self.decode_head = UPerHead(in_channels=ch, in_index=idx, pool_scales=(1, 2, 3, 6), channels=512,
+                                        dropout_ratio=0.1, num_classes=num_classes, norm_cfg=BN, align_corners=False)
+            self.auxiliary_head = FCNHead(in_channels=ch[2], in_index=2, channels=256, num_convs=1, concat_input=False,
+                                          dropout_ratio=0.1, num_classes=num_classes, norm_cfg=BN,
+                                          align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.backbone(x)
+        feats = feats if self.neck is None else self.neck(feats)
+        return resize(self.decode_head(feats), size=x.shape[2:], mode="bilinear", align_corners=False)
+
+
+def runner_checkpoint(model: nn.Module, path: Path, classes: list[str], palette: list[list[int]]) -> Path:
+    """Save ``model`` as mmengine's ``Runner.save_checkpoint`` does: ``meta`` (with ``dataset_meta``), ``state_dict``,
+    a ``message_hub`` of real ``HistoryBuffer`` objects and numpy scalars, ``optimizer``, ``param_schedulers``."""
+    from mmengine.logging import MessageHub
+
+    hub = MessageHub.get_instance(f"mcq-test-{path.name}")
+    for step in range(3):
+        hub.update_scalar("train/loss", 1.0 / (step + 1))
+        hub.update_scalar("train/lr", np.float64(0.01))
+    hub.update_info("iter", np.int64(3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    torch.save({
+        "meta": {"dataset_meta": {"classes": tuple(classes), "palette": palette}, "iter": 3, "epoch": 0,
+                 "seed": np.int64(0), "cfg": "model = dict(type='EncoderDecoder')", "mmengine_version": "0.10.7"},
+        "state_dict": model.state_dict(), "message_hub": hub.state_dict(), "optimizer": optimizer.state_dict(),
+        "param_schedulers": [{"base_lrs": [1e-4], "last_step": 3, "verbose": False}],
+    }, path)
+    return path

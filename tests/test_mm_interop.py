@@ -1,0 +1,201 @@
+"""mmsegmentation checkpoints in and out (``mcq import mmseg``, ``mcq export mmseg``), against mmseg's own modules."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from ckpt_layouts import randomize_, timm_to_apple
+from mcq.cli import main
+from mcq.engine.checkpoint import load_task
+from mcq.engine.seg_module import SegTask
+from mcq.interop.backbones import infer_encoder
+from mcq.interop.mm_checkpoint import read_mm_checkpoint
+from mcq.models.segmentor import SegModelConfig
+from mcq.recipes import load_recipe
+from mm_layouts import MMSegModel, runner_checkpoint
+
+CLASSES = ["wall", "sky", "tree", "road", "person", "car"]
+PALETTE = [[120, 120, 120], [6, 230, 230], [4, 200, 3], [140, 140, 140], [150, 5, 61], [0, 102, 200]]
+
+
+def _cli(capsys, argv: list) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _image() -> torch.Tensor:
+    return torch.randn(1, 3, 96, 160, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module", params=["fpn", "upernet"])
+def mmseg_run(request, tmp_path_factory):
+    """An mmseg MCi0 model of either head with every weight perturbed, saved as mmengine's Runner saves it."""
+    model = randomize_(MMSegModel("fastvit_mci0", request.param, len(CLASSES)), seed=3).eval()
+    path = runner_checkpoint(model, tmp_path_factory.mktemp("mmseg") / "iter_3.pth", CLASSES, PALETTE)
+    return request.param, model, path
+
+
+def test_mmseg_checkpoint_imports_to_the_logits_of_mmsegs_own_modules(capsys, mmseg_run, tmp_path):
+    head, model, path = mmseg_run
+    out = tmp_path / "imported.ckpt"
+    rc, stdout, err = _cli(capsys, ["import", "mmseg", path, "--out", out])
+    assert rc == 0, err
+    assert f"mci0 + {head}, 6 classes" in stdout and "mmpretrain TIMMBackbone" in stdout and "0 left at init" in stdout
+    task = load_task(out, "seg")
+    assert task.class_names == CLASSES and task.palette == PALETTE and task.model.cfg.head == head
+    x = _image()
+    with torch.no_grad():
+        ours, theirs = task(x), model(x)
+    assert theirs.abs().max() > 1  # the perturbed weights give logits far from zero: a 1e-5 match says something
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+def test_mobileclip_layout_backbone_imports_too(capsys, mmseg_run, tmp_path):
+    """A backbone in MobileCLIP's own names (``backbone.network.*``), as its own model registered in mmseg has it;
+    and no auxiliary head (configs without one): UperNet's is left at its initialisation, as only training uses it."""
+    head, model, path = mmseg_run
+    imported = tmp_path / "a.ckpt"
+    assert _cli(capsys, ["import", "mmseg", path, "--out", imported])[0] == 0
+    trunk = load_task(imported, "seg").model.encoder.trunk.state_dict()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("backbone.", "auxiliary_head."))}
+    state.update({"backbone." + k: v for k, v in timm_to_apple(trunk).items()})
+    src = tmp_path / "mobileclip_layout.pth"
+    torch.save({"meta": {"dataset_meta": {"classes": CLASSES, "palette": PALETTE}}, "state_dict": state}, src)
+    rc, stdout, err = _cli(capsys, ["import", "mmseg", src, "--out", tmp_path / "b.ckpt"])
+    assert rc == 0 and "MobileCLIP / ml-fastvit backbone" in stdout, err
+    assert ("left at init (auxiliary_head)" if head == "upernet" else "0 left at init") in stdout
+    x = _image()
+    with torch.no_grad():
+        torch.testing.assert_close(load_task(tmp_path / "b.ckpt", "seg")(x), model(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["fpn", "upernet"])
+def test_mcq_checkpoint_goes_to_mmseg_and_back_bit_for_bit(capsys, tmp_path, head):
+    task = SegTask(SegModelConfig("mci0", 4, head).to_dict(), CLASSES[:4], asdict(load_recipe("seg", head)))
+    randomize_(task.model, seed=5).eval()
+    src = tmp_path / "mcq.ckpt"
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, src)
+    rc, stdout, err = _cli(capsys, ["export", "mmseg", "--checkpoint", src, "--out", tmp_path / "mm.pth"])
+    assert rc == 0 and "'type': 'mmpretrain.TIMMBackbone'" in stdout, err
+    raw = torch.load(tmp_path / "mm.pth", weights_only=True)  # plain torch reads it: tensors, strings and numbers
+    dataset_meta = raw["meta"]["dataset_meta"]
+    assert list(dataset_meta["classes"]) == CLASSES[:4] and len(dataset_meta["palette"]) == 4
+    mm = MMSegModel("fastvit_mci0", head, 4).eval()
+    mm.load_state_dict(raw["state_dict"], strict=True)  # mmseg's modules take every key, and nothing is left over
+    x = _image()
+    with torch.no_grad():
+        torch.testing.assert_close(mm(x), task(x), rtol=0, atol=1e-5)
+    assert _cli(capsys, ["import", "mmseg", tmp_path / "mm.pth", "--out", tmp_path / "back.ckpt"])[0] == 0
+    back = load_task(tmp_path / "back.ckpt", "seg")
+    with torch.no_grad():
+        assert torch.equal(back(x), task(x))
+    assert back.class_names == CLASSES[:4]
+
+
+def test_message_hub_reads_without_mmengine(mmseg_run, monkeypatch):
+    """The Runner's file names numpy scalars and mmengine's HistoryBuffer: plain ``weights_only`` loading refuses
+    it; mcq reads it with mmengine unimportable, through its stand-in."""
+    _, model, path = mmseg_run
+    with pytest.raises(Exception, match="Unsupported global"):
+        torch.load(path, weights_only=True)
+    for name in [m for m in sys.modules if m == "mmengine" or m.startswith("mmengine.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    ckpt = read_mm_checkpoint(path)
+    assert ckpt.classes == CLASSES and ckpt.meta["iter"] == 3
+    assert all(torch.equal(ckpt.state_dict[k], v) for k, v in model.state_dict().items())
+
+
+class RunsCode:
+    """Unpickling this runs ``os.system``: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class ReachesThroughGetattr:
+    """Unpickling this calls ``getattr(numpy.ndarray, "tofile")``: the one ``getattr`` mmengine's files use, aimed
+    elsewhere."""
+
+    def __reduce__(self):
+        return getattr, (np.ndarray, "tofile")
+
+
+def test_bad_files_are_refused_in_one_line_with_nothing_written(capsys, mmseg_run, tmp_path):
+    head, model, path = mmseg_run
+    out = tmp_path / "out.ckpt"
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    runs_code, marker = tmp_path / "runs_code.pth", tmp_path / "ran"
+    torch.save({"meta": {"x": RunsCode(marker)}, "state_dict": model.state_dict()}, runs_code)
+    getattr_file = tmp_path / "getattr.pth"
+    torch.save({"meta": {"x": ReachesThroughGetattr()}, "state_dict": model.state_dict()}, getattr_file)
+    unknown = tmp_path / "unknown_backbone.pth"
+    torch.save({"state_dict": {k.replace("backbone.timm_model.", "backbone.layers."): v
+                               for k, v in model.state_dict().items()}}, unknown)
+    cases = [([truncated], "truncated.pth: cannot read checkpoint"),
+             ([runs_code], "runs_code.pth: cannot read checkpoint: it holds Python objects that would run code"),
+             ([getattr_file], "getattr.pth: cannot read checkpoint: it holds Python objects that would run code"),
+             ([unknown], "unknown_backbone.pth: backbone layout not known (e.g. backbone.layers."),
+             ([path, "--backbone", "mci1"], "weights do not fit mci1 + "),
+             ([path, "--head", "upernet" if head == "fpn" else "fpn"], "weights do not fit mci0 + ")]
+    for argv, message in cases:
+        rc, _, err = _cli(capsys, ["import", "mmseg", *argv, "--out", out])
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert not out.exists() and not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["getattr.pth", "runs_code.pth", "truncated.pth",
+                                                          "unknown_backbone.pth"]
+
+
+def test_imported_checkpoint_exports_checked_with_the_files_classes_and_palette(capsys, mmseg_run, synth_data,
+                                                                                 tmp_path):
+    _, _, path = mmseg_run
+    ckpt, out = tmp_path / "imported.ckpt", tmp_path / "exports"
+    assert _cli(capsys, ["import", "mmseg", path, "--out", ckpt])[0] == 0
+    rc, _, err = _cli(capsys, ["export", "onnx", "--checkpoint", ckpt, "--data", synth_data, "--img-size", 64,
+                               "--precision", "fp32", "--eval-images", 0, "--out", out, "--json", out / "report.json"])
+    assert rc == 0, err
+    (report,) = json.loads((out / "report.json").read_text())
+    sidecar = json.loads(Path(report["path"] + ".json").read_text())
+    assert report["status"] == "ok" and sidecar["parity"]["passed"]
+    assert sidecar["class_names"] == CLASSES and sidecar["palette"] == PALETTE
+
+
+def test_timm_backbone_of_the_whole_model_leaves_what_the_encoder_prunes_unused(capsys, mmseg_run, tmp_path):
+    """``TIMMBackbone(features_only=False)`` holds timm's own names and the final conv the encoder prunes; a file
+    without ``meta`` names its classes by index."""
+    _, model, _ = mmseg_run
+    full = randomize_(timm.create_model("fastvit_mci0", num_classes=0), seed=7)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+    state.update({"backbone.timm_model." + k: v for k, v in full.state_dict().items()})
+    torch.save({"state_dict": state}, tmp_path / "whole.pth")
+    rc, stdout, err = _cli(capsys, ["import", "mmseg", tmp_path / "whole.pth", "--out", tmp_path / "a.ckpt"])
+    assert rc == 0, err
+    pruned = [k for k in full.state_dict() if k.startswith("final_conv.") and not k.endswith("num_batches_tracked")]
+    assert int(re.search(r"(\d+) unused", stdout).group(1)) == len(pruned) > 0
+    task = load_task(tmp_path / "a.ckpt", "seg")
+    assert task.class_names == [f"class {i}" for i in range(len(CLASSES))]
+    theirs = full.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in task.model.encoder.trunk.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["mci0", "mci1", "mci2"])
+def test_encoder_is_told_from_its_siblings_by_the_backbone_alone(name):
+    """MCi0's blocks are a subset of MCi1's names: the extra blocks, not only missing ones, rule a sibling out."""
+    with torch.device("meta"):
+        timm_model = timm.create_model(f"fastvit_{name}", features_only=True)
+    assert infer_encoder({"timm_model." + k: v for k, v in timm_model.state_dict().items()}) == name
