@@ -67,14 +67,16 @@ _EXAMPLES = {
         "  mcq export --target web-onnx-fp32 --checkpoint best.ckpt --img-size 256   # a flag overrides the target\n"
         "  mcq export --target my-device.json --checkpoint best.ckpt  # a target file of your own (same layout)\n"
         "  mcq export onnx --checkpoint best.ckpt --outputs labels    # seg: class indices from the graph, no argmax\n"
-        "  mcq export mmseg --checkpoint best.ckpt --out exports/mci2_fpn.pth   # back to mmsegmentation (no parity)"
+        "  mcq export mmseg --checkpoint best.ckpt --out exports/mci2_fpn.pth   # back to mmsegmentation (no parity)\n"
+        "  mcq export mmdet --checkpoint runs/det-mci2/checkpoints/best.ckpt --out exports/mci2_maskrcnn.pth"
     ),
     "predict": "example:\n  mcq predict photo1.jpg photo2.jpg --model exports/mci0_fpn_512_fp32.onnx --out predictions",
     "import": (
         "examples:\n"
         "  mcq import mmseg iter_40000.pth --out imported/mci2_fpn.ckpt   # encoder, head, classes read from the file\n"
         "  mcq import mmseg upernet.pth --backbone swin_l --head upernet --out imported/swin_l_upernet.ckpt\n"
-        "  mcq export all --checkpoint imported/mci2_fpn.ckpt --data ADEChallengeData2016   # checked artifacts"
+        "  mcq export all --checkpoint imported/mci2_fpn.ckpt --data ADEChallengeData2016   # checked artifacts\n"
+        "  mcq import mmdet mask-rcnn_mci2_fpn_1x_coco.pth --out imported/mci2_maskrcnn.ckpt   # Mask R-CNN"
     ),
     "profile": (
         "examples:\n"
@@ -216,9 +218,9 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", parents=[common], help="export a checkpoint (seg, depth, cls or det) and check it "
                         "against PyTorch",
                         epilog=_EXAMPLES["export"], formatter_class=fmt)
-    ex.add_argument("format", nargs="?", choices=["coreml", "onnx", "executorch", "all", "mmseg"],
-                    help="the format to export to (with --target: the target's, which may be left out); mmseg: an "
-                         "mmsegmentation checkpoint (--out FILE.pth or a folder), no artifact")
+    ex.add_argument("format", nargs="?", choices=["coreml", "onnx", "executorch", "all", "mmseg", "mmdet"],
+                    help="the format to export to (with --target: the target's, which may be left out); mmseg, "
+                         "mmdet: an mmsegmentation / mmdetection checkpoint (--out FILE.pth or a folder), no artifact")
     ex.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (required)")
     ex.add_argument("--target", help="a deploy target: a name from `--list-targets` (export/NAME.json) or the path "
                     "of a .json target file; it sets format, precision, size, calibration, delegate and compute "
@@ -257,13 +259,18 @@ def _parser() -> argparse.ArgumentParser:
 
     im = sub.add_parser("import", parents=[common], help="checkpoints of other frameworks as mcq checkpoints"
                         ).add_subparsers(dest="import_command", required=True)
-    mms = im.add_parser("mmseg", parents=[common], help="an mmsegmentation SemanticFPN or UperNet checkpoint (.pth), "
-                        "read without mmcv / mmengine and without running code in it", epilog=_EXAMPLES["import"],
-                        formatter_class=fmt)
-    mms.add_argument("checkpoint", help="the mmseg checkpoint (Runner's iter_N.pth or publish_model.py's)")
-    mms.add_argument("--out", required=True, help="the mcq checkpoint to write (.ckpt)")
-    mms.add_argument("--backbone", help="the encoder (default: the one whose shapes the backbone fills)")
-    mms.add_argument("--head", choices=["fpn", "upernet"], help="default: read from the decode head's keys")
+    for name, what, file in (("mmseg", "an mmsegmentation SemanticFPN or UperNet", "iter_N.pth"),
+                             ("mmdet", "an mmdetection Mask R-CNN", "epoch_N.pth")):
+        mm = im.add_parser(name, parents=[common], help=f"{what} checkpoint (.pth), read without mmcv / mmengine and "
+                           "without running code in it", epilog=_EXAMPLES["import"], formatter_class=fmt)
+        mm.add_argument("checkpoint", help=f"the {name} checkpoint (Runner's {file} or publish_model.py's)")
+        mm.add_argument("--out", required=True, help="the mcq checkpoint to write (.ckpt)")
+        mm.add_argument("--backbone", help="the encoder (default: the one whose shapes the backbone fills)")
+        if name == "mmseg":
+            mm.add_argument("--head", choices=["fpn", "upernet"], help="default: read from the decode head's keys")
+        else:
+            mm.add_argument("--img-size", type=int, help="the long side images are resized to (default: the "
+                            "recipe's 1024)")
 
     an = sub.add_parser("analyze", parents=[common], help="analyses of an encoder").add_subparsers(
         dest="analyze_command", required=True)
@@ -557,20 +564,26 @@ def _export_arguments(args: argparse.Namespace) -> dict:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mcq.interop.mmseg import import_mmseg
+    if args.import_command == "mmseg":
+        from mcq.interop.mmseg import import_mmseg
 
-    report = import_mmseg(args.checkpoint, args.out, args.backbone, args.head)
+        report, task = import_mmseg(args.checkpoint, args.out, args.backbone, args.head), "seg"
+    else:
+        from mcq.interop.mmdet import import_mmdet
+
+        report, task = import_mmdet(args.checkpoint, args.out, args.backbone, args.img_size), "det"
     print(report.summary())
-    print(f"wrote {args.out}: `mcq eval seg --checkpoint {args.out}`, `mcq export all --checkpoint {args.out}`")
+    print(f"wrote {args.out}: `mcq eval {task} --checkpoint {args.out}`, `mcq export all --checkpoint {args.out}`")
     return 0
 
 
-def _export_mmseg(args: argparse.Namespace) -> int:
+def _export_mm(args: argparse.Namespace) -> int:
+    from mcq.interop.mmdet import export_mmdet
     from mcq.interop.mmseg import export_mmseg
 
-    out = Path(args.out) if args.out.endswith(".pth") else Path(args.out) / "mmseg.pth"
-    backbone = export_mmseg(args.checkpoint, out)
-    print(f"wrote {out}; its mmseg config's backbone: model.backbone = {backbone}")
+    out = Path(args.out) if args.out.endswith(".pth") else Path(args.out) / f"{args.format}.pth"
+    config = (export_mmseg if args.format == "mmseg" else export_mmdet)(args.checkpoint, out)
+    print(f"wrote {out}; its {args.format} config's model needs: {config}")
     return 0
 
 
@@ -583,8 +596,8 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     if not args.checkpoint:
         raise McqError("--checkpoint is required: a run's checkpoints/best.ckpt or last.ckpt")
-    if args.format == "mmseg":
-        return _export_mmseg(args)
+    if args.format in ("mmseg", "mmdet"):
+        return _export_mm(args)
     from mcq.export.accuracy import format_accuracy
     from mcq.export.delegation import format_delegation
     from mcq.export.explain import format_drift

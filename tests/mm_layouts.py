@@ -9,6 +9,8 @@ neck and heads, and the logits are resized to the input as ``EncoderDecoder`` do
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import sys
 import types
 from pathlib import Path
@@ -19,22 +21,44 @@ import torch
 from torch import nn
 
 
+class _Unbuilt:
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError(f"{type(self).__name__}: an mmcv op, which mmcv-lite does not build")
+
+
+def _op(name: str) -> type:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return type(name, (_Unbuilt,), {})
+
+
+class _OpsStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """``mmcv.ops`` and its submodules (``mmcv.ops.nms``, ...) as modules whose every name is an unbuildable op."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mmcv.ops" or name.startswith("mmcv.ops."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__, module.__getattr__ = [], _op
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
 def _without_mmcv_ops() -> None:
-    class Unbuilt:
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError(f"{type(self).__name__}: an mmcv op, which mmcv-lite does not build")
-
-    def op(name: str) -> type:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return type(name, (Unbuilt,), {})
-
-    ops = types.ModuleType("mmcv.ops")
-    ops.__getattr__ = op
-    sys.modules.setdefault("mmcv.ops", ops)
+    if not any(isinstance(f, _OpsStandIn) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OpsStandIn())
 
 
 _without_mmcv_ops()
+from mmdet.models.dense_heads import RPNHead  # noqa: E402
+from mmdet.models.necks import FPN as DetFPN  # noqa: E402
+from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead  # noqa: E402
+from mmdet.models.roi_heads.mask_heads import FCNMaskHead  # noqa: E402
 from mmseg.models.decode_heads import FCNHead, FPNHead, UPerHead  # noqa: E402
 from mmseg.models.necks import FPN  # noqa: E402
 from mmseg.models.utils import resize  # noqa: E402
@@ -78,6 +102,41 @@ class MMSegModel(nn.Module):
         feats = self.backbone(x)
         feats = feats if self.neck is None else self.neck(feats)
         return resize(self.decode_head(feats), size=x.shape[2:], mode="bilinear", align_corners=False)
+
+
+class RoIHead(nn.Module):
+    """The weights of mmdet's ``StandardRoIHead`` (its RoI extractors have none)."""
+
+    def __init__(self, bbox_head: nn.Module, mask_head: nn.Module):
+        super().__init__()
+        self.bbox_head, self.mask_head = bbox_head, mask_head
+
+
+class MMDetParts(nn.Module):
+    """mmdet 3.3.0's Mask R-CNN layers as ``configs/_base_/models/mask-rcnn_r50_fpn.py`` builds them, on the
+    ``TIMMBackbone`` above: ``backbone``, ``neck``, ``rpn_head``, ``roi_head.{bbox,mask}_head``, the keys of mmdet's
+    ``MaskRCNN``. RoIAlign and NMS, compiled mmcv ops, are not built: each part is run on its own inputs."""
+
+    def __init__(self, model_name: str, num_classes: int, class_agnostic: bool = False):
+        super().__init__()
+        self.backbone = TimmBackbone(model_name)
+        channels = self.backbone.timm_model.feature_info.channels()
+        self.neck = DetFPN(in_channels=channels, out_channels=256, num_outs=len(channels) + 1)
+        self.rpn_head = RPNHead(
+            in_channels=256, feat_channels=256,
+            anchor_generator=dict(type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0],
+                                  strides=[4, 8, 16, 32, 64]),
+            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4))
+        bbox = Shared2FCBBoxHead(
+            in_channels=256, fc_out_channels=1024, roi_feat_size=7, num_classes=num_classes,
+            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]),
+            reg_class_agnostic=class_agnostic)
+        mask = FCNMaskHead(num_convs=4, in_channels=256, conv_out_channels=256, num_classes=num_classes,
+                           class_agnostic=class_agnostic)
+        self.roi_head = RoIHead(bbox, mask)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.neck(self.backbone(x))
 
 
 def runner_checkpoint(model: nn.Module, path: Path, classes: list[str], palette: list[list[int]]) -> Path:

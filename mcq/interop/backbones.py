@@ -5,7 +5,7 @@ Two layouts exist for the encoders mcq has: mmpretrain's ``TIMMBackbone`` (``bac
 names, or with ``features_only=True`` those of timm's ``FeatureListNet``, whose top-level ``nn.Sequential`` children
 are flattened: ``stages_0`` for ``stages.0``) and MobileCLIP / ml-fastvit's own model (``backbone.patch_embed.*``,
 ``backbone.network.*``), renamed by timm's ``checkpoint_filter_fn``. ml-fastvit's ``fork_feat`` norms
-(``norm0/2/4/6``) have no place in mcq's encoder, so such a file is refused by name. mcq writes the first.
+(``norm0/2/4/6``) have no place in mcq's encoder, so such a file is refused, naming them. mcq writes the first.
 """
 
 from __future__ import annotations
@@ -64,6 +64,12 @@ def to_timm_backbone(encoder: Encoder) -> dict[str, torch.Tensor]:
         raise McqError(f"{encoder.info.name}: its feature pyramid has no mmseg / mmdet backbone layout; "
                        "MCi and Swin encoders export")
     return {TIMM_PREFIX + feature_list_name(k, encoder.trunk): v for k, v in encoder.trunk.state_dict().items()}
+
+
+def timm_backbone_config(encoder: Encoder) -> dict:
+    """The ``model.backbone`` an mmseg / mmdet config needs for ``to_timm_backbone``'s weights."""
+    return {"type": "mmpretrain.TIMMBackbone", "model_name": encoder.info.timm_name, "features_only": True,
+            "pretrained": False, "out_indices": list(encoder.indices)}
 
 
 def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple]:

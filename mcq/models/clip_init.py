@@ -71,20 +71,27 @@ def _without_class_token(sd: dict[str, torch.Tensor], trunk: torch.nn.Module) ->
     return {**{k: v for k, v in sd.items() if k != "cls_token"}, "pos_embed": pos[:, 1:]}
 
 
+def _owner(key: str, modules: dict[str, torch.nn.Module]) -> torch.nn.Module | None:
+    """The deepest module of ``modules`` that ``key`` lies in (``None``: none but the root)."""
+    parts = key.split(".")[:-1]
+    while parts and ".".join(parts) not in modules:
+        parts.pop()
+    return modules[".".join(parts)] if parts else None
+
+
 def foreign_keys(keys: list[str], trunk: torch.nn.Module) -> list[str]:
     """Unused checkpoint keys inside a module the trunk kept (e.g. blocks of a deeper sibling such as MCi1 for MCi0).
 
     Keys of modules pruned to ``nn.Identity`` (head, final conv/norm) or unknown to the trunk are not counted.
     """
     modules = dict(trunk.named_modules())
-    foreign = []
-    for k in keys:
-        parts = k.split(".")[:-1]
-        while parts and ".".join(parts) not in modules:
-            parts.pop()
-        if parts and any(True for _ in modules[".".join(parts)].parameters()):
-            foreign.append(k)
-    return foreign
+    return [k for k in keys if (m := _owner(k, modules)) is not None and any(True for _ in m.parameters())]
+
+
+def pruned_keys(keys: list[str], trunk: torch.nn.Module) -> list[str]:
+    """Checkpoint keys of modules the trunk pruned to a parameter-free ``nn.Identity`` (head, final conv / norm)."""
+    modules = dict(trunk.named_modules())
+    return [k for k in keys if (m := _owner(k, modules)) is not None and not any(True for _ in m.parameters())]
 
 
 def load_clip_init(encoder: Encoder, path: str | Path, allow_partial: bool = False) -> LoadReport:

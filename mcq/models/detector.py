@@ -18,14 +18,17 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import torch
+import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.poolers import _convert_to_roi_format, _onnx_merge_levels, _setup_scales  # torchvision 0.29's
 
+from mcq.errors import McqError
 from mcq.models.encoders import Encoder, create_encoder, normalization
 
 
@@ -39,9 +42,44 @@ class DetModelConfig:
     drop_path: float = 0.0
     fpn_channels: int = 256  # width of the FPN, the RPN head and the mask head (torchvision's 256)
     roi_batch_size: int = 512  # RoIs sampled per image for the box and mask heads, at most 1/4 positive
+    roi_align: str = "torchvision"  # or "mmdet": its RoIAlign (an mmdet model's, `mcq import mmdet`)
+
+    def __post_init__(self) -> None:
+        if self.roi_align not in ROI_POOLS:
+            raise McqError(f"roi_align {self.roi_align!r}: give {' or '.join(ROI_POOLS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class MMDetRoIAlign(MultiScaleRoIAlign):
+    """mmdet's RoI pooling: mmcv's RoIAlign (half-pixel ``aligned=True``, ``sampling_ratio=0``: as many samples per
+    bin as the bin is wide) on the level each box maps to, which is torchvision's ``LevelMapper``'s (mmdet's
+    ``finest_scale`` 56 is its canonical 224 at level 4). torchvision's Mask R-CNN pools unaligned, two samples per
+    bin; a model trained one way loses accuracy pooled the other (``benchmarks/mmdet_roi_align.py``)."""
+
+    def __init__(self, featmap_names: list[str], output_size: int):
+        super().__init__(featmap_names, output_size, sampling_ratio=0)
+
+    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
+                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        feats = [x[k] for k in self.featmap_names]
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        rois, levels = _convert_to_roi_format(boxes), self.map_levels(boxes)
+        pooled = [roi_align(feat, rois[levels == level], self.output_size, scale, self.sampling_ratio, aligned=True)
+                  for level, (feat, scale) in enumerate(zip(feats, self.scales))]
+        if torchvision._is_tracing():  # as torchvision's own pooler: scatter, which ONNX export can trace
+            return _onnx_merge_levels(levels, pooled)
+        out = pooled[0].new_zeros((len(rois), *pooled[0].shape[1:]))
+        for level, result in enumerate(pooled):
+            out[levels == level] = result
+        return out
+
+
+ROI_POOLS = {"torchvision": lambda names, size: MultiScaleRoIAlign(names, output_size=size, sampling_ratio=2),
+             "mmdet": MMDetRoIAlign}
 
 
 class DetBackbone(nn.Module):
@@ -78,10 +116,10 @@ class DetModel(MaskRCNN):
         super().__init__(
             backbone, min_size=cfg.img_size, max_size=cfg.img_size,
             image_mean=list(mean), image_std=list(std), rpn_anchor_generator=anchors,
-            box_roi_pool=MultiScaleRoIAlign(backbone.levels, output_size=7, sampling_ratio=2),
+            box_roi_pool=ROI_POOLS[cfg.roi_align](backbone.levels, 7),
             box_batch_size_per_image=cfg.roi_batch_size,
             box_predictor=FastRCNNPredictor(1024, cfg.num_classes + 1),  # after torchvision's TwoMLPHead of 1024
-            mask_roi_pool=MultiScaleRoIAlign(backbone.levels, output_size=14, sampling_ratio=2),
+            mask_roi_pool=ROI_POOLS[cfg.roi_align](backbone.levels, 14),
             mask_head=MaskRCNNHeads(width, (width,) * 4, dilation=1),
             mask_predictor=MaskRCNNPredictor(width, width, cfg.num_classes + 1),
         )
