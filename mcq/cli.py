@@ -76,6 +76,7 @@ _EXAMPLES = {
         "  mcq import mmseg iter_40000.pth --out imported/mci2_fpn.ckpt   # encoder, head, classes read from the file\n"
         "  mcq import mmseg upernet.pth --backbone swin_l --head upernet --out imported/swin_l_upernet.ckpt\n"
         "  mcq export all --checkpoint imported/mci2_fpn.ckpt --data ADEChallengeData2016   # checked artifacts\n"
+        "  mcq train seg --init imported/mci2_fpn.ckpt --data my_ade_layout_data   # fine-tune the whole model\n"
         "  mcq import mmdet mask-rcnn_mci2_fpn_1x_coco.pth --out imported/mci2_maskrcnn.ckpt   # Mask R-CNN"
     ),
     "profile": (
@@ -146,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="seg: train the neck and heads on a frozen encoder (a probe of its pretrained features)")
     train.add_argument("--data", help="dataset folder: ADE20K, NYUv2 (BTS), ImageNet-folder or COCO layout "
                        "(default: the embedded synthetic data)")
-    train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm)")
+    train.add_argument("--init", help="CLIP checkpoint to initialise the encoder (OpenCLIP, MobileCLIP .pt or timm); "
+                       "or an mcq checkpoint of the task (a run's, or `mcq import`'s): the whole model, fine-tuned")
     train.add_argument("--init-partial", action="store_true", help="load what matches even if encoder weights stay unloaded")
     train.add_argument("--qat", action="store_true",
                        help="seg, cls: quantization-aware fine-tune of the trained checkpoint given as --init (a "

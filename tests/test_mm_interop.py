@@ -16,6 +16,7 @@ import torch
 
 from ckpt_layouts import randomize_, timm_to_apple
 from mcq.cli import main
+from mcq.data.ade20k import read_class_names
 from mcq.engine.checkpoint import load_task
 from mcq.engine.seg_module import SegTask
 from mcq.interop.backbones import infer_encoder
@@ -203,3 +204,25 @@ def test_encoder_is_told_from_its_siblings_by_the_backbone_alone(name):
     with torch.device("meta"):
         timm_model = timm.create_model(f"fastvit_{name}", features_only=True)
     assert infer_encoder({"timm_model." + k: v for k, v in timm_model.state_dict().items()}) == name
+
+
+def test_imported_checkpoint_fine_tunes_from_every_weight(capsys, synth_data, tiny_train_argv, tmp_path):
+    """``mcq train seg --init IMPORTED.ckpt``: the whole model (encoder, neck, head) starts from the file, and
+    its encoder and head are the file's, whatever --backbone says."""
+    names = read_class_names(synth_data)
+    torch.manual_seed(8)
+    mm = randomize_(MMSegModel("fastvit_mci0", "upernet", len(names)), seed=8).eval()
+    path = runner_checkpoint(mm, tmp_path / "iter_8.pth", names, [[i, i, i] for i in range(len(names))])
+    imported = tmp_path / "imported.ckpt"
+    assert _cli(capsys, ["import", "mmseg", path, "--out", imported])[0] == 0
+    argv = [a if a != "mci0" else "mci2" for a in tiny_train_argv]  # the file's encoder wins
+    rc, stdout, err = _cli(capsys, ["train", "seg", *argv, "--data", synth_data, "--init", imported, "--lr", 1e-9,
+                                    "--out", tmp_path / "run"])
+    assert rc == 0, err
+    assert f"init {imported}: the whole model (mci0, an mcq seg checkpoint)" in stdout
+    tuned = load_task(tmp_path / "run" / "checkpoints" / "last.ckpt", "seg")
+    assert tuned.model.cfg.encoder == "mci0" and tuned.model.cfg.head == "upernet"
+    start = load_task(imported, "seg").model.state_dict()
+    for key in ("decode_head.conv_seg.weight", "encoder.trunk.stem.0.conv_kxk.0.conv.weight",
+                "decode_head.fpn_bottleneck.conv.weight"):
+        torch.testing.assert_close(tuned.model.state_dict()[key], start[key], rtol=0, atol=1e-6)

@@ -47,6 +47,13 @@ def load_task(path: str | Path, task: str | None = None) -> TaskModule:
     return module.eval()
 
 
+def is_task_checkpoint(path: str | Path, task: str) -> bool:
+    """Whether ``path`` is an mcq checkpoint of ``task`` (a run's, or one ``mcq import`` wrote), not a CLIP one."""
+    ckpt = load_state(path)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    return isinstance(hp, dict) and isinstance(hp.get("optim"), dict) and hp["optim"].get("task", "seg") == task
+
+
 def _quantization_aware(module: TaskModule, state: dict, path: str | Path) -> TaskModule:
     """The task of a quantization-aware checkpoint (``mcq train --qat``): its model is the float inference form
     with the fine-tuned weights, and ``module.qat`` the whole trained state, fake quantizers included, that an

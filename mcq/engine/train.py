@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgres
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
+from mcq.engine.checkpoint import is_task_checkpoint, load_task
 from mcq.engine.metrics import format_seg_table
 from mcq.engine.qat import qat_recipe, qat_task
 from mcq.engine.tasks import task_spec
@@ -178,6 +179,9 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     task_spec(cfg.task)
     if cfg.qat and cfg.init and not cfg.resume:
         cfg = replace(cfg, backbone=qat_recipe(cfg.init, cfg.task)[0])
+    elif cfg.init and not cfg.resume and is_task_checkpoint(cfg.init, cfg.task):  # fine-tune that whole model
+        model = load_task(cfg.init, cfg.task).model.cfg
+        cfg = replace(cfg, backbone=model.encoder, head=getattr(model, "head", cfg.head))
     run, created = _prepare_run(cfg)
     try:
         return _train(cfg, run, callbacks or [])
@@ -205,13 +209,20 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
     world = cfg.devices * cfg.num_nodes
     train_ds, train_dl, val_dl, steps_per_epoch = spec.loaders(data, recipe, cfg, world)
     recipe = recipe.resolve(steps_per_epoch=steps_per_epoch)
+    whole_model = bool(cfg.init) and not cfg.resume and not cfg.qat and is_task_checkpoint(cfg.init, cfg.task)
     if cfg.qat:  # --init is the trained model, not a CLIP encoder
         task = qat_task(cfg.init, cfg.task, recipe)
         spec.check_eval_data(train_ds, task, data, cfg.init)
+    elif whole_model:
+        task = load_task(cfg.init, cfg.task).train()  # every weight and the model's config (an import's too)
+        task.hparams.optim = asdict(recipe)
+        spec.check_eval_data(train_ds, task, data, cfg.init)
+        if _is_rank_zero():
+            print(f"init {cfg.init}: the whole model ({task.model.cfg.encoder}, an mcq {cfg.task} checkpoint)")
     else:
         task = spec.build(cfg, recipe, train_ds)
         spec.check_input_size(task, recipe.img_size)
-    if cfg.init and not cfg.resume and not cfg.qat:
+    if cfg.init and not cfg.resume and not cfg.qat and not whole_model:
         report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
         if _is_rank_zero():
             print(report.summary())
