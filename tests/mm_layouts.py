@@ -1,10 +1,13 @@
 """mmsegmentation models built from mmseg's own modules, and checkpoints written as mmengine's Runner writes them.
 
-The oracle is mmsegmentation 1.2.2 on mmcv-lite 2.1.0 (mmcv without its compiled ops; ``tests/mm-oracle.txt``).
-mmseg imports ``mmcv.ops`` eagerly, for heads mcq does not use; ``_without_mmcv_ops`` answers those imports with
-classes that raise if anything builds them, so no op of mmcv's can run unnoticed. The backbone is what mmpretrain's
-``TIMMBackbone(features_only=True)`` runs: timm's ``FeatureListNet`` of the MCi model; its maps go through mmseg's
-neck and heads, and the logits are resized to the input as ``EncoderDecoder`` does.
+The oracle is mmsegmentation 1.2.2 and mmdetection 3.3.0 on mmcv-lite 2.1.0 (mmcv without its compiled ops;
+``tests/mm-oracle.txt``). They import ``mmcv.ops`` eagerly, mostly for heads mcq does not use; ``_without_mmcv_ops``
+answers those imports with classes that raise if anything builds them, so no op of mmcv's can run unnoticed, except
+the two Mask R-CNN runs, which are given torchvision's: ``RoIAlign`` (mmcv's kernel, aligned, average pooling and
+``sampling_ratio=0``, is torchvision's ``roi_align`` with ``aligned=True``) and ``batched_nms`` (the same greedy NMS
+per class, by the same coordinate offsets). The backbone is what mmpretrain's ``TIMMBackbone(features_only=True)``
+runs: timm's ``FeatureListNet`` of the MCi model; its maps go through mmseg's neck and heads, and the logits are
+resized to the input as ``EncoderDecoder`` does.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import numpy as np
 import timm
 import torch
 from torch import nn
+from torch.nn.modules.utils import _pair
+from torchvision.ops import batched_nms as tv_batched_nms
+from torchvision.ops import roi_align
 
 
 class _Unbuilt:
@@ -26,10 +32,38 @@ class _Unbuilt:
         raise RuntimeError(f"{type(self).__name__}: an mmcv op, which mmcv-lite does not build")
 
 
+class RoIAlign(nn.Module):
+    """``mmcv.ops.RoIAlign`` (average pooling) as torchvision's ``roi_align``."""
+
+    def __init__(self, output_size, spatial_scale: float = 1.0, sampling_ratio: int = 0, pool_mode: str = "avg",
+                 aligned: bool = True, use_torchvision: bool = False):
+        super().__init__()
+        assert pool_mode == "avg", pool_mode
+        self.output_size, self.spatial_scale = _pair(output_size), spatial_scale
+        self.sampling_ratio, self.aligned = sampling_ratio, aligned
+
+    def forward(self, feats: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return roi_align(feats, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+
+def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, nms_cfg: dict,
+                class_agnostic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mmcv.ops.batched_nms`` for ``type='nms'``: (boxes with their scores, kept indices), best score first."""
+    cfg = dict(nms_cfg)
+    assert cfg.pop("type", "nms") == "nms", nms_cfg
+    agnostic = cfg.pop("class_agnostic", class_agnostic)
+    keep = tv_batched_nms(boxes, scores, torch.zeros_like(idxs) if agnostic else idxs, cfg["iou_threshold"])
+    keep = keep[:cfg["max_num"]] if cfg.get("max_num", -1) > 0 else keep
+    return torch.cat([boxes[keep], scores[keep, None]], -1), keep
+
+
+TORCHVISION_OPS = {"RoIAlign": RoIAlign, "batched_nms": batched_nms}
+
+
 def _op(name: str) -> type:
     if name.startswith("__"):
         raise AttributeError(name)
-    return type(name, (_Unbuilt,), {})
+    return TORCHVISION_OPS.get(name) or type(name, (_Unbuilt,), {})
 
 
 class _OpsStandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -55,10 +89,6 @@ def _without_mmcv_ops() -> None:
 
 
 _without_mmcv_ops()
-from mmdet.models.dense_heads import RPNHead  # noqa: E402
-from mmdet.models.necks import FPN as DetFPN  # noqa: E402
-from mmdet.models.roi_heads.bbox_heads import Shared2FCBBoxHead  # noqa: E402
-from mmdet.models.roi_heads.mask_heads import FCNMaskHead  # noqa: E402
 from mmseg.models.decode_heads import FCNHead, FPNHead, UPerHead  # noqa: E402
 from mmseg.models.necks import FPN  # noqa: E402
 from mmseg.models.utils import resize  # noqa: E402
@@ -104,39 +134,58 @@ class MMSegModel(nn.Module):
         return resize(self.decode_head(feats), size=x.shape[2:], mode="bilinear", align_corners=False)
 
 
-class RoIHead(nn.Module):
-    """The weights of mmdet's ``StandardRoIHead`` (its RoI extractors have none)."""
+def mmdet_mask_rcnn(model_name: str, num_classes: int, class_agnostic: bool = False) -> nn.Module:
+    """mmdet 3.3.0's ``MaskRCNN`` as ``configs/_base_/models/mask-rcnn_r50_fpn.py`` builds it (its test_cfg
+    included), on the ``TIMMBackbone`` above: its keys are ``backbone``, ``neck``, ``rpn_head``,
+    ``roi_head.{bbox,mask}_head``."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import ConfigDict
 
-    def __init__(self, bbox_head: nn.Module, mask_head: nn.Module):
-        super().__init__()
-        self.bbox_head, self.mask_head = bbox_head, mask_head
+    register_all_modules(init_default_scope=False)
+    channels = timm.create_model(model_name, features_only=True, pretrained=False).feature_info.channels()
+    strides = [4, 8, 16, 32]
 
+    def roi_extractor(size: int) -> dict:
+        return dict(type="SingleRoIExtractor", roi_layer=dict(type="RoIAlign", output_size=size, sampling_ratio=0),
+                    out_channels=256, featmap_strides=strides)
 
-class MMDetParts(nn.Module):
-    """mmdet 3.3.0's Mask R-CNN layers as ``configs/_base_/models/mask-rcnn_r50_fpn.py`` builds them, on the
-    ``TIMMBackbone`` above: ``backbone``, ``neck``, ``rpn_head``, ``roi_head.{bbox,mask}_head``, the keys of mmdet's
-    ``MaskRCNN``. RoIAlign and NMS, compiled mmcv ops, are not built: each part is run on its own inputs."""
+    def nms(iou: float) -> dict:
+        return dict(type="nms", iou_threshold=iou)
 
-    def __init__(self, model_name: str, num_classes: int, class_agnostic: bool = False):
-        super().__init__()
-        self.backbone = TimmBackbone(model_name)
-        channels = self.backbone.timm_model.feature_info.channels()
-        self.neck = DetFPN(in_channels=channels, out_channels=256, num_outs=len(channels) + 1)
-        self.rpn_head = RPNHead(
-            in_channels=256, feat_channels=256,
+    return MODELS.build(ConfigDict(
+        type="MaskRCNN",
+        backbone=dict(type=TimmBackbone, model_name=model_name),
+        neck=dict(type="FPN", in_channels=channels, out_channels=256, num_outs=len(channels) + 1),
+        rpn_head=dict(
+            type="RPNHead", in_channels=256, feat_channels=256,
             anchor_generator=dict(type="AnchorGenerator", scales=[8], ratios=[0.5, 1.0, 2.0],
-                                  strides=[4, 8, 16, 32, 64]),
-            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4))
-        bbox = Shared2FCBBoxHead(
-            in_channels=256, fc_out_channels=1024, roi_feat_size=7, num_classes=num_classes,
-            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2]),
-            reg_class_agnostic=class_agnostic)
-        mask = FCNMaskHead(num_convs=4, in_channels=256, conv_out_channels=256, num_classes=num_classes,
-                           class_agnostic=class_agnostic)
-        self.roi_head = RoIHead(bbox, mask)
+                                  strides=[*strides, 64]),
+            bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[1.0] * 4)),
+        roi_head=dict(
+            type="StandardRoIHead", bbox_roi_extractor=roi_extractor(7), mask_roi_extractor=roi_extractor(14),
+            bbox_head=dict(
+                type="Shared2FCBBoxHead", in_channels=256, fc_out_channels=1024, roi_feat_size=7,
+                num_classes=num_classes, reg_class_agnostic=class_agnostic,
+                bbox_coder=dict(type="DeltaXYWHBBoxCoder", target_means=[0.0] * 4, target_stds=[0.1, 0.1, 0.2, 0.2])),
+            mask_head=dict(type="FCNMaskHead", num_convs=4, in_channels=256, conv_out_channels=256,
+                           num_classes=num_classes, class_agnostic=class_agnostic)),
+        train_cfg=None, test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=1000, nms=nms(0.7), min_bbox_size=0),
+                      rcnn=dict(score_thr=0.05, nms=nms(0.5), max_per_img=100, mask_thr_binary=0.5))))
 
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.neck(self.backbone(x))
+
+def mmdet_predict(model: nn.Module, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """mmdet's ``MaskRCNN.predict`` on normalised images at their own size: per image ``boxes``, ``labels`` (0..K-1),
+    ``scores`` and ``masks`` (N x H x W, bool)."""
+    from mmdet.structures import DetDataSample
+
+    shape = tuple(x.shape[2:])
+    samples = [DetDataSample(metainfo=dict(img_shape=shape, ori_shape=shape, batch_input_shape=shape,
+                                           scale_factor=(1.0, 1.0))) for _ in x]
+    with torch.no_grad():
+        results = model.predict(x, samples, rescale=True)
+    return [{"boxes": r.pred_instances.bboxes, "labels": r.pred_instances.labels, "scores": r.pred_instances.scores,
+             "masks": r.pred_instances.masks} for r in results]
 
 
 def runner_checkpoint(model: nn.Module, path: Path, classes: list[str], palette: list[list[int]]) -> Path:

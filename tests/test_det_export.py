@@ -19,10 +19,13 @@ from mcq.export.schema import read_sidecar
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.fixture(scope="module")
-def model() -> DetModel:
+@pytest.fixture(scope="module", params=["torchvision", "mmdet"])
+def model(request) -> DetModel:
+    """A random detector computing as torchvision's Mask R-CNN does, or as mmdet's (RoIAlign, anchors, masks)."""
     torch.manual_seed(0)
-    return inference_form(DetModel(DetModelConfig("mci0", 4, img_size=64, fpn_channels=32, roi_batch_size=16)))
+    flavour = dict.fromkeys(("roi_align", "anchors", "mask_paste"), request.param)
+    return inference_form(DetModel(DetModelConfig("mci0", 4, img_size=64, fpn_channels=32, roi_batch_size=16,
+                                                  **flavour)))
 
 
 @pytest.fixture(scope="module")

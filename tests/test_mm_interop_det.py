@@ -1,15 +1,18 @@
 """mmdetection Mask R-CNN checkpoints in and out (``mcq import mmdet``, ``mcq export mmdet``), against mmdet's own
-layers: each part (neck, RPN head, anchors, box head and its coder, mask head) run on the same inputs."""
+``MaskRCNN``: each part (neck, RPN head, anchors, box head and its coder, mask head) on the same inputs, and the
+whole detector's detections (mmcv's RoIAlign and NMS run as torchvision's: ``mm_layouts``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
@@ -19,7 +22,7 @@ from mcq.engine.checkpoint import load_task
 from mcq.engine.det_module import DetTask
 from mcq.models.detector import DetModelConfig, MMDetRoIAlign
 from mcq.recipes import load_recipe
-from mm_layouts import MMDetParts, runner_checkpoint
+from mm_layouts import mmdet_mask_rcnn, mmdet_predict, runner_checkpoint
 
 CLASSES = ["person", "bicycle", "car"]
 PALETTE = [[220, 20, 60], [119, 11, 32], [0, 0, 142]]
@@ -36,11 +39,11 @@ def _cli(capsys, argv: list) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module", params=[False, True], ids=["per-class", "class-agnostic"])
 def mmdet_run(request, tmp_path_factory):
-    """mmdet's Mask R-CNN layers on MCi0, every weight perturbed, saved as mmengine's Runner saves them; and the
-    mcq checkpoint ``mcq import mmdet`` makes of it."""
+    """mmdet's Mask R-CNN on MCi0, every weight perturbed, saved as mmengine's Runner saves it; and the mcq
+    checkpoint ``mcq import mmdet`` makes of it."""
     agnostic = request.param
     torch.manual_seed(4)  # the modules' own initialisation, which randomize_ perturbs
-    mm = randomize_(MMDetParts("fastvit_mci0", len(CLASSES), agnostic), seed=4).eval()
+    mm = randomize_(mmdet_mask_rcnn("fastvit_mci0", len(CLASSES), agnostic), seed=4).eval()
     folder = tmp_path_factory.mktemp("mmdet")
     path = runner_checkpoint(mm, folder / "epoch_12.pth", CLASSES, PALETTE)
     rc = main(["import", "mmdet", str(path), "--out", str(folder / "imported.ckpt"), "--img-size", "128"])
@@ -52,21 +55,20 @@ def test_imported_detector_matches_mmdets_layers_part_by_part(mmdet_run):
     agnostic, mm, _, model = mmdet_run
     assert model.cfg.roi_align == "mmdet" and isinstance(model.roi_heads.mask_roi_pool, MMDetRoIAlign)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, 3, 128, 192, generator=g)  # a multiple of 64: see the anchors below
+    x = torch.randn(1, 3, 96, 160, generator=g)  # not a multiple of the coarsest stride, 64: see the anchors
     with torch.no_grad():
-        ours, theirs = list(model.backbone(x).values()), mm.features(x)
+        ours, theirs = list(model.backbone(x).values()), mm.extract_feat(x)
         assert len(ours) == len(theirs) == 5  # four levels and the max-pooled fifth
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a, b, **EXACT)
         (obj, deltas), (cls, reg) = model.rpn.head(ours), mm.rpn_head(theirs)
         for a, b in zip(obj + deltas, cls + reg):
             torch.testing.assert_close(a, b, **EXACT)
-        anchors = model.rpn.anchor_generator(ImageList(x, [(128, 192)]), ours)[0]
+        anchors = model.rpn.anchor_generator(ImageList(x, [(96, 160)]), ours)[0]
         priors = torch.cat(mm.rpn_head.prior_generator.grid_priors([f.shape[2:] for f in theirs], device="cpu"))
-        assert anchors.shape == priors.shape
-        # torchvision rounds its base anchors to whole pixels; and it spaces each level's anchors by the padded image's
-        # size over the map's, mmdet by the level's stride: the same only where the image is a multiple of 64
-        assert (anchors - priors).abs().max() <= 0.5
+        torch.testing.assert_close(anchors, priors, **EXACT)
+        torchvisions = AnchorGenerator(model.rpn.anchor_generator.sizes, model.rpn.anchor_generator.aspect_ratios)
+        assert (torchvisions(ImageList(x, [(96, 160)]), ours)[0] - priors).abs().max() > 1  # the stride-64 level's
         rois7, rois14 = torch.randn(6, 256, 7, 7, generator=g), torch.randn(6, 256, 14, 14, generator=g)
         scores, box_deltas = model.roi_heads.box_predictor(model.roi_heads.box_head(rois7))
         mm_scores, mm_deltas = mm.roi_head.bbox_head(rois7)
@@ -84,6 +86,34 @@ def test_imported_detector_matches_mmdets_layers_part_by_part(mmdet_run):
         torch.testing.assert_close(masks, mm_masks.expand_as(masks), **EXACT)
 
 
+def test_imported_detector_gives_mmdets_detections(mmdet_run):
+    _, mm, _, model = mmdet_run
+    assert (model.cfg.anchors, model.cfg.mask_paste) == ("mmdet", "mmdet")
+    image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(2))  # the import's --img-size
+    theirs = mmdet_predict(mm, model.transform.normalize(image)[None])[0]
+    with torch.no_grad():
+        ours = model([image])[0]
+    assert len(theirs["boxes"]) > 50
+    torch.testing.assert_close(ours["boxes"], theirs["boxes"], rtol=0, atol=1e-4)
+    torch.testing.assert_close(ours["scores"], theirs["scores"], rtol=0, atol=1e-5)
+    assert torch.equal(ours["labels"], theirs["labels"] + 1)
+    flipped = (ours["masks"][:, 0] >= 0.5) != theirs["masks"]  # mmdet's binary masks: >= mask_thr_binary
+    assert flipped.sum() <= 1e-5 * flipped.numel()  # pixels a hair from 0.5 may fall either way
+
+
+@pytest.mark.slow
+def test_imported_detector_exports_to_onnx_with_parity(mmdet_run, synth_det_data, tmp_path):
+    """mmdet's anchors and mask pasting traced into the full ONNX graph, which gives the model's detections."""
+    agnostic, _, path, _ = mmdet_run
+    ckpt = path.parent / "imported.ckpt"
+    out = tmp_path / "exports"
+    assert main(["export", "onnx", "--checkpoint", str(ckpt), "--data", str(synth_det_data), "--img-size", "64",
+                 "--out", str(out), "--json", str(out / "report.json")]) == 0
+    (r,) = json.loads((out / "report.json").read_text())
+    assert r["status"] == "ok" and r["graph"] == "full" and r["parity"]["passed"], r
+    assert r["parity"]["detections"] > 0 and r["parity"]["mask_agreement"] >= 0.999, r
+
+
 def test_mcq_detector_goes_to_mmdet_and_back_with_the_same_detections(capsys, tmp_path):
     cfg = DetModelConfig("mci0", len(CLASSES), img_size=128)
     task = DetTask(cfg.to_dict(), CLASSES, [1, 2, 3], asdict(load_recipe("det", "maskrcnn")))
@@ -93,7 +123,7 @@ def test_mcq_detector_goes_to_mmdet_and_back_with_the_same_detections(capsys, tm
     rc, stdout, err = _cli(capsys, ["export", "mmdet", "--checkpoint", src, "--out", tmp_path / "mm.pth"])
     assert rc == 0 and "'type': 'FPN'" in stdout, err
     raw = torch.load(tmp_path / "mm.pth", weights_only=True)
-    MMDetParts("fastvit_mci0", len(CLASSES)).load_state_dict(raw["state_dict"], strict=True)
+    mmdet_mask_rcnn("fastvit_mci0", len(CLASSES)).load_state_dict(raw["state_dict"], strict=True)
     assert list(raw["meta"]["dataset_meta"]["classes"]) == CLASSES
     rc, _, err = _cli(capsys, ["import", "mmdet", tmp_path / "mm.pth", "--out", tmp_path / "back.ckpt",
                                "--img-size", 128])

@@ -6,8 +6,10 @@ laid out otherwise: ``fc_cls`` has the background class last where torchvision h
 ``conv_logits`` have no background slot (or, class-agnostic, one slot for all classes). The import moves the
 background row first and gives the other two a zero background slot, which torchvision never reads at inference
 (it drops the background's boxes and takes each box's own class's mask); the export undoes both. An imported model
-pools its RoIs as mmdet does (``DetModelConfig.roi_align = "mmdet"``; torchvision's Mask R-CNN pools unaligned, two
-samples per bin), or, for a file mcq wrote, as its ``meta`` says the model was trained.
+pools its RoIs, lays its anchors and pastes its masks as mmdet does (``MMDET_FLAVOUR``: torchvision's Mask R-CNN
+pools unaligned with two samples per bin, rounds its anchors and pastes masks into whole-pixel boxes), or, for a
+file mcq wrote, as its ``meta`` says the model was trained; its detections are then mmdet's
+(``tests/test_mm_interop_det.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ RENAMES = [
 CLS, REG, MASK = "roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.", \
     "roi_heads.mask_predictor.mask_fcn_logits."
 ENCODER = "backbone.encoder."
+MMDET_FLAVOUR = ("roi_align", "anchors", "mask_paste")  # DetModelConfig's fields: "mmdet" for mmdet's models
 
 
 def rename(key: str, to_mcq_names: bool = True) -> str | None:
@@ -97,9 +100,10 @@ def import_mmdet(path: str | Path, out: str | Path, backbone: str | None = None,
     bb, encoder = split_backbone(weights, path, backbone)
     recipe = load_recipe("det", "maskrcnn")
     fpn = weights.get("neck.lateral_convs.0.conv.weight")
+    written = state.meta.get("mcq", {})
     cfg = DetModelConfig(encoder, num_classes, img_size or recipe.img_size, 0.0,
                          fpn.shape[0] if fpn is not None else recipe.fpn_channels, recipe.roi_batch_size,
-                         state.meta.get("mcq", {}).get("roi_align", "mmdet"))
+                         **{k: written.get(k, "mmdet") for k in MMDET_FLAVOUR})
     optim = {**asdict(recipe), "img_size": cfg.img_size}  # what `mcq eval det` evaluates at
     task = DetTask(cfg.to_dict(), names, list(range(1, num_classes + 1)), optim)
     model = task.model
@@ -136,6 +140,6 @@ def export_mmdet(checkpoint: str | Path, out: str | Path) -> dict:
                        "num_outs": len(encoder.channels) + 1}}
     meta = {"dataset_meta": {"classes": names, "palette": palette(len(names))},
             "mcq": {"source": str(checkpoint), "encoder": model.cfg.encoder, "head": "maskrcnn", **config,
-                    "roi_align": model.cfg.roi_align, "mcq_version": mcq.__version__}}
+                    **{k: getattr(model.cfg, k) for k in MMDET_FLAVOUR}, "mcq_version": mcq.__version__}}
     write_mm_checkpoint(out, state, meta)
     return config

@@ -18,12 +18,14 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.poolers import _convert_to_roi_format, _onnx_merge_levels, _setup_scales  # torchvision 0.29's
@@ -43,10 +45,13 @@ class DetModelConfig:
     fpn_channels: int = 256  # width of the FPN, the RPN head and the mask head (torchvision's 256)
     roi_batch_size: int = 512  # RoIs sampled per image for the box and mask heads, at most 1/4 positive
     roi_align: str = "torchvision"  # or "mmdet": its RoIAlign (an mmdet model's, `mcq import mmdet`)
+    anchors: str = "torchvision"  # or "mmdet": its anchors (an mmdet model's)
+    mask_paste: str = "torchvision"  # or "mmdet": masks pasted into the image as mmdet does (an mmdet model's)
 
     def __post_init__(self) -> None:
-        if self.roi_align not in ROI_POOLS:
-            raise McqError(f"roi_align {self.roi_align!r}: give {' or '.join(ROI_POOLS)}")
+        for field, choices in (("roi_align", ROI_POOLS), ("anchors", ANCHORS), ("mask_paste", MASK_PASTES)):
+            if getattr(self, field) not in choices:
+                raise McqError(f"{field} {getattr(self, field)!r}: give {' or '.join(choices)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +87,62 @@ ROI_POOLS = {"torchvision": lambda names, size: MultiScaleRoIAlign(names, output
              "mmdet": MMDetRoIAlign}
 
 
+class MMDetAnchorGenerator(AnchorGenerator):
+    """mmdet's anchors (its ``AnchorGenerator``, ``center_offset=0``): torchvision's, but with the base anchors not
+    rounded to whole pixels, and each level's anchors spaced by the level's stride where torchvision spaces them by
+    the padded image's size over the map's (the same only where that size is a multiple of the coarsest stride).
+    Rounded anchors move an mmdet model's boxes by up to a pixel (``tests/test_mm_interop_det.py``)."""
+
+    def __init__(self, sizes: tuple, aspect_ratios: tuple, strides: list[int]):
+        super().__init__(sizes, aspect_ratios)
+        self.strides = strides
+
+    def generate_anchors(self, scales: list[int], aspect_ratios: list[float], dtype: torch.dtype = torch.float32,
+                         device: torch.device = torch.device("cpu")) -> torch.Tensor:
+        scales_ = torch.as_tensor(scales, dtype=dtype, device=device)
+        h_ratios = torch.sqrt(torch.as_tensor(aspect_ratios, dtype=dtype, device=device))
+        ws = (scales_[None, :] / h_ratios[:, None]).view(-1)
+        hs = (scales_[None, :] * h_ratios[:, None]).view(-1)
+        return torch.stack([-ws, -hs, ws, hs], dim=1) / 2
+
+    def grid_anchors(self, grid_sizes: list[list[int]], strides: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        device = self.cell_anchors[0].device
+        return super().grid_anchors(grid_sizes, [[torch.tensor(s, device=device)] * 2 for s in self.strides])
+
+
+ANCHORS = {"torchvision": lambda sizes, ratios, strides: AnchorGenerator(sizes, ratios),
+           "mmdet": MMDetAnchorGenerator}
+
+
+def paste_masks_as_mmdet(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """N x 1 x M x M mask probabilities pasted into an image of ``size`` as mmdet's ``FCNMaskHead`` does: sampled
+    bilinearly at each pixel's centre within the box's own extent (torchvision rounds the box to whole pixels and
+    pads the mask by one cell first). Above 0.5, the pixels mmdet's binary masks hold."""
+    x0, y0, x1, y1 = boxes.split(1, dim=1)
+    ys = torch.arange(size[0], dtype=masks.dtype, device=masks.device) + 0.5
+    xs = torch.arange(size[1], dtype=masks.dtype, device=masks.device) + 0.5
+    gx, gy = (xs - x0) / (x1 - x0) * 2 - 1, (ys - y0) / (y1 - y0) * 2 - 1  # N x W, N x H
+    grid = torch.stack([gx[:, None, :].expand(-1, size[0], -1), gy[:, :, None].expand(-1, -1, size[1])], dim=3)
+    return F.grid_sample(masks, grid, align_corners=False)
+
+
+class MMDetMaskPasting(GeneralizedRCNNTransform):
+    """torchvision's transform, pasting masks with ``paste_masks_as_mmdet``."""
+
+    def postprocess(self, result: list[dict[str, torch.Tensor]], image_shapes: list[tuple[int, int]],
+                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        if self.training:
+            return result
+        masks = [r.pop("masks") for r in result]
+        result = super().postprocess(result, image_shapes, original_image_sizes)
+        for r, m, size in zip(result, masks, original_image_sizes):
+            r["masks"] = paste_masks_as_mmdet(m, r["boxes"], size)
+        return result
+
+
+MASK_PASTES = ("torchvision", "mmdet")
+
+
 class DetBackbone(nn.Module):
     """Encoder -> FPN (or the encoder's own simple feature pyramid) -> maps "0".."n-1" and "pool"."""
 
@@ -110,7 +171,8 @@ class DetModel(MaskRCNN):
     def __init__(self, cfg: DetModelConfig, encoder: Encoder | None = None):
         encoder = encoder or create_encoder(cfg.encoder, drop_path=cfg.drop_path)
         backbone = DetBackbone(encoder, cfg.fpn_channels)
-        anchors = AnchorGenerator(tuple((8 * s,) for s in backbone.strides), ((0.5, 1.0, 2.0),) * len(backbone.strides))
+        anchors = ANCHORS[cfg.anchors](tuple((8 * s,) for s in backbone.strides),
+                                       ((0.5, 1.0, 2.0),) * len(backbone.strides), backbone.strides)
         mean, std = normalization(cfg.encoder)
         width = backbone.out_channels
         super().__init__(
@@ -123,6 +185,9 @@ class DetModel(MaskRCNN):
             mask_head=MaskRCNNHeads(width, (width,) * 4, dilation=1),
             mask_predictor=MaskRCNNPredictor(width, width, cfg.num_classes + 1),
         )
+        if cfg.mask_paste == "mmdet":
+            t = self.transform
+            self.transform = MMDetMaskPasting(t.min_size, t.max_size, t.image_mean, t.image_std)
         self.transform.size_divisible = encoder.max_stride
         self.cfg = cfg
 
