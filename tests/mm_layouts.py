@@ -188,9 +188,15 @@ def mmdet_predict(model: nn.Module, x: torch.Tensor) -> list[dict[str, torch.Ten
              "masks": r.pred_instances.masks} for r in results]
 
 
-def runner_checkpoint(model: nn.Module, path: Path, classes: list[str], palette: list[list[int]]) -> Path:
-    """Save ``model`` as mmengine's ``Runner.save_checkpoint`` does: ``meta`` (with ``dataset_meta``), ``state_dict``,
-    a ``message_hub`` of real ``HistoryBuffer`` objects and numpy scalars, ``optimizer``, ``param_schedulers``."""
+IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])  # mm configs' usual normalisation
+
+
+def runner_checkpoint(model: nn.Module, path: Path, classes: list[str], palette: list[list[int]],
+                      data_preprocessor: dict | None = None) -> Path:
+    """Save ``model`` as mmengine's ``Runner.save_checkpoint`` does: ``meta`` (with ``dataset_meta`` and the
+    config's text, its model's ``data_preprocessor`` where given), ``state_dict``, a ``message_hub`` of real
+    ``HistoryBuffer`` objects and numpy scalars, ``optimizer``, ``param_schedulers``."""
+    from mmengine.config import Config
     from mmengine.logging import MessageHub
 
     hub = MessageHub.get_instance(f"mcq-test-{path.name}")
@@ -199,9 +205,11 @@ def runner_checkpoint(model: nn.Module, path: Path, classes: list[str], palette:
         hub.update_scalar("train/lr", np.float64(0.01))
     hub.update_info("iter", np.int64(3))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    pre = {"data_preprocessor": data_preprocessor} if data_preprocessor else {}
+    cfg = dict(model=dict(type="EncoderDecoder", **pre), train_cfg=dict(type="IterBasedTrainLoop", max_iters=3))
     torch.save({
         "meta": {"dataset_meta": {"classes": tuple(classes), "palette": palette}, "iter": 3, "epoch": 0,
-                 "seed": np.int64(0), "cfg": "model = dict(type='EncoderDecoder')", "mmengine_version": "0.10.7"},
+                 "seed": np.int64(0), "cfg": Config(cfg).pretty_text, "mmengine_version": "0.10.7"},
         "state_dict": model.state_dict(), "message_hub": hub.state_dict(), "optimizer": optimizer.state_dict(),
         "param_schedulers": [{"base_lrs": [1e-4], "last_step": 3, "verbose": False}],
     }, path)

@@ -20,10 +20,11 @@ from mcq.data.ade20k import read_class_names
 from mcq.engine.checkpoint import load_task
 from mcq.engine.seg_module import SegTask
 from mcq.interop.backbones import infer_encoder
-from mcq.interop.mm_checkpoint import read_mm_checkpoint
+from mcq.errors import McqError
+from mcq.interop.mm_checkpoint import MMCheckpoint, read_mm_checkpoint
 from mcq.models.segmentor import SegModelConfig
 from mcq.recipes import load_recipe
-from mm_layouts import MMSegModel, runner_checkpoint
+from mm_layouts import IMAGENET, MMSegModel, runner_checkpoint
 
 CLASSES = ["wall", "sky", "tree", "road", "person", "car"]
 PALETTE = [[120, 120, 120], [6, 230, 230], [4, 200, 3], [140, 140, 140], [150, 5, 61], [0, 102, 200]]
@@ -62,6 +63,47 @@ def test_mmseg_checkpoint_imports_to_the_logits_of_mmsegs_own_modules(capsys, mm
         ours, theirs = task(x), model(x)
     assert theirs.abs().max() > 0.1  # the perturbed weights give logits far from zero: a 1e-5 match says something
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("bgr_to_rgb", [True, False], ids=["rgb", "bgr"])
+def test_the_files_input_normalisation_is_kept_in_the_model(capsys, tmp_path, bgr_to_rgb):
+    """A model trained in mmseg on ImageNet's mean / std (mm configs' usual; MCi's own are 0 and 1), on RGB or BGR
+    images: fed as its encoder is fed (the artifacts' input), it gives mmseg's logits; it goes back to mmseg with
+    its data_preprocessor and comes again the same."""
+    torch.manual_seed(3)
+    mm = randomize_(MMSegModel("fastvit_mci0", "fpn", len(CLASSES)), seed=3).eval()
+    pre = dict(type="SegDataPreProcessor", **IMAGENET, bgr_to_rgb=bgr_to_rgb, pad_val=0, seg_pad_val=255)
+    path = runner_checkpoint(mm, tmp_path / "iter_3.pth", CLASSES, PALETTE, pre)
+    rc, stdout, err = _cli(capsys, ["import", "mmseg", path, "--out", tmp_path / "a.ckpt"])
+    assert rc == 0 and "renormalised in the model" in stdout and ("BGR" in stdout) != bgr_to_rgb, err
+    task = load_task(tmp_path / "a.ckpt", "seg")
+    rgb = torch.rand(1, 3, 96, 160, generator=torch.Generator().manual_seed(1))
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (task.model.encoder.mean, task.model.encoder.std))
+    pixels = 255 * (rgb if bgr_to_rgb else rgb.flip(1))
+    mm_mean, mm_std = (torch.tensor(IMAGENET[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    theirs_in = (pixels - mm_mean) / mm_std
+    with torch.no_grad():
+        ours, theirs = task((rgb - mean) / std), mm(theirs_in)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+    rc, _, err = _cli(capsys, ["export", "mmseg", "--checkpoint", tmp_path / "a.ckpt", "--out", tmp_path / "b.pth"])
+    assert rc == 0, err
+    written = torch.load(tmp_path / "b.pth", weights_only=True)["meta"]["mcq"]["data_preprocessor"]
+    assert written == {"mean": IMAGENET["mean"], "std": IMAGENET["std"], "bgr_to_rgb": bgr_to_rgb}
+    assert _cli(capsys, ["import", "mmseg", tmp_path / "b.pth", "--out", tmp_path / "c.ckpt"])[0] == 0
+    assert load_task(tmp_path / "c.ckpt", "seg").model.cfg.input_norm == task.model.cfg.input_norm
+
+
+def test_input_normalisation_is_read_from_either_generation_of_config_text():
+    def pre(meta: dict) -> dict | None:
+        return MMCheckpoint(Path("f.pth"), {}, meta).data_preprocessor
+
+    old = "img_norm_cfg = dict(\n    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)\n"
+    assert pre({"config": old + "model = dict(type='EncoderDecoder')"}) == {**IMAGENET, "bgr_to_rgb": True}
+    assert pre({"cfg": "model = dict(data_preprocessor=dict(mean=[1, 2, 3], std=[4, 5, 6]))"}) == \
+        {"mean": [1, 2, 3], "std": [4, 5, 6], "bgr_to_rgb": False}  # mmengine's default
+    assert pre({"cfg": "model = dict(type='EncoderDecoder')"}) is None and pre({}) is None
+    with pytest.raises(McqError, match="f.pth: meta's config gives no literal mean"):
+        pre({"cfg": "model = dict(data_preprocessor=dict(mean=norm.mean, std=[4, 5, 6]))"})
 
 
 def test_mobileclip_layout_backbone_imports_too(capsys, mmseg_run, tmp_path):

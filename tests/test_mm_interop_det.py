@@ -20,9 +20,10 @@ from ckpt_layouts import randomize_
 from mcq.cli import main
 from mcq.engine.checkpoint import load_task
 from mcq.engine.det_module import DetTask
+from mcq.export.schema import read_sidecar
 from mcq.models.detector import DetModelConfig, MMDetRoIAlign
 from mcq.recipes import load_recipe
-from mm_layouts import mmdet_mask_rcnn, mmdet_predict, runner_checkpoint
+from mm_layouts import IMAGENET, mmdet_mask_rcnn, mmdet_predict, runner_checkpoint
 
 CLASSES = ["person", "bicycle", "car"]
 PALETTE = [[220, 20, 60], [119, 11, 32], [0, 0, 142]]
@@ -39,13 +40,15 @@ def _cli(capsys, argv: list) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module", params=[False, True], ids=["per-class", "class-agnostic"])
 def mmdet_run(request, tmp_path_factory):
-    """mmdet's Mask R-CNN on MCi0, every weight perturbed, saved as mmengine's Runner saves it; and the mcq
-    checkpoint ``mcq import mmdet`` makes of it."""
+    """mmdet's Mask R-CNN on MCi0, every weight perturbed, saved as mmengine's Runner saves it (the class-agnostic
+    one trained, as its config says, on ImageNet's mean / std); and the mcq checkpoint ``mcq import mmdet`` makes of
+    it."""
     agnostic = request.param
     torch.manual_seed(4)  # the modules' own initialisation, which randomize_ perturbs
     mm = randomize_(mmdet_mask_rcnn("fastvit_mci0", len(CLASSES), agnostic), seed=4).eval()
     folder = tmp_path_factory.mktemp("mmdet")
-    path = runner_checkpoint(mm, folder / "epoch_12.pth", CLASSES, PALETTE)
+    pre = dict(type="DetDataPreprocessor", **IMAGENET, bgr_to_rgb=True, pad_size_divisor=32) if agnostic else None
+    path = runner_checkpoint(mm, folder / "epoch_12.pth", CLASSES, PALETTE, pre)
     rc = main(["import", "mmdet", str(path), "--out", str(folder / "imported.ckpt"), "--img-size", "128"])
     assert rc == 0
     return agnostic, mm, path, load_task(folder / "imported.ckpt", "det").model
@@ -57,7 +60,7 @@ def test_imported_detector_matches_mmdets_layers_part_by_part(mmdet_run):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 96, 160, generator=g)  # not a multiple of the coarsest stride, 64: see the anchors
     with torch.no_grad():
-        ours, theirs = list(model.backbone(x).values()), mm.extract_feat(x)
+        ours, theirs = list(model.backbone(x).values()), mm.extract_feat(model.encoder.renorm(x))
         assert len(ours) == len(theirs) == 5  # four levels and the max-pooled fifth
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a, b, **EXACT)
@@ -87,10 +90,12 @@ def test_imported_detector_matches_mmdets_layers_part_by_part(mmdet_run):
 
 
 def test_imported_detector_gives_mmdets_detections(mmdet_run):
-    _, mm, _, model = mmdet_run
+    imagenet, mm, _, model = mmdet_run
     assert (model.cfg.anchors, model.cfg.mask_paste) == ("mmdet", "mmdet")
     image = torch.rand(3, 128, 128, generator=torch.Generator().manual_seed(2))  # the import's --img-size
-    theirs = mmdet_predict(mm, model.transform.normalize(image)[None])[0]
+    mean, std = (torch.tensor(IMAGENET[k]).view(3, 1, 1) / 255 for k in ("mean", "std"))
+    x = (image - mean) / std if imagenet else model.transform.normalize(image)  # as mmdet's data_preprocessor
+    theirs = mmdet_predict(mm, x[None])[0]
     with torch.no_grad():
         ours = model([image])[0]
     assert len(theirs["boxes"]) > 50
@@ -112,6 +117,8 @@ def test_imported_detector_exports_to_onnx_with_parity(mmdet_run, synth_det_data
     (r,) = json.loads((out / "report.json").read_text())
     assert r["status"] == "ok" and r["graph"] == "full" and r["parity"]["passed"], r
     assert r["parity"]["detections"] > 0 and r["parity"]["mask_agreement"] >= 0.999, r
+    sidecar = read_sidecar(out / r["artifact"])
+    assert sidecar["class_names"] == CLASSES and sidecar["palette"] == PALETTE  # the file's own
 
 
 def test_mcq_detector_goes_to_mmdet_and_back_with_the_same_detections(capsys, tmp_path):

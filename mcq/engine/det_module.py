@@ -13,13 +13,14 @@ from mcq.models.detector import DetModel, DetModelConfig
 
 class DetTask(TaskModule):
     """``hparams``: ``model`` (DetModelConfig as dict), ``class_names`` and their COCO ``category_ids``, ``optim``
-    (the resolved recipe)."""
+    (the resolved recipe) and the classes' ``palette`` where one came with them (an imported mmdet checkpoint's)."""
 
-    def __init__(self, model: dict, class_names: list[str], category_ids: list[int], optim: dict):
+    def __init__(self, model: dict, class_names: list[str], category_ids: list[int], optim: dict,
+                 palette: list[list[int]] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.model = DetModel(DetModelConfig(**model))
-        self.class_names, self.category_ids = class_names, category_ids
+        self.class_names, self.category_ids, self.palette = class_names, category_ids, palette
         self._results: list[dict] = []
         self._image_ids: list[int] = []
 

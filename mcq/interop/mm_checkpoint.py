@@ -11,6 +11,7 @@ function that answers only for the stand-in. Any other global is refused before 
 
 from __future__ import annotations
 
+import ast
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 
 from mcq.errors import McqError
 from mcq.io import atomic_path, load_state
+from mcq.models.encoders import Encoder, normalization
 
 HISTORY_BUFFER = "mmengine.logging.history_buffer.HistoryBuffer"
 
@@ -54,7 +56,7 @@ def mm_safe_globals() -> list:
 @dataclass
 class MMCheckpoint:
     """The parts of an mmengine checkpoint mcq uses: the weights and ``meta`` (``dataset_meta`` with classes and
-    palette, where the file has them)."""
+    palette, the config with the input's normalisation, where the file has them)."""
 
     path: Path
     state_dict: dict[str, torch.Tensor]
@@ -69,6 +71,66 @@ class MMCheckpoint:
     def palette(self) -> list[list[int]] | None:
         palette = (self.meta.get("dataset_meta") or {}).get("palette")
         return [[int(c) for c in rgb] for rgb in palette] if palette else None
+
+    @property
+    def data_preprocessor(self) -> dict | None:
+        """How the model's input was normalised (``mean``, ``std`` in 0..255 units, ``bgr_to_rgb``), as the file's
+        config says: mm 3.x's ``model.data_preprocessor``, else mm 1.x's ``img_norm_cfg``, else what mcq's export
+        wrote (``meta.mcq``); ``None`` where it says nothing. The config's text is parsed, never run."""
+        text = self.meta.get("cfg") or self.meta.get("config")
+        top = _assignments(text) if isinstance(text, str) else {}
+        pre = _kwargs(_kwargs(top.get("model")).get("data_preprocessor"))
+        old = _kwargs(top.get("img_norm_cfg"))
+        if "mean" in pre:  # mmengine's BaseDataPreprocessor: bgr_to_rgb=False unless set
+            found = (pre["mean"], pre.get("std"), pre.get("bgr_to_rgb", ast.Constant(False)))
+        elif "mean" in old:  # mmcv 1.x's Normalize: to_rgb=True unless set
+            found = (old["mean"], old.get("std"), old.get("to_rgb", ast.Constant(True)))
+        else:
+            return (self.meta.get("mcq") or {}).get("data_preprocessor")
+        try:
+            return dict(zip(("mean", "std", "bgr_to_rgb"), map(ast.literal_eval, found)))
+        except (ValueError, TypeError):
+            raise McqError(f"{self.path}: meta's config gives no literal mean / std / bgr_to_rgb for its "
+                           "data_preprocessor") from None
+
+    def input_norm(self, encoder: str) -> dict | None:
+        """``data_preprocessor`` as a model config's ``input_norm`` (``Renormalize``): ``None`` where it is
+        ``encoder``'s own normalisation or the file gives none."""
+        pre = self.data_preprocessor
+        if pre is None:
+            return None
+        norm = {"mean": [m / 255 for m in pre["mean"]], "std": [s / 255 for s in pre["std"]],
+                "bgr": not pre["bgr_to_rgb"]}
+        own = normalization(encoder)
+        same = np.allclose(norm["mean"], own[0], atol=1e-6) and np.allclose(norm["std"], own[1], atol=1e-6)
+        return None if same and not norm["bgr"] else norm
+
+
+def data_preprocessor(encoder: Encoder, input_norm: dict | None) -> dict:
+    """An mm config's ``data_preprocessor`` normalisation for a model on ``encoder`` (``input_norm`` where it was
+    trained on another than the encoder's)."""
+    norm = input_norm or {"mean": encoder.mean, "std": encoder.std}
+    return {"mean": [round(255 * m, 6) for m in norm["mean"]], "std": [round(255 * s, 6) for s in norm["std"]],
+            "bgr_to_rgb": not norm.get("bgr", False)}
+
+
+def _assignments(text: str) -> dict[str, ast.expr]:
+    """The top-level ``name = value`` of a config's Python text (mmengine's ``Config.pretty_text``)."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return {}
+    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)}
+
+
+def _kwargs(node: ast.expr | None) -> dict[str, ast.expr]:
+    """The items of a ``dict(k=v)`` or ``{"k": v}`` expression ({} for anything else)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+        return {kw.arg: kw.value for kw in node.keywords if kw.arg}
+    if isinstance(node, ast.Dict):
+        return {k.value: v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)}
+    return {}
 
 
 def read_mm_checkpoint(path: str | Path) -> MMCheckpoint:

@@ -26,7 +26,7 @@ from mcq.engine.det_module import DetTask
 from mcq.errors import McqError
 from mcq.export.metadata import palette
 from mcq.interop.backbones import timm_backbone_config, to_mcq, to_timm_backbone
-from mcq.interop.mm_checkpoint import read_mm_checkpoint, write_mm_checkpoint
+from mcq.interop.mm_checkpoint import data_preprocessor, read_mm_checkpoint, write_mm_checkpoint
 from mcq.interop.placing import ImportReport, place, save_imported, split_backbone
 from mcq.models.detector import DetModelConfig
 from mcq.recipes import load_recipe
@@ -101,11 +101,12 @@ def import_mmdet(path: str | Path, out: str | Path, backbone: str | None = None,
     recipe = load_recipe("det", "maskrcnn")
     fpn = weights.get("neck.lateral_convs.0.conv.weight")
     written = state.meta.get("mcq", {})
+    norm = state.input_norm(encoder)
     cfg = DetModelConfig(encoder, num_classes, img_size or recipe.img_size, 0.0,
                          fpn.shape[0] if fpn is not None else recipe.fpn_channels, recipe.roi_batch_size,
-                         **{k: written.get(k, "mmdet") for k in MMDET_FLAVOUR})
+                         **{k: written.get(k, "mmdet") for k in MMDET_FLAVOUR}, input_norm=norm)
     optim = {**asdict(recipe), "img_size": cfg.img_size}  # what `mcq eval det` evaluates at
-    task = DetTask(cfg.to_dict(), names, list(range(1, num_classes + 1)), optim)
+    task = DetTask(cfg.to_dict(), names, list(range(1, num_classes + 1)), optim, state.palette)
     model = task.model
     layout, mapped = to_mcq(bb, model.encoder)
     mapped = {ENCODER + k: v for k, v in mapped.items()}
@@ -116,7 +117,7 @@ def import_mmdet(path: str | Path, out: str | Path, backbone: str | None = None,
     matched, missing, unused = place(model, mapped, model.encoder, ENCODER, path,
                                      f"{encoder} + Mask R-CNN ({layout} backbone)")
     save_imported(task, out, path, layout)
-    return ImportReport(str(path), layout, f"{encoder} + Mask R-CNN", num_classes, matched, missing, unused)
+    return ImportReport(str(path), layout, f"{encoder} + Mask R-CNN", num_classes, matched, missing, unused, norm)
 
 
 def export_mmdet(checkpoint: str | Path, out: str | Path) -> dict:
@@ -136,9 +137,10 @@ def export_mmdet(checkpoint: str | Path, out: str | Path) -> dict:
             state[name] = _without_background(k, v)
     names = list(task.class_names)
     config = {"backbone": timm_backbone_config(encoder),
+              "data_preprocessor": data_preprocessor(encoder, model.cfg.input_norm),
               "neck": {"type": "FPN", "in_channels": list(encoder.channels), "out_channels": model.cfg.fpn_channels,
                        "num_outs": len(encoder.channels) + 1}}
-    meta = {"dataset_meta": {"classes": names, "palette": palette(len(names))},
+    meta = {"dataset_meta": {"classes": names, "palette": task.palette or palette(len(names))},
             "mcq": {"source": str(checkpoint), "encoder": model.cfg.encoder, "head": "maskrcnn", **config,
                     **{k: getattr(model.cfg, k) for k in MMDET_FLAVOUR}, "mcq_version": mcq.__version__}}
     write_mm_checkpoint(out, state, meta)

@@ -19,7 +19,7 @@ from mcq.engine.seg_module import SegTask
 from mcq.errors import McqError
 from mcq.export.metadata import palette
 from mcq.interop.backbones import timm_backbone_config, to_mcq, to_timm_backbone
-from mcq.interop.mm_checkpoint import read_mm_checkpoint, write_mm_checkpoint
+from mcq.interop.mm_checkpoint import data_preprocessor, read_mm_checkpoint, write_mm_checkpoint
 from mcq.interop.placing import ImportReport, place, save_imported, split_backbone
 from mcq.models.segmentor import SegModelConfig
 from mcq.recipes import load_recipe
@@ -54,7 +54,9 @@ def import_mmseg(path: str | Path, out: str | Path, backbone: str | None = None,
                        f"{num_classes} outputs")
     bb, encoder = split_backbone(state, path, backbone)
     recipe = load_recipe("seg", head)
-    task = SegTask(SegModelConfig(encoder, num_classes, head).to_dict(), names, asdict(recipe), ckpt.palette)
+    norm = ckpt.input_norm(encoder)
+    cfg = SegModelConfig(encoder, num_classes, head, input_norm=norm)
+    task = SegTask(cfg.to_dict(), names, asdict(recipe), ckpt.palette)
     layout, mapped = to_mcq(bb, task.model.encoder)
     mapped = {"encoder." + k: v for k, v in mapped.items()}
     mapped.update({k: v for k, v in state.items() if not k.startswith("backbone.")})
@@ -62,7 +64,7 @@ def import_mmseg(path: str | Path, out: str | Path, backbone: str | None = None,
                                      f"{encoder} + {head} ({layout} backbone)", "--backbone / --head",
                                      optional=("auxiliary_head.",))
     save_imported(task, out, path, layout)
-    return ImportReport(str(path), layout, f"{encoder} + {head}", num_classes, matched, missing, unused)
+    return ImportReport(str(path), layout, f"{encoder} + {head}", num_classes, matched, missing, unused, norm)
 
 
 def export_mmseg(checkpoint: str | Path, out: str | Path) -> dict:
@@ -73,7 +75,8 @@ def export_mmseg(checkpoint: str | Path, out: str | Path) -> dict:
     encoder = model.encoder
     state = {"backbone." + k: v for k, v in to_timm_backbone(encoder).items()}
     state.update({k: v for k, v in model.state_dict().items() if k.startswith(MODEL_PARTS)})
-    config = {"backbone": timm_backbone_config(encoder)}
+    config = {"backbone": timm_backbone_config(encoder),
+              "data_preprocessor": data_preprocessor(encoder, model.cfg.input_norm)}
     names = list(task.class_names)
     meta = {"dataset_meta": {"classes": names, "palette": task.palette or palette(len(names))},
             "mcq": {"source": str(checkpoint), "encoder": model.cfg.encoder, "head": model.cfg.head,

@@ -29,12 +29,21 @@ class ImportReport:
     matched: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)
+    input_norm: dict | None = None  # the normalisation the model was trained on, where not its encoder's
 
     def summary(self) -> str:
         left = ", ".join(sorted({k.split(".")[0] for k in self.missing})) or "none"
+        norm = self.input_norm
+        trained = ("the encoder's" if norm is None else
+                   f"mean {_rounded(norm['mean'])} std {_rounded(norm['std'])}{' BGR' if norm['bgr'] else ''}, "
+                   "renormalised in the model from the encoder's")
         return (f"import {self.source} ({self.layout} backbone): {self.model}, {self.classes} classes; "
                 f"{len(self.matched)} weights matched, {len(self.missing)} left at init ({left}), "
-                f"{len(self.unused)} unused (modules the encoder prunes)")
+                f"{len(self.unused)} unused (modules the encoder prunes); input normalisation: {trained}")
+
+
+def _rounded(values: list[float]) -> list[float]:
+    return [round(v, 4) for v in values]
 
 
 def split_backbone(state: dict[str, torch.Tensor], path: Path,

@@ -47,6 +47,7 @@ class DetModelConfig:
     roi_align: str = "torchvision"  # or "mmdet": its RoIAlign (an mmdet model's, `mcq import mmdet`)
     anchors: str = "torchvision"  # or "mmdet": its anchors (an mmdet model's)
     mask_paste: str = "torchvision"  # or "mmdet": masks pasted into the image as mmdet does (an mmdet model's)
+    input_norm: dict | None = None  # what an imported mmdet model was trained on, if not the encoder's: Renormalize
 
     def __post_init__(self) -> None:
         for field, choices in (("roi_align", ROI_POOLS), ("anchors", ANCHORS), ("mask_paste", MASK_PASTES)):
@@ -170,6 +171,7 @@ class DetBackbone(nn.Module):
 class DetModel(MaskRCNN):
     def __init__(self, cfg: DetModelConfig, encoder: Encoder | None = None):
         encoder = encoder or create_encoder(cfg.encoder, drop_path=cfg.drop_path)
+        encoder.renormalize(cfg.input_norm)
         backbone = DetBackbone(encoder, cfg.fpn_channels)
         anchors = ANCHORS[cfg.anchors](tuple((8 * s,) for s in backbone.strides),
                                        ((0.5, 1.0, 2.0),) * len(backbone.strides), backbone.strides)

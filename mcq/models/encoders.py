@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.layers import Format
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -32,8 +33,29 @@ class EncoderInfo:
     img_size: int = 512  # input size of the paper's ADE20K figure (``mcq profile``'s default for random init)
 
 
+class Renormalize(nn.Module):
+    """An input normalised with the encoder's mean/std, as a model trained on another normalisation takes it (an
+    imported mm* model's; ``input_norm``: its ``mean`` and ``std`` in [0, 1] units and, where it was trained on
+    BGR images, ``bgr``). One fixed 1x1 convolution, which swaps the channels too: no approximation, ahead of any
+    padding, and delegated by every runtime, so artifacts keep the encoder's input and apps their pre-processing."""
+
+    def __init__(self, own: tuple[Sequence[float], Sequence[float]], input_norm: dict):
+        super().__init__()
+        order = [2, 1, 0] if input_norm.get("bgr") else [0, 1, 2]
+        mean, std = (torch.tensor(v, dtype=torch.float32)[order] for v in own)
+        to_mean, to_std = (torch.tensor(input_norm[k], dtype=torch.float32) for k in ("mean", "std"))
+        weight = torch.zeros(3, 3, 1, 1)
+        weight[range(3), order, 0, 0] = std / to_std
+        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("bias", (mean - to_mean) / to_std, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias)
+
+
 class Encoder(nn.Module):
-    """A timm trunk returning the maps at ``indices``, optionally followed by a neck."""
+    """A timm trunk returning the maps at ``indices``, optionally followed by a neck; ``renormalize`` fits it to a
+    model trained on another input normalisation than its own."""
 
     def __init__(self, info: EncoderInfo, trunk: nn.Module, indices: Sequence[int], neck: nn.Module | None = None):
         super().__init__()
@@ -49,6 +71,12 @@ class Encoder(nn.Module):
         else:
             self.channels, self.strides = list(neck.channels), list(neck.strides)
         self.mean, self.std = normalization(info.name)
+        self.renorm: nn.Module = nn.Identity()
+
+    def renormalize(self, input_norm: dict | None) -> None:
+        """Take inputs normalised with ``mean``/``std`` as a model trained on ``input_norm`` did (``Renormalize``);
+        ``None``: as they are."""
+        self.renorm = Renormalize((self.mean, self.std), input_norm) if input_norm else nn.Identity()
 
     @property
     def max_stride(self) -> int:
@@ -77,6 +105,7 @@ class Encoder(nn.Module):
             embed.flatten, embed.output_fmt, embed.strict_img_size = True, Format.NCHW, True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.renorm(x)
         feats = self.trunk.forward_intermediates(x, indices=self.indices, intermediates_only=True, output_fmt="NCHW")
         return self.neck(feats[-1]) if self.neck is not None else list(feats)
 
@@ -90,7 +119,7 @@ class AdapterEncoder(Encoder):
         self.channels, self.strides = list(adapter.channels), list(adapter.strides)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.adapter(x, self.trunk)
+        return self.adapter(self.renorm(x), self.trunk)
 
 
 _REGISTRY: dict[str, tuple[EncoderInfo, Callable[..., Encoder]]] = {}

@@ -24,6 +24,7 @@ class SegModelConfig:
     drop_path: float = 0.0
     dropout: float = 0.1
     freeze_encoder: bool = False  # train the neck and heads only, on the encoder's features as they are (a probe)
+    input_norm: dict | None = None  # what an imported mm* model was trained on, if not the encoder's: Renormalize
 
     def __post_init__(self) -> None:
         self.head = self.head or encoder_info(self.encoder).default_head
@@ -39,6 +40,7 @@ class SegModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = encoder or create_encoder(cfg.encoder, drop_path=0.0 if cfg.freeze_encoder else cfg.drop_path)
+        self.encoder.renormalize(cfg.input_norm)
         if cfg.freeze_encoder:  # BatchNorm statistics stay the pretrained ones too (see ``train``)
             self.encoder.requires_grad_(False)
             self.encoder.eval()
