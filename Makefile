@@ -6,7 +6,7 @@ DEMO := runs/demo
 DEMO_STEPS := 200
 WEB := apps/web
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast test-android clean
 
 setup: $(VENV)/.installed $(WEB)/node_modules/.package-lock.json
 
@@ -49,6 +49,13 @@ test: setup
 test-fast: setup
 	rm -rf $(TEST_TMP) && mkdir $(TEST_TMP)
 	$(PYTEST) -m "not slow"
+
+# The Android app's platform-free Kotlin compiled with Debian's kotlinc and its JUnit tests run on the JVM, against the
+# sidecars and reference vectors the current mcq writes (tests/test_android_jvm.py; needs `apt-get install kotlin junit4
+# libandroid-json-java`). apps/android/jvm-test.sh alone runs them against the bundled reference.json.
+test-android: setup
+	mkdir -p $(TEST_TMP)
+	MCQ_REQUIRE_KOTLIN=1 TMPDIR=$(TEST_TMP) $(BIN)/pytest -q --basetemp $(TEST_TMP)/android tests/test_android_jvm.py
 
 clean:
 	rm -rf $(VENV) runs $(TEST_TMP)

@@ -26,8 +26,15 @@ data class McqMetadata(
     val outputDtype: String,
     /** depth: the units of the output ("metres") and the largest depth the head predicts. */
     val units: String,
-    val maxDepth: Double,
+    val maxDepth: Double
 ) {
+    /** What the app says of the model: encoder, head, precision, input size, and its classes or depth. */
+    val summary: String
+        get() {
+            val what = if (task == "seg") "${classNames.size} classes" else "depth in $units up to $maxDepth"
+            return "$encoder $head, $precision ${width}x$height, $what"
+        }
+
     companion object {
         val TASKS = listOf("seg", "depth")
 
@@ -69,7 +76,7 @@ data class McqMetadata(
                 outputName = output.getString("name"),
                 outputDtype = output.optString("dtype"),
                 units = output.optString("units"),
-                maxDepth = output.optDouble("max_depth"),
+                maxDepth = output.optDouble("max_depth")
             )
         }
     }

@@ -7,8 +7,8 @@ import kotlin.math.min
 
 /**
  * The app's pre- and post-processing on plain arrays, as mcq does it (`mcq.apps.reference`; the web app's mcq.js
- * is the same code in JavaScript). No Android classes: the unit test (src/test) checks it against mcq's reference
- * vector on the JVM.
+ * is the same code in JavaScript). No Android classes: the unit tests (src/test) check it against mcq's reference
+ * vector and sidecars on the JVM, with Gradle or with Debian's kotlinc (`jvm-test.sh`).
  */
 object Processing {
     private const val PRECISION_BITS = 32 - 8 - 2 // Pillow's fixed point for 8-bit resampling
@@ -18,7 +18,9 @@ object Processing {
      * Resize interleaved 8-bit pixels ([channels] per pixel, [width] x [height], values 0-255) to [outWidth] x
      * [outHeight] as Pillow's BILINEAR does (antialiased when shrinking, fixed-point weights, horizontal pass first).
      */
-    fun resizeBilinear(pixels: IntArray, width: Int, height: Int, channels: Int, outWidth: Int, outHeight: Int): IntArray {
+    fun resizeBilinear(
+        pixels: IntArray, width: Int, height: Int, channels: Int, outWidth: Int, outHeight: Int
+    ): IntArray {
         var out = pixels
         if (outWidth != width) out = pass(out, width, height, channels, outWidth, horizontal = true)
         if (outHeight != height) out = pass(out, outWidth, height, channels, outHeight, horizontal = false)
@@ -100,7 +102,7 @@ object Processing {
     val DEPTH_RAMP = arrayOf(
         intArrayOf(122, 4, 3), intArrayOf(208, 47, 5), intArrayOf(251, 126, 33), intArrayOf(238, 207, 58),
         intArrayOf(164, 252, 60), intArrayOf(50, 242, 152), intArrayOf(40, 188, 235), intArrayOf(70, 107, 227),
-        intArrayOf(48, 18, 59),
+        intArrayOf(48, 18, 59)
     )
 
     /**
@@ -123,4 +125,40 @@ object Processing {
             argb
         }
     }
+
+    /** Interleaved RGB (0-255) of opaque ARGB pixels (android.graphics.Bitmap's ints). */
+    fun rgbOf(argb: IntArray): IntArray = IntArray(argb.size * 3) { j -> (argb[j / 3] shr (16 - 8 * (j % 3))) and 0xff }
+
+    /** The overlay of a float output of the model of [meta]: seg logits [1, K, H, W] or depth [1, 1, H, W]. */
+    fun overlay(output: FloatArray, meta: McqMetadata): Overlay {
+        val plane = meta.width * meta.height
+        check(output.size % plane == 0) { "output ${meta.outputName} has ${output.size} values, not C x $plane" }
+        if (meta.task == "depth") {
+            val lo = output.reduce { a, b -> min(a, b) }
+            val hi = output.reduce { a, b -> max(a, b) }
+            return Overlay(colourDepth(output, lo, hi), emptyList(), lo..hi)
+        }
+        return overlay(argmax(output, output.size / plane, plane), meta)
+    }
+
+    /** The overlay of [mask], the class index per pixel of the seg model of [meta] (its labels, or argmax). */
+    fun overlay(mask: ByteArray, meta: McqMetadata): Overlay {
+        val plane = meta.width * meta.height
+        check(mask.size == plane) { "output labels has ${mask.size} values, not $plane" }
+        val argb = IntArray(plane) { i ->
+            val rgb = meta.palette[mask[i].toInt() and 0xff]
+            (0xff shl 24) or (rgb[0] shl 16) or (rgb[1] shl 8) or rgb[2]
+        }
+        return Overlay(argb, classShares(mask), null)
+    }
 }
+
+/**
+ * What to draw over the image: opaque ARGB at the model's input size; and what the model found: seg the classes
+ * (index, share of the pixels; most frequent first), depth its min and max.
+ */
+class Overlay(
+    val argb: IntArray,
+    val classes: List<Pair<Int, Double>>,
+    val depthRange: ClosedFloatingPointRange<Float>?
+)

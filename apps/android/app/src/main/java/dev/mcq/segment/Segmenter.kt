@@ -2,7 +2,6 @@ package dev.mcq.segment
 
 import android.content.Context
 import android.graphics.Bitmap
-import android.graphics.Color
 import org.pytorch.executorch.EValue
 import org.pytorch.executorch.Module
 import org.pytorch.executorch.Tensor
@@ -43,49 +42,29 @@ class Segmenter(context: Context) {
     }
 
     val description: String
-        get() {
-            val what = if (meta.task == "seg") "${meta.classNames.size} classes"
-            else "depth in ${meta.units} up to ${meta.maxDepth}"
-            return "${meta.encoder} ${meta.head}, ${meta.precision} ${meta.width}x${meta.height}, $what, ExecuTorch"
-        }
+        get() = "${meta.summary}, ExecuTorch"
 
     /** A photo or camera frame (ARGB_8888, upright): stretched to the input size, run, post-processed. */
     fun predict(photo: Bitmap): Prediction {
         val argb = IntArray(photo.width * photo.height)
         photo.getPixels(argb, 0, photo.width, 0, 0, photo.width, photo.height)
-        val rgb = IntArray(argb.size * 3) { j -> (argb[j / 3] shr (16 - 8 * (j % 3))) and 0xff }
-        val input = Processing.preprocess(rgb, photo.width, photo.height, meta)
+        val input = Processing.preprocess(Processing.rgbOf(argb), photo.width, photo.height, meta)
         val shape = longArrayOf(1, 3, meta.height.toLong(), meta.width.toLong())
         val start = System.nanoTime()
         val tensor = module.forward(EValue.from(Tensor.fromBlob(input, shape)))[0].toTensor()
         val milliseconds = (System.nanoTime() - start) / 1e6
-        val plane = meta.width * meta.height
-        if (meta.outputName == "labels") { // class indices [1, H, W]: the argmax was taken in the model
+        val overlay = if (meta.outputName == "labels") { // class indices [1, H, W]: the argmax was taken in the model
             val mask = when (meta.outputDtype) {
                 "int32" -> tensor.dataAsIntArray.let { a -> ByteArray(a.size) { a[it].toByte() } }
                 else -> tensor.dataAsUnsignedByteArray // uint8
             }
-            check(mask.size == plane) { "output labels has ${mask.size} values, not $plane" }
-            return segmentation(mask, milliseconds)
+            Processing.overlay(mask, meta)
+        } else {
+            Processing.overlay(tensor.dataAsFloatArray, meta)
         }
-        val output = tensor.dataAsFloatArray
-        check(output.size % plane == 0) { "output ${meta.outputName} has ${output.size} values, not C x $plane" }
-        if (meta.task == "depth") {
-            val lo = output.min()
-            val hi = output.max()
-            return Prediction(bitmap(Processing.colourDepth(output, lo, hi)), milliseconds, emptyList(), lo..hi)
-        }
-        return segmentation(Processing.argmax(output, output.size / plane, plane), milliseconds)
+        val bitmap = Bitmap.createBitmap(overlay.argb, meta.width, meta.height, Bitmap.Config.ARGB_8888)
+        return Prediction(bitmap, milliseconds, overlay.classes, overlay.depthRange)
     }
-
-    /** The class colours of [mask] (class index per pixel) and the classes present. */
-    private fun segmentation(mask: ByteArray, milliseconds: Double): Prediction {
-        val plane = mask.size
-        val colours = IntArray(plane) { i -> meta.palette[mask[i].toInt() and 0xff].let { Color.rgb(it[0], it[1], it[2]) } }
-        return Prediction(bitmap(colours), milliseconds, Processing.classShares(mask), null)
-    }
-
-    private fun bitmap(argb: IntArray) = Bitmap.createBitmap(argb, meta.width, meta.height, Bitmap.Config.ARGB_8888)
 
     companion object {
         const val MODEL = "model.pte"
