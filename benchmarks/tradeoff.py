@@ -131,7 +131,7 @@ def report(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default=DEFAULT_PAIRS, help="A@size:B@size,... (latency of A over B)")
-    ap.add_argument("--runtime", default="onnxruntime", choices=[r for r in RUNTIMES if r != "coreml"])
+    ap.add_argument("--runtime", default="onnxruntime", choices=[r for r in RUNTIMES if r not in ("coreml", "web")])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3, help="timed calls per block")
     ap.add_argument("--blocks", type=int, default=2, help="blocks per model (alternating A B A B)")

@@ -86,6 +86,7 @@ _EXAMPLES = {
         "  mcq profile --checkpoint runs/seg-mci0/checkpoints/best.ckpt --accuracy val.json onnx_int8_val.json\n"
         "  mcq profile --checkpoint runs/det-mci0/checkpoints/best.ckpt --precision fp32   # Mask R-CNN: graph per cell\n"
         "  mcq profile --models mci0 --runtimes executorch,onnxruntime --precision fp32 --per-op   # where the time goes\n"
+        "  mcq profile --models mci0 --runtimes onnxruntime,web --precision fp32   # the browser (onnxruntime-web)\n"
         "  mcq profile compare profiles/laptop profiles/ci --fail-on latency+10%,miou-0.5   # a regression gate"
     ),
     "analyze": (
@@ -315,13 +316,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
+    from mcq.profile.profiler import DEFAULT_RUNTIMES
+
     pf = sub.add_parser("profile", parents=[common], help="latency, memory, size, FLOPs and accuracy of every model x "
                         "runtime x precision; `profile compare` for two devices", epilog=_EXAMPLES["profile"],
                         formatter_class=fmt)
     pf.add_argument("--models", help="encoders, random init (default mci0,mci1,mci2,vit_b16,swin_l,vit_adapter_b; "
                     "none with --checkpoint)")
     pf.add_argument("--checkpoint", action="append", default=[], help="a trained run's .ckpt: seg, det, depth or cls (repeatable)")
-    pf.add_argument("--runtimes", default="torch,onnxruntime,executorch,coreml", help="comma-separated (default all)")
+    pf.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES), help="comma-separated (default "
+                    f"{','.join(DEFAULT_RUNTIMES)}); web: the web app in headless Chromium, a cell each for WASM "
+                    "and WebGPU (needs chromium and `npm ci --prefix apps/web`)")
     pf.add_argument("--precision", default="fp32,int8", help="fp32, fp16, int8, comma-separated (default fp32,int8)")
     pf.add_argument("--compute-units", default="cpu_only,cpu_and_gpu,all",
                     help="Core ML on macOS: a cell per setting, comma-separated, of cpu_only, cpu_and_gpu, cpu_and_ne, "

@@ -1,6 +1,6 @@
 """The web app (apps/web): served by ``mcq app web`` with the isolation headers WASM threads need, run in headless
 Chromium on onnxruntime-web; its mask (seg) and depth map (depth) agree with onnxruntime in Python, its JS
-pre/post-processing and depth colour map with mcq's reference vector."""
+pre/post-processing and depth colour map with mcq's reference vector; ``mcq profile --runtimes web`` times it."""
 
 import io
 import json
@@ -257,3 +257,49 @@ def test_cli_check_runs_the_page_headless(task, npm_deps, request, tmp_path, cap
     out = capsys.readouterr().out
     assert rc == 0 and says in out and "ms per image (wasm" in out
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_profile_times_the_browser_beside_onnxruntime(trained_ckpt, synth_data, tmp_path, capsys):
+    """`mcq profile --runtimes onnxruntime,web`: one run prints onnxruntime's row and the browser's (WASM, with the
+    thread count asked for; WebGPU ran or says why it cannot run here), with the same columns."""
+    from mcq.profile.web import web_unavailable
+
+    missing = web_unavailable("seg")
+    if missing:
+        _absent(missing[1])
+    rc = main(["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "onnxruntime,web", "--precision", "fp32",
+               "--runs", "3", "--warmup", "1", "--threads", "2", "--data", str(synth_data), "--parity-images", "1",
+               "--out", str(tmp_path)])
+    text = capsys.readouterr().out
+    cells = {c["backend"] if c["runtime"] == "web" else c["runtime"]: c
+             for c in json.loads((tmp_path / "profile.json").read_text())["cells"]}
+    assert rc == 0 and list(cells) == ["onnxruntime", "wasm", "webgpu"]
+    wasm = cells["wasm"]
+    assert wasm["status"] == "ran" and wasm["threads"] == 2 and len(wasm["runs_ms"]) == 3, wasm
+    assert 0 < wasm["min_ms"] <= wasm["median_ms"] <= wasm["p90_ms"] and "peak_mem_mb" not in wasm
+    assert wasm["load_ms"] > 0 and wasm["first_run_ms"] > 0 and wasm["pre_ms"] > 0 and wasm["post_ms"] > 0
+    assert wasm["artifact"] == cells["onnxruntime"]["artifact"] and wasm["size_mb"] == cells["onnxruntime"]["size_mb"]
+    webgpu = cells["webgpu"]
+    assert webgpu["status"] == "ran" or (webgpu["status"] == "cannot run here" and "adapter" in webgpu["why"]), webgpu
+    rows = {line.split()[2]: line for line in text.splitlines() if line.startswith("mci0+fpn")}
+    assert list(rows) == ["onnxruntime", "web/wasm", "web/webgpu"]
+    assert f"{wasm['median_ms']:.1f}" in rows["web/wasm"] and rows["web/wasm"].rstrip().endswith("ran (2 threads)")
+    assert "web: onnxruntime-web in headless Chromium" in text
+
+
+def test_profile_web_cells_say_why_they_cannot_run(monkeypatch, trained_ckpt, synth_data, tmp_path):
+    """Without chromium each web cell is "cannot run here" with the one-line reason, and nothing is exported for it;
+    a task the app does not show is "not supported"."""
+    from mcq.apps import browser
+    from mcq.profile import ProfileConfig, profile
+    from mcq.profile.web import web_unavailable
+
+    monkeypatch.setattr(browser, "CHROMIUM", str(tmp_path / "no-chromium"))
+    prof = profile(ProfileConfig(checkpoints=[str(trained_ckpt)], runtimes=["web"], precisions=["fp32"], runs=1,
+                                 warmup=0, data=str(synth_data), out=str(tmp_path / "p")))
+    why = f"{tmp_path / 'no-chromium'}: chromium is not installed (apt-get install -y chromium)"
+    assert [(c["backend"], c["status"], c["why"]) for c in prof["cells"]] == [
+        ("wasm", "cannot run here", why), ("webgpu", "cannot run here", why)]
+    assert not list((tmp_path / "p" / "artifacts").glob("*.onnx"))
+    assert web_unavailable("det") == ("not supported", "the web app shows seg and depth models, not det")

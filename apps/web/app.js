@@ -11,6 +11,7 @@ const params = new URLSearchParams(location.search);
 let ort = null; // onnxruntime-web: its WebGPU build (WebGPU + WASM) only when WebGPU runs, the faster plain WASM else
 let model = null; // { session, meta, spec, backend }
 let shown = null; // { bitmap, colours, alpha } of the last result, redrawn when the overlay is toggled
+let last = null; // { pixels, width, height, feeds } of the last image, for window.mcqBenchmark
 
 // For a test or the console: mcq's processing on plain arrays, and the last result.
 window.mcqPreprocess = (pixels, w, h, meta, channels = 4) =>
@@ -36,27 +37,41 @@ async function fetchOk(url, what) {
   return response;
 }
 
-/** WebGPU when the browser has an adapter (or ?ep=webgpu), else WASM with threads when cross-origin isolated. */
-async function chooseBackend() {
-  const asked = params.get("ep");
-  if (asked) return asked;
+/** Why WebGPU cannot run here (no navigator.gpu, no adapter, only a software one), or null when it can. */
+async function webgpuMissing() {
+  if (!navigator.gpu) return "navigator.gpu is absent (no WebGPU in this browser)";
+  let adapter = null;
   try {
-    if (navigator.gpu && (await navigator.gpu.requestAdapter())) return "webgpu";
-  } catch { /* no adapter: WASM */ }
-  return "wasm";
+    adapter = await navigator.gpu.requestAdapter();
+  } catch (e) {
+    return `navigator.gpu.requestAdapter() failed: ${e.message || e}`;
+  }
+  if (!adapter) return "navigator.gpu.requestAdapter() returned null (no GPU adapter)";
+  if (adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter) return "only a software (fallback) WebGPU adapter";
+  return null;
+}
+window.mcqWebgpuMissing = webgpuMissing;
+
+/** WebGPU when the browser has a GPU adapter (or ?ep=webgpu), else WASM with threads when cross-origin isolated. */
+async function chooseBackend() {
+  return params.get("ep") || ((await webgpuMissing()) ? "wasm" : "webgpu");
 }
 
 async function loadModel(url) {
   setStatus("loading", `Loading ${url} ...`);
   const meta = await (await fetchOk(`${url}.json`, "model's metadata (.json sidecar)")).json();
   const spec = inputSpec(meta);
-  const bytes = new Uint8Array(await (await fetchOk(url, "model")).arrayBuffer());
   const backend = await chooseBackend();
   ort = await import(`${ORT_DIR}${backend === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"}`);
   ort.env.wasm.wasmPaths = new URL(ORT_DIR, location.href).href;
-  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1;
+  ort.env.wasm.numThreads = Number(params.get("threads")) ||
+    (self.crossOriginIsolated ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1);
+  // the cold start (loadMs): the model fetched and its session created, which on a fresh page also instantiates
+  // onnxruntime-web's WASM; the ort module's import is before it
+  const start = performance.now();
+  const bytes = new Uint8Array(await (await fetchOk(url, "model")).arrayBuffer());
   const session = await ort.InferenceSession.create(bytes, { executionProviders: [backend] });
-  model = { session, meta, spec, backend };
+  model = { session, meta, spec, backend, loadMs: performance.now() - start };
   const name = url.split("/").pop();
   const what = meta.task === "seg" ? `${meta.class_names.length} classes`
     : `depth in ${meta.output.units} up to ${meta.output.max_depth}`;
@@ -78,6 +93,7 @@ async function infer(blob) {
   const { spec, meta, session } = model;
   const { data, dims } = preprocess(pixels, bitmap.width, bitmap.height, meta);
   const feeds = { [spec.name]: new ort.Tensor("float32", data, dims) };
+  last = { pixels, width: bitmap.width, height: bitmap.height, feeds };
   const outputName = meta.output.name;
   let start = performance.now();
   await session.run(feeds); // the first run also compiles (WebGPU shaders, WASM buffers)
@@ -87,38 +103,71 @@ async function infer(blob) {
   const timeMs = performance.now() - start;
   const dtype = meta.output.dtype || "float32";
   if (output.type !== dtype) throw new Error(`output ${outputName} is ${output.type}, not ${dtype}`);
-  const result = meta.task === "seg" ? showClasses(output) : showDepth(output);
+  const result = meta.task === "seg" ? showClasses(postprocess(output)) : showDepth(output, postprocess(output));
   shown = { bitmap, ...result.shown };
   draw();
   window.mcqResult = {
     ...result.fields, shape: output.dims.slice(-2), timeMs, firstRunMs, backend: model.backend,
     threads: model.backend === "wasm" ? ort.env.wasm.numThreads : null, crossOriginIsolated: self.crossOriginIsolated,
-    image: [bitmap.width, bitmap.height],
+    image: [bitmap.width, bitmap.height], loadMs: model.loadMs,
   };
   setStatus("done", `${timeMs.toFixed(1)} ms per image on ${model.backend} (first run ${firstRunMs.toFixed(1)} ms)`);
 }
 
+/** The page's post-processing of one output: seg the class mask and its colours, depth its range and colours. */
+function postprocess(output) {
+  const { meta } = model;
+  if (meta.task === "seg") {
+    const mask = classMask(output.data, output.dims, meta.output);
+    return { mask, colours: colourise(mask, meta.palette) };
+  }
+  const [lo, hi] = depthRange(output.data);
+  return { lo, hi, colours: colourDepth(output.data, lo, hi) };
+}
+
 /** Seg: the class overlay (half transparent) and the legend of the classes present. */
-function showClasses(output) {
-  const mask = classMask(output.data, output.dims, model.meta.output);
+function showClasses({ mask, colours }) {
   const classes = classShares(mask, model.meta.class_names);
   legend(classes);
-  return {
-    shown: { colours: colourise(mask, model.meta.palette), alpha: 0.5 }, fields: { mask: Array.from(mask), classes },
-  };
+  return { shown: { colours, alpha: 0.5 }, fields: { mask: Array.from(mask), classes } };
 }
 
 /** Depth: the colour map over the image's own range (opaque) and its min / max in the metadata's units. */
-function showDepth(depth) {
-  const [lo, hi] = depthRange(depth.data);
+function showDepth(depth, { lo, hi, colours }) {
   const units = model.meta.output.units, unit = units === "metres" ? "m" : units;
   $("depth-bar").style.background = `linear-gradient(to right, ${DEPTH_RAMP.map((c) => `rgb(${c.join(",")})`).join(", ")})`;
   $("depth-min").textContent = `${lo.toFixed(2)} ${unit}`;
   $("depth-max").textContent = `${hi.toFixed(2)} ${unit}`;
   $("depth-legend").hidden = false;
-  return { shown: { colours: colourDepth(depth.data, lo, hi), alpha: 1 },
-    fields: { depth: Array.from(depth.data), min: lo, max: hi, units } };
+  return { shown: { colours, alpha: 1 }, fields: { depth: Array.from(depth.data), min: lo, max: hi, units } };
 }
+
+/** ms of each of ``n`` calls of ``f`` (awaited), in real time. */
+async function timed(f, n) {
+  const ms = [];
+  for (let i = 0; i < n; i++) {
+    const start = performance.now();
+    await f();
+    ms.push(performance.now() - start);
+  }
+  return ms;
+}
+
+/** For `mcq profile --runtimes web`: ms of each of ``runs`` calls of the page's pre-processing of the last image
+ * (preMs), of the model on its input (runsMs: session.run alone, after ``warmup`` untimed calls) and of the
+ * post-processing of its output (postMs); with the load time, the backend and onnxruntime-web's thread count. */
+async function benchmark(runs, warmup) {
+  if (!last) throw new Error("no image has run yet: open the page with &image=URL");
+  const { pixels, width, height, feeds } = last, { session, meta } = model;
+  const preMs = await timed(() => preprocess(pixels, width, height, meta), runs);
+  await timed(() => session.run(feeds), warmup);
+  let output = null;
+  const runsMs = await timed(async () => { output = (await session.run(feeds))[meta.output.name]; }, runs);
+  const postMs = await timed(() => postprocess(output), runs);
+  return { runsMs, preMs, postMs, loadMs: model.loadMs, backend: model.backend, threads: ort.env.wasm.numThreads,
+    crossOriginIsolated: self.crossOriginIsolated };
+}
+window.mcqBenchmark = benchmark;
 
 function draw() {
   const { bitmap, colours, alpha } = shown;

@@ -1,10 +1,12 @@
-"""``check_in_browser``: the web app on one model and one image in headless Chromium, against onnxruntime in Python.
+"""``check_in_browser``: the web app on one model and one image in headless Chromium, against onnxruntime in Python;
+``benchmark_in_browser``: the same page timed (``mcq profile --runtimes web``).
 
 Chromium is Debian's (``apt-get install chromium``), driven by Playwright, which downloads no browser of its own.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 from contextlib import contextmanager
@@ -24,19 +26,33 @@ from mcq.export.schema import read_sidecar
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MIN_AGREEMENT = 0.999  # seg: share of pixels whose class matches onnxruntime in Python
 MAX_REL = 1e-3  # depth: largest relative error against onnxruntime in Python
+WEBGPU = ("--enable-unsafe-webgpu",)  # Chromium on Linux offers WebGPU only with it (where there is a GPU adapter)
+BENCHMARK_LOAD_S = 600  # the page's load and first two runs when profiling (Swin-L at 640 px: minutes in WASM)
+
+
+def browser_missing(executable: str | None = None) -> str | None:
+    """Why headless Chromium (``executable``, default ``CHROMIUM``) cannot be driven here (no playwright, no
+    chromium), or None."""
+    executable = executable or CHROMIUM
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    if not Path(executable).is_file():
+        return f"{executable}: chromium is not installed (apt-get install -y chromium)"
+    return None
 
 
 @contextmanager
-def headless_chromium(executable: str = CHROMIUM) -> Iterator:
-    """A Playwright ``Browser`` on the system's Chromium."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as e:
-        raise McqError("playwright is not installed (pip install -e '.[dev]')") from e
-    if not Path(executable).is_file():
-        raise McqError(f"{executable}: chromium is not installed (apt-get install -y chromium)")
+def headless_chromium(executable: str | None = None, args: tuple[str, ...] = ()) -> Iterator:
+    """A Playwright ``Browser`` on the system's Chromium (``executable``, default ``CHROMIUM``; ``args``: more
+    command-line flags)."""
+    executable = executable or CHROMIUM
+    why = browser_missing(executable)
+    if why:
+        raise McqError(why)
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox", *args])
         try:
             yield browser
         finally:
@@ -90,3 +106,26 @@ def check_in_browser(model: str | Path, image: str | Path | bytes, screenshot: s
 @contextmanager
 def _given(browser) -> Iterator:
     yield browser
+
+
+def benchmark_in_browser(model: str | Path, image: bytes, runs: int, warmup: int, threads: int,
+                         backend: str = "wasm") -> dict:
+    """Time the web app on ``model`` (an exported seg or depth ``.onnx``) and ``image`` in headless Chromium, in real
+    time, on ``backend`` (``wasm`` or ``webgpu``) with ``threads`` WASM threads: the page's ``window.mcqBenchmark``
+    (``runsMs``, ``preMs``, ``postMs``, ``loadMs``, ``threads``, ``backend``) and ``firstRunMs``. Where WebGPU cannot
+    run, ``{"unavailable": why}`` instead."""
+    app = serve_web_app(model, port=0)
+    try:
+        with headless_chromium(args=WEBGPU) as browser:
+            if backend == "webgpu":
+                probe = browser.new_page()
+                probe.goto(app.url.split("?")[0])
+                probe.wait_for_function("window.mcqWebgpuMissing !== undefined")
+                why = probe.evaluate("window.mcqWebgpuMissing()")
+                if why:
+                    return {"unavailable": why}
+            page = open_page(browser, f"{app.url}&ep={backend}&threads={threads}", image, BENCHMARK_LOAD_S)
+            first = page.evaluate("window.mcqResult.firstRunMs")
+            return {**page.evaluate("([r, w]) => window.mcqBenchmark(r, w)", [runs, warmup]), "firstRunMs": first}
+    finally:
+        app.close()

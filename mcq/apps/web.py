@@ -65,6 +65,14 @@ class _Handler(SimpleHTTPRequestHandler):
         pass  # quiet: the CLI prints the URL; errors reach the page
 
 
+def runtime_missing(web_dir: str | Path = WEB_DIR) -> str | None:
+    """Why the page has no onnxruntime-web to load (``npm ci`` not run in ``web_dir``), or None."""
+    web_dir = Path(web_dir)
+    if not (web_dir / ORT).is_file():
+        return f"{web_dir / 'node_modules'}: onnxruntime-web is not installed; run `npm ci --prefix {web_dir}`"
+    return None
+
+
 def check_web_model(model: str | Path) -> dict:
     """The metadata of ``model`` if the web app can run it (an ONNX seg or depth artifact with a valid sidecar)."""
     model = Path(model)
@@ -87,9 +95,9 @@ def serve_web_app(model: str | Path, port: int = 8000, host: str = "127.0.0.1",
     check_web_model(model)
     if not (web_dir / "index.html").is_file():
         raise McqError(f"{web_dir}: the web app is not there (it lives in apps/web of mcq's source tree)")
-    if not (web_dir / ORT).is_file():
-        raise McqError(f"{web_dir / 'node_modules'}: onnxruntime-web is not installed; run "
-                       f"`npm ci --prefix {web_dir}`")
+    missing = runtime_missing(web_dir)
+    if missing:
+        raise McqError(missing)
     handler = functools.partial(_Handler, directory=str(web_dir), model=model)
     try:
         server = ThreadingHTTPServer((host, port), handler)

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
@@ -42,6 +43,7 @@ class TaskInput:
     pre: Callable[[], object]  # decoded image -> the model's input
     post: Callable[[Outputs, str], object]  # (one run's outputs, the artifact's det graph or "") -> the answer
     image: str  # "WxH" of that image
+    decoded: Image.Image  # the image itself (the web runtime hands it to the page)
 
 
 def task_input(task: str, model: nn.Module, size: int, data: str | Path | None) -> TaskInput:
@@ -66,4 +68,4 @@ def task_input(task: str, model: nn.Module, size: int, data: str | Path | None) 
                                                    align_corners=False),
             "cls": lambda outs, _: torch.as_tensor(outs[0]).softmax(-1).topk(5),
         }[task]
-    return TaskInput(x.numpy(), pre, post, f"{w}x{h}")
+    return TaskInput(x.numpy(), pre, post, f"{w}x{h}", image)

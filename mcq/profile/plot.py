@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MARKERS = {"torch": "o", "onnxruntime": "s", "executorch": "^", "coreml": "D"}
+MARKERS = {"torch": "o", "onnxruntime": "s", "executorch": "^", "coreml": "D", "web": "P"}
 
 
 def plot_accuracy_latency(profile: dict, path: str | Path) -> None:

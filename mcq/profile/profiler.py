@@ -10,6 +10,9 @@ rest done in Python (``mcq.export.detection``); each cell names its graph, and i
 Python part (``mcq.profile.inputs``). Det models export in fp32 only: their fp16 and int8 cells are "not supported".
 With ``outputs="labels"`` every seg cell (eager PyTorch included) takes the argmax in the model
 (``mcq.export.labels``), and its post-processing is the resize of the labels to the image.
+
+The ``web`` runtime times the ONNX artifact in the web app in headless Chromium (``mcq.profile.web``), a cell per
+backend (``web/wasm``, ``web/webgpu``) as Core ML has one per compute-unit setting.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from mcq.errors import McqError, first_line
 from mcq.export.labels import check_outputs, labels_model
 from mcq.io import atomic_path, write_json
 
-RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml"}  # -> format
+# runtime -> the format it runs (None: the checkpoint in eager PyTorch); web: the ONNX artifact in the browser
+RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml", "web": "onnx"}
+DEFAULT_RUNTIMES = ("torch", "onnxruntime", "executorch", "coreml")  # web on demand: it starts a browser per cell
+SETTINGS = {"coreml": "compute_units", "web": "backend"}  # a runtime timed once per setting: the cell's key for it
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l", "vit_adapter_b")
 STATUSES = ("ran", "failed", "cannot run here", "not supported")
@@ -42,7 +48,7 @@ class ProfileConfig:
 
     models: list[str] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
-    runtimes: list[str] = field(default_factory=lambda: list(RUNTIMES))
+    runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
     precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
     compute_units: list[str] = field(default_factory=lambda: ["cpu_only", "cpu_and_gpu", "all"])  # Core ML, on macOS
     img_sizes: list[int] = field(default_factory=list)  # empty: the paper's size for encoders, the training size else
@@ -146,15 +152,15 @@ def profile(cfg: ProfileConfig) -> dict:
     artifacts = out / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     subjects = _subjects(cfg, artifacts)
-    jobs = [(s, size, runtime, precision, units) for s in subjects for size in (cfg.img_sizes or [s.img_size])
-            for runtime in cfg.runtimes for precision in cfg.precisions for units in _compute_units(runtime, cfg)]
+    jobs = [(s, size, runtime, precision, setting) for s in subjects for size in (cfg.img_sizes or [s.img_size])
+            for runtime in cfg.runtimes for precision in cfg.precisions for setting in _settings(runtime, cfg)]
     cells, bench, partial = [], None, out / "profile.partial.json"
     bar = tqdm(jobs, desc="profile", unit="cell")
-    for subject, size, runtime, precision, units in bar:
-        bar.set_postfix_str(f"{subject.encoder} {size}px {runtime}{f'/{units}' if units else ''} {precision}")
+    for subject, size, runtime, precision, setting in bar:
+        bar.set_postfix_str(f"{subject.encoder} {size}px {runtime}{f'/{setting}' if setting else ''} {precision}")
         if bench is None or bench.key != (subject.checkpoint, size):
             bench = ModelBench(subject, size, cfg)
-        cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg, units)})
+        cells.append({**bench.facts, **profile_cell(bench, runtime, precision, artifacts, cfg, setting)})
         write_json(partial, {"cells_planned": len(jobs), "cells": cells})  # what a stopped profile had measured
     attach_accuracy(cells, measured, published)
     result = {
@@ -170,10 +176,14 @@ def profile(cfg: ProfileConfig) -> dict:
     return result
 
 
-def _compute_units(runtime: str, cfg: ProfileConfig) -> list[str | None]:
-    """Core ML where it can predict: a cell per compute-unit setting; otherwise one cell (None: no setting)."""
+def _settings(runtime: str, cfg: ProfileConfig) -> list[str | None]:
+    """Core ML where it can predict: a cell per compute-unit setting; web: a cell per backend; otherwise one cell
+    (None: no setting)."""
     from mcq.export.coreml import can_predict
+    from mcq.profile.web import BACKENDS
 
+    if runtime == "web":
+        return list(BACKENDS)
     return list(cfg.compute_units) if runtime == "coreml" and can_predict() else [None]
 
 
@@ -275,17 +285,21 @@ def _prime(fmt: str | None) -> None:
 
 
 def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig,
-                 compute_units: str | None = None) -> dict:
-    """One cell: ``runtime``, ``precision`` (and Core ML's ``compute_units``), ``status`` (``STATUSES``), ``why``
-    unless it ran, and the figures."""
-    from mcq.profile.measure import path_size_mb, peak_rss, summarize, time_calls
+                 setting: str | None = None) -> dict:
+    """One cell: ``runtime``, ``precision`` (and its ``setting``: Core ML's ``compute_units``, web's ``backend``),
+    ``status`` (``STATUSES``), ``why`` unless it ran, and the figures."""
+    from mcq.profile.measure import path_size_mb
+    from mcq.profile.web import measure_in_browser, web_unavailable
 
-    cell: dict = {"runtime": runtime, "precision": precision, **({"compute_units": compute_units} if compute_units else {})}
+    cell: dict = {"runtime": runtime, "precision": precision, **({SETTINGS[runtime]: setting} if setting else {})}
     fmt = RUNTIMES[runtime]
     if precision != "fp32" and (fmt is None or bench.subject.task == "det"):
         why = ("eager PyTorch runs fp32 here; {p} is measured through the exported formats" if fmt is None
                else "det models export in fp32 only")
         return {**cell, "status": "not supported", "why": why.format(p=precision)}
+    unavailable = web_unavailable(bench.subject.task) if runtime == "web" else None
+    if unavailable:
+        return {**cell, "status": unavailable[0], "why": unavailable[1]}
     if fmt is None:
         path = bench.subject.checkpoint
         cell.update(artifact=path.name, size_mb=bench.weights_mb, parity="reference",
@@ -301,11 +315,20 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
         cell["size_mb"] = path_size_mb(path)
         if report["status"] not in ("ok", "failed"):
             return {**cell, "status": "cannot run here", "why": report["parity"].get("numerics", report["status"])}
+    cell.update(measure_in_browser(path, bench.input.decoded, cfg, setting) if runtime == "web" else
+                _measure_here(bench, fmt, path, cfg, cell))
+    return {**cell, **per_op_of_cell(bench, runtime, path, cfg)} if cfg.per_op and cell["status"] == "ran" else cell
+
+
+def _measure_here(bench: ModelBench, fmt: str | None, path: Path, cfg: ProfileConfig, cell: dict) -> dict:
+    """The figures of a cell whose runtime runs in this process: load, first run, latency, peak memory, post."""
+    from mcq.profile.measure import peak_rss, summarize, time_calls
+
     try:
         _prime(fmt)
         with peak_rss() as mem:
             start = time.perf_counter()
-            run = _open_all(bench, fmt, path, cfg.threads, compute_units)
+            run = _open_all(bench, fmt, path, cfg.threads, cell.get("compute_units"))
             load_ms = 1000 * (time.perf_counter() - start)
             start = time.perf_counter()
             outputs = run(bench.x)
@@ -313,10 +336,9 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
             times = time_calls(lambda: run(bench.x), cfg.runs, cfg.warmup)
         post = time_calls(lambda: bench.input.post(outputs, cell.get("graph") or ""), cfg.runs, 1)
     except Exception as e:  # noqa: BLE001 - a runtime that breaks is a failed cell, not a failed profile
-        return {**cell, "status": "failed", "why": f"{runtime}: {first_line(e)}"}
-    cell = {**cell, "status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
+        return {"status": "failed", "why": f"{cell['runtime']}: {first_line(e)}"}
+    return {"status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
             "post_ms": summarize(post)["median_ms"], **summarize(times)}
-    return {**cell, **per_op_of_cell(bench, runtime, path, cfg)} if cfg.per_op else cell
 
 
 def per_op_of_cell(bench: ModelBench, runtime: str, path: Path, cfg: ProfileConfig) -> dict:

@@ -11,9 +11,10 @@ UNITS_SHORT = {"cpu_only": "cpu", "cpu_and_gpu": "cpu+gpu", "cpu_and_ne": "cpu+n
 
 
 def runtime_label(cell: dict) -> str:
-    """The cell's runtime, with Core ML's compute units where it names them (``coreml/cpu+gpu``)."""
-    units = cell.get("compute_units")
-    return f"{cell['runtime']}/{UNITS_SHORT.get(units, units)}" if units else cell["runtime"]
+    """The cell's runtime, with its setting where it names one: Core ML's compute units (``coreml/cpu+gpu``), the
+    web's backend (``web/wasm``)."""
+    setting = cell.get("compute_units") or cell.get("backend")
+    return f"{cell['runtime']}/{UNITS_SHORT.get(setting, setting)}" if setting else cell["runtime"]
 
 
 COLUMNS = [  # header, width, cell -> text
@@ -74,11 +75,23 @@ def _compared(cells: list[dict]) -> bool:
     return any("drop" in (c.get("accuracy") or {}) for c in cells)
 
 
+WEB_NOTE = ("web: onnxruntime-web in headless Chromium, the web app timing itself in real time (latency: session.run "
+            "alone; load: the model fetched from localhost and its session created, with the WASM's start-up; "
+            "pre/post: the page's JavaScript; peak memory not measured; threads: onnxruntime-web's own count)")
+
+
+def _web(cells: list[dict]) -> bool:
+    """Whether any web cell ran (the reports say how it is timed only then)."""
+    return any(c["runtime"] == "web" and c["status"] == "ran" for c in cells)
+
+
 def status_text(cell: dict) -> str:
     graph = f" ({cell['graph']} graph)" if cell.get("graph") else ""
     failed = f" (parity failed on random weights, timed all the same: {cell['parity_failed']})" \
         if cell.get("parity_failed") else ""
-    return cell["status"] + graph + failed + (f": {cell['why']}" if cell.get("why") else "")
+    n = cell.get("threads")  # web: onnxruntime-web's own count
+    threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
+    return cell["status"] + graph + threads + failed + (f": {cell['why']}" if cell.get("why") else "")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -119,7 +132,8 @@ def format_table(profile: dict) -> str:
              f"(seg: {_seg_post(s)}; det: the Python part of its graph) on one image of the data; GFLOPs by fvcore "
              "(a multiply-add counts one); agree: parity with PyTorch"
              + ("; accuracy* published (paper), not measured here" if _published(profile["cells"]) else "")
-             + ("; accuracy (+-x): against the checkpoint's torch fp32 eval" if _compared(profile["cells"]) else "")]
+             + ("; accuracy (+-x): against the checkpoint's torch fp32 eval" if _compared(profile["cells"]) else "")
+             + (f"; {WEB_NOTE}" if _web(profile["cells"]) else "")]
     front = front_cells(profile["cells"])
     if front:
         notes.append("Pareto front (fastest for its accuracy): " + ", ".join(
@@ -145,6 +159,7 @@ def format_markdown(profile: dict, plot_name: str | None) -> str:
                 "weights." if _published(cells) else "")
              + (" Accuracy (+-x): the change against the checkpoint's own eval in PyTorch fp32 on the same data "
                 "and size." if _compared(cells) else "")
+             + (f" {WEB_NOTE[0].upper()}{WEB_NOTE[1:]}." if _web(cells) else "")
              + " The plot and the Pareto front are the ADE20K mIoU cells.", "",
              "| " + " | ".join(h for h, _, _ in COLUMNS) + " | status |",
              "|" + "---|" * (len(COLUMNS) + 1)]
