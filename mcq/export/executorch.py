@@ -100,13 +100,15 @@ def _lower(model: torch.nn.Module, before: Counter, example: torch.Tensor, path:
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
            backend: str = "xnnpack", rewrite: bool = True, calibration: str = "auto", int8_fallback: str = "auto",
-           check: Check | None = None, qat: dict[str, torch.Tensor] | None = None) -> dict:
+           check: Check | None = None, qat: dict[str, torch.Tensor] | None = None,
+           float_modules: tuple[str, ...] = ()) -> dict:
     """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
     the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
     ``torch.export`` gives it, to measure what they gain). int8 also returns ``{"int8": ...}``: with ``check``
     (the parity check of a program), ``calibration="auto"`` tries the observers of ``CALIBRATIONS`` in order
     until one passes and ``int8_fallback="auto"`` keeps modules float until one does (``mcq.export.quantization``);
-    without it, ``auto`` is the quantizer's default, histogram. With ``qat`` (the state of quantization-aware
+    without it, ``auto`` is the quantizer's default, histogram, with ``float_modules`` kept float (``--explain``
+    repeating a program's int8). With ``qat`` (the state of quantization-aware
     training, ``mcq.export.pt2e``), int8 takes its weights and ranges and nothing is calibrated."""
     if precision not in PRECISIONS:
         raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
@@ -127,9 +129,9 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         convert, lower, lowered = _int8_trials(model, example, calib, backend, rewrite, Path(tmp))
         if check is None:
             method = "histogram" if calibration == "auto" else methods[0]
-            made = lower(convert(method, ()))
+            made = lower(convert(method, float_modules))
             shutil.move(made, path)
-            return {"delegation": lowered[made], "int8": {"calibration": method, "float_modules": []}}
+            return {"delegation": lowered[made], "int8": {"calibration": method, "float_modules": list(float_modules)}}
         found = confirmed_search((convert, lambda graph: check(torch_runner(graph))), lower,
                                  lambda made: check(runner(made)), methods, model, int8_fallback == "auto", STAND_IN)
         if not found.best.parity["passed"]:

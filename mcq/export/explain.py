@@ -107,9 +107,9 @@ def snr_db(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def layer_drift(fmt: str, model: nn.Module, image: torch.Tensor, precision: str, calib: torch.Tensor | None,
-                calibration: str | None = None) -> dict:
+                calibration: str | None = None, float_modules: tuple[str, ...] = ()) -> dict:
     """Compare every leaf module's output in the artifact's runtime with PyTorch's on one image (1CHW batch);
-    int8 calibrated with ``calibration`` (the artifact's; modules it kept float are quantized here)."""
+    int8 calibrated with ``calibration``, with ``float_modules`` kept float (the artifact's)."""
     taps = LayerTaps(model, image).eval()
     with torch.no_grad():
         ref = [t.numpy() for t in taps(image)]
@@ -118,6 +118,8 @@ def layer_drift(fmt: str, model: nn.Module, image: torch.Tensor, precision: str,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"taps{SUFFIXES[fmt]}"
         quant = {"calibration": calibration} if calibration else {}
+        if float_modules:  # named in the task model, which the tapped model holds as ``model``
+            quant["float_modules"] = tuple(f"model.{m}" for m in float_modules)
         module.export(taps, image, path, precision, calib, {}, **_TAP_OPTIONS.get(fmt, {}), **quant)
         outs = module.run_all(path)(image.numpy())
     if len(outs) != len(ref):
@@ -176,12 +178,14 @@ def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: n
     ``out`` (``image_NN.png``, ``layers.json``); returns the summary that goes into the export report."""
     with staged_dir(out) as tmp:
         maps = error_maps(run, model, images, meta, tmp) if meta["task"] == "seg" else []
-        calibration = meta.get("int8", {}).get("calibration")
+        int8 = meta.get("int8", {})
+        calibration = int8.get("calibration")
         skip = (fmt if not hasattr(format_module(fmt), "run_all")
                 else "a quantization-aware checkpoint's int8" if calibration == QAT_CALIBRATION else None)
         if skip:  # a QAT artifact's ranges are its training's: the tapped model has no calibration to repeat
             return {"dir": str(out), "error_maps": maps, "drift_skipped": f"layer drift is not available for {skip}"}
-        drift = layer_drift(fmt, model, images[:1], precision, calib, calibration)
+        drift = layer_drift(fmt, model, images[:1], precision, calib, calibration,
+                            tuple(int8.get("float_modules", ())))
         write_json(tmp / "layers.json", drift)
     summary = {k: drift[k] for k in ("threshold_db", "first_drift", "output", "worst")}
     if fmt in _TAP_OPTIONS:

@@ -259,12 +259,13 @@ def _int8(fp32: Path, tmp: Path, calib: torch.Tensor) -> Callable[[str, tuple[st
 
 def export(model, example: torch.Tensor, path: Path, precision: str, calib: torch.Tensor | None, meta: dict,
            calibration: str = "auto", int8_fallback: str = "auto", check: Check | None = None,
-           qat: dict[str, torch.Tensor] | None = None) -> dict | None:
+           qat: dict[str, torch.Tensor] | None = None, float_modules: tuple[str, ...] = ()) -> dict | None:
     """Write the ONNX file. int8: with ``check`` (the parity check of an artifact), ``calibration="auto"`` tries
     every calibrator of ``CALIBRATIONS`` in order and ``int8_fallback="auto"`` keeps modules float until one passes
-    (``mcq.export.quantization``); returns ``{"int8": ...}``, what was tried and kept. With ``qat`` (the state of
-    quantization-aware training, ``mcq.export.pt2e``), the QDQ graph is the PT2E int8 model with its weights and
-    ranges, exported as it is: nothing is calibrated."""
+    (``mcq.export.quantization``); returns ``{"int8": ...}``, what was tried and kept. Without ``check``, the first
+    calibrator, with ``float_modules`` kept float (``--explain`` repeating an artifact's int8). With ``qat`` (the
+    state of quantization-aware training, ``mcq.export.pt2e``), the QDQ graph is the PT2E int8 model with its weights
+    and ranges, exported as it is: nothing is calibrated."""
     facts = None
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
@@ -291,7 +292,8 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
         elif precision == "int8":
             quantize, methods = _int8(fp32, Path(tmp), calib), methods_for(calibration, tuple(CALIBRATIONS), "onnx")
             if check is None:
-                q, facts = quantize(methods[0], ()), {"int8": {"calibration": methods[0], "float_modules": []}}
+                q = quantize(methods[0], float_modules)
+                facts = {"int8": {"calibration": methods[0], "float_modules": list(float_modules)}}
             else:
                 found = search(quantize, lambda made: check(runner(made)), methods, model, int8_fallback == "auto")
                 if not found.best.parity["passed"]:
