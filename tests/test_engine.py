@@ -6,22 +6,13 @@ import os
 import subprocess
 import sys
 
-import lightning as L
 import pytest
 import torch
 
+from interrupt import StopAt
 from mcq.engine.train import TrainConfig, train
 
 TINY = dict(backbone="mci0", img_size=64, batch_size=2, workers=0, accelerator="cpu")
-
-
-class _StopAt(L.Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.global_step == self.step:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize("task, data, extra", [
@@ -33,7 +24,7 @@ def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data,
     cfg = TrainConfig(task=task, data=str(request.getfixturevalue(data)), max_steps=4, val_every=4, out=str(run), **TINY,
                       **extra)
     with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
-        train(cfg, callbacks=[_StopAt(2)])
+        train(cfg, callbacks=[StopAt(2)])
     assert not (run / "metrics.json").exists(), "an interrupted run must not look finished"
     saved = torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)
     assert saved["global_step"] == 2

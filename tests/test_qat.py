@@ -8,6 +8,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from interrupt import StopAt
 from mcq.engine.checkpoint import load_task
 from mcq.engine.train import TrainConfig, train
 from mcq.errors import McqError
@@ -25,6 +26,25 @@ def qat_ckpt(trained_ckpt, synth_data, tmp_path_factory):
                                      out=str(tmp_path_factory.mktemp("runs") / "qat"), **QAT))
     assert metrics["step"] == 2 and 0 <= metrics["mIoU"] <= 1
     return run / "checkpoints" / "last.ckpt"
+
+
+def test_an_interrupted_qat_run_resumes_where_it_stopped(trained_ckpt, synth_data, tmp_path):
+    """``--qat --resume``: the fake-quantized graph is rebuilt from ``--init`` and takes the interrupted
+    checkpoint's weights, observers and optimizer (its AdamW has taken every step, not the resumed half only).
+    Resuming, like any mid-epoch resume here, draws other batches than an uninterrupted run would."""
+    run = tmp_path / "qat"
+    cfg = TrainConfig(task="seg", init=str(trained_ckpt), data=str(synth_data), out=str(run),
+                      **{**QAT, "max_steps": 4, "val_every": 4})
+    with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
+        train(cfg, callbacks=[StopAt(2)])
+    cut = torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)
+    _, metrics = train(TrainConfig(out=str(run), resume=True, accelerator="cpu"))
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert metrics["step"] == last["global_step"] == 4 and last["hyper_parameters"]["qat"]["init"] == str(trained_ckpt)
+    assert cut["state_dict"].keys() == last["state_dict"].keys()
+    assert any("activation_post_process" in k for k in last["state_dict"])
+    assert {float(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {4.0}
+    assert load_task(run / "checkpoints" / "last.ckpt", "seg").qat is not None
 
 
 def test_a_qat_run_fine_tunes_the_trained_model_with_a_share_of_its_recipe(qat_ckpt, trained_ckpt):
