@@ -15,6 +15,7 @@ from mcq.errors import McqError
 from mcq.export import executorch as et
 from mcq.export import onnx as onnx_format
 from mcq.export.exporter import dataset_images, export_checkpoint
+from mcq.export.pt2e import qat_int8
 from mcq.models.inference import inference_form
 
 QAT = dict(qat=True, max_steps=2, val_every=2, batch_size=2, workers=0, accelerator="cpu")
@@ -78,9 +79,9 @@ def _activation_scales(state: dict) -> np.ndarray:
 @pytest.mark.slow
 def test_int8_exports_of_a_qat_checkpoint_take_its_learnt_ranges(qat_ckpt, synth_data, tmp_path):
     """ONNX (``--calibration qat``) at twice the training size (the graph is rebuilt there and the state loaded into
-    it), ExecuTorch (its default for a QAT checkpoint) at it:
-    every activation scale of the QDQ model comes from a range the fake quantizers learnt, and the program is
-    closer to the fake-quantized graph than to the float model."""
+    it), ExecuTorch (its default for a QAT checkpoint) at it: every activation scale of the QDQ model and of the
+    int8 graph the program is lowered from comes from a range the fake quantizers learnt, and the program's classes
+    are the fake-quantized graph's."""
     qat = load_task(qat_ckpt)
     reports = export_checkpoint(qat_ckpt, ["onnx"], ["int8"], out=tmp_path, data=synth_data, img_size=128,
                                 keep_failed_parity=True, eval_images=0, calibration="qat")
@@ -95,15 +96,20 @@ def test_int8_exports_of_a_qat_checkpoint_take_its_learnt_ranges(qat_ckpt, synth
             if n.op_type == "QuantizeLinear" and n.input[0] in _from_input(proto)]  # not weights folded at convert
     assert len(used) > 20 and all(np.abs(learnt - s).min() <= 2e-3 * s for s in used)  # float32 rounding of tiny ranges
 
+    converted, _ = qat_int8(inference_form(qat.model, (64, 64)), qat.qat, torch.zeros(1, 3, 64, 64))
+    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    lowered = [float(n.args[1]) for n in converted.graph.nodes if n.target == quantize]
+    assert len(lowered) > 20 and all(np.abs(learnt - s).min() <= 2e-3 * s for s in lowered)
+
     images = dataset_images(synth_data, "validation", 64, "mci0", 3)
     run = et.runner(reports[1]["path"])
     program = np.concatenate([run(x[None].numpy()) for x in images])
     with torch.no_grad():
         simulated = _fake_quantized(qat_ckpt)(images).numpy()
-        float_ = qat.model(images).numpy()
-    # closer, not by a set margin: with mmseg's heads this tiny model's int8 error is small against the program's own
-    # rounding (mean 0.00082 to the simulated graph, 0.00084 to the float one; the old heads' margin was over 20%)
-    assert np.abs(program - simulated).mean() < np.abs(program - float_).mean()
+    # not "closer to the simulated graph than to the float one": on this tiny model int8's error is the size of the
+    # program's own rounding against the simulation (mean 0.00082 vs 0.00084 on one machine, 0.00089 vs 0.00083 on
+    # another, 2026-12-06), so which is closer is a coin toss
+    assert (program.argmax(1) == simulated.argmax(1)).mean() >= 0.99
 
 
 def _from_input(proto: onnx.ModelProto) -> set[str]:
