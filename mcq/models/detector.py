@@ -107,6 +107,7 @@ class MMDetAnchorGenerator(AnchorGenerator):
         return torch.stack([-ws, -hs, ws, hs], dim=1) / 2
 
     def grid_anchors(self, grid_sizes: list[list[int]], strides: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+        """torchvision's, each level spaced by its own stride instead of the ``strides`` torchvision derives."""
         device = self.cell_anchors[0].device
         return super().grid_anchors(grid_sizes, [[torch.tensor(s, device=device)] * 2 for s in self.strides])
 
