@@ -22,6 +22,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from mcq.engine.checkpoint import is_task_checkpoint, load_task
 from mcq.engine.metrics import format_seg_table
+from mcq.engine.module import TaskModule
 from mcq.engine.qat import qat_recipe, qat_task
 from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
@@ -177,14 +178,16 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     ``cfg.qat``: quantization-aware fine-tuning of the model in ``cfg.init`` (``mcq.engine.qat``), whose encoder
     replaces ``cfg.backbone``."""
     task_spec(cfg.task)
+    whole = None  # an mcq checkpoint of the task given as --init: that whole model is fine-tuned
     if cfg.qat and cfg.init and not cfg.resume:
         cfg = replace(cfg, backbone=qat_recipe(cfg.init, cfg.task)[0])
-    elif cfg.init and not cfg.resume and is_task_checkpoint(cfg.init, cfg.task):  # fine-tune that whole model
-        model = load_task(cfg.init, cfg.task).model.cfg
+    elif cfg.init and not cfg.resume and is_task_checkpoint(cfg.init, cfg.task):
+        whole = load_task(cfg.init, cfg.task)
+        model = whole.model.cfg
         cfg = replace(cfg, backbone=model.encoder, head=getattr(model, "head", cfg.head))
     run, created = _prepare_run(cfg)
     try:
-        return _train(cfg, run, callbacks or [])
+        return _train(cfg, run, callbacks or [], whole)
     except BaseException:
         if created and not any((run / "checkpoints").glob("*.ckpt")):
             shutil.rmtree(run, ignore_errors=True)
@@ -196,7 +199,7 @@ def train_seg(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, di
     return train(replace(cfg, task="seg"), callbacks)
 
 
-def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
+def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | None = None) -> tuple[Path, dict]:
     if cfg.resume:
         saved = json.loads((run / "config.json").read_text())
         cfg = replace(TrainConfig(**saved["train"]), resume=True, out=str(run),
@@ -209,12 +212,11 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
     world = cfg.devices * cfg.num_nodes
     train_ds, train_dl, val_dl, steps_per_epoch = spec.loaders(data, recipe, cfg, world)
     recipe = recipe.resolve(steps_per_epoch=steps_per_epoch)
-    whole_model = bool(cfg.init) and not cfg.resume and not cfg.qat and is_task_checkpoint(cfg.init, cfg.task)
     if cfg.qat:  # --init is the trained model, not a CLIP encoder
         task = qat_task(cfg.init, cfg.task, recipe)
         spec.check_eval_data(train_ds, task, data, cfg.init)
-    elif whole_model:
-        task = load_task(cfg.init, cfg.task).train()  # every weight and the model's config (an import's too)
+    elif whole is not None:
+        task = whole.train()  # every weight and the model's config (an import's too)
         task.hparams.optim = asdict(recipe)
         spec.check_eval_data(train_ds, task, data, cfg.init)
         if _is_rank_zero():
@@ -222,7 +224,7 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list) -> tuple[Path, dict]:
     else:
         task = spec.build(cfg, recipe, train_ds)
         spec.check_input_size(task, recipe.img_size)
-    if cfg.init and not cfg.resume and not cfg.qat and not whole_model:
+    if cfg.init and not cfg.resume and not cfg.qat and whole is None:
         report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
         if _is_rank_zero():
             print(report.summary())
