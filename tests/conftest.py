@@ -6,9 +6,11 @@ Everything is kept small enough for a shared two-core CPU: 64 px images, mci0, t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -67,12 +69,41 @@ def tiny_train_argv() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def trained_run(synth_data, tmp_path_factory) -> Path:
-    """A finished tiny run (config.json, metrics.json, checkpoints/{best,last}.ckpt). Do not modify it."""
+def shared(tmp_path_factory, testrun_uid) -> Callable[[str, Callable[[Path], object]], Path]:
+    """``shared(name, make)``: the folder ``name``, made by ``make(folder)`` once for the whole run. Under
+    pytest-xdist (``make test``) the first worker to ask makes it under a file lock and the others wait for it and
+    take it as it is: an ExecuTorch lowering costs 60-90 s, and the tests that read one program need not make their
+    own. What ``make`` returns is kept as JSON beside it (``shared_result``). Do not modify what it makes."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"shared-{testrun_uid}"
+    root.mkdir(exist_ok=True)
+
+    def once(name: str, make: Callable[[Path], object]) -> Path:
+        folder, done = root / name, root / f"{name}.json"
+        with FileLock(root / f"{name}.lock"):
+            if not done.is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+                folder.mkdir()
+                done.write_text(json.dumps(make(folder), default=str))
+        return folder
+
+    return once
+
+
+def shared_result(folder: Path):
+    """What ``make`` returned for the folder ``shared`` made."""
+    return json.loads(folder.with_suffix(".json").read_text())
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_data, shared) -> Path:
+    """A finished tiny run (config.json, metrics.json, checkpoints/{best,last}.ckpt), one for every worker. Do not
+    modify it."""
     from mcq.engine.train import SegTrainConfig, train_seg
 
-    out = tmp_path_factory.mktemp("runs") / "seg-mci0"
-    run, _ = train_seg(SegTrainConfig(data=str(synth_data), out=str(out), **TINY_TRAIN))
+    run = shared("seg-mci0", lambda out: train_seg(SegTrainConfig(data=str(synth_data), out=str(out), **TINY_TRAIN)))
     assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     return run
 
@@ -99,24 +130,26 @@ def synth_cls_data(tmp_path_factory) -> Path:
     return synth_cls(tmp_path_factory.mktemp("data") / "cls", n_train=2, n_val=1, size=64, seed=0)
 
 
-def _tiny_run(task: str, data: Path, out: Path, **overrides) -> Path:
-    """``checkpoints/last.ckpt`` of a tiny finished ``task`` run on ``data``."""
+def _tiny_run(shared, task: str, data: Path, **overrides) -> Path:
+    """``checkpoints/last.ckpt`` of a tiny finished ``task`` run on ``data``, one for every worker."""
     from mcq.engine.train import TrainConfig, train
 
-    run, _ = train(TrainConfig(task=task, data=str(data), out=str(out), **{**TINY_TRAIN, **overrides}))
-    return run / "checkpoints" / "last.ckpt"
+    def run(out: Path) -> tuple:
+        return train(TrainConfig(task=task, data=str(data), out=str(out), **{**TINY_TRAIN, **overrides}))
+
+    return shared(f"{task}-run", run) / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture(scope="session")
-def trained_depth_ckpt(synth_depth_data, tmp_path_factory) -> Path:
+def trained_depth_ckpt(synth_depth_data, shared) -> Path:
     """A tiny depth run's ``last.ckpt``. Do not modify it."""
-    return _tiny_run("depth", synth_depth_data, tmp_path_factory.mktemp("runs") / "depth")
+    return _tiny_run(shared, "depth", synth_depth_data)
 
 
 @pytest.fixture(scope="session")
-def trained_cls_ckpt(synth_cls_data, tmp_path_factory) -> Path:
+def trained_cls_ckpt(synth_cls_data, shared) -> Path:
     """A tiny classification run's ``last.ckpt``. Do not modify it."""
-    return _tiny_run("cls", synth_cls_data, tmp_path_factory.mktemp("runs") / "cls")
+    return _tiny_run(shared, "cls", synth_cls_data)
 
 
 @pytest.fixture(scope="session")
@@ -128,10 +161,9 @@ def synth_det_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_det_ckpt(synth_det_data, tmp_path_factory) -> Path:
+def trained_det_ckpt(synth_det_data, shared) -> Path:
     """A tiny Mask R-CNN run's ``last.ckpt`` (FPN 32 wide, 16 RoIs per image). Do not modify it."""
-    return _tiny_run("det", synth_det_data, tmp_path_factory.mktemp("runs") / "det", fpn_channels=32,
-                     roi_batch_size=16)
+    return _tiny_run(shared, "det", synth_det_data, fpn_channels=32, roi_batch_size=16)
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +187,46 @@ def tiny_argv(task: str, data: Path, out: Path, **overrides) -> list[str]:
     for k, v in {**TINY_TRAIN, **overrides}.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
     return argv
+
+
+# task -> (checkpoint fixture, data fixture) of the tiny runs that task_exports exports
+TINY_RUNS = {"depth": ("trained_depth_ckpt", "synth_depth_data"), "cls": ("trained_cls_ckpt", "synth_cls_data")}
+
+
+@pytest.fixture(scope="session")
+def task_exports(request, shared) -> Callable[[str], tuple[Path, dict[str, dict]]]:
+    """``task_exports("depth")``: the tiny depth (or cls) run exported to ONNX, ExecuTorch and Core ML, fp32, three
+    parity images, once for the whole run; the folder and the reports by format. Do not modify them."""
+    from mcq.export.exporter import export_checkpoint
+
+    def exports(task: str) -> tuple[Path, dict[str, dict]]:
+        ckpt, data = (request.getfixturevalue(name) for name in TINY_RUNS[task])
+        folder = shared(f"exports-{task}", lambda out: export_checkpoint(
+            ckpt, ["onnx", "executorch", "coreml"], [None], out=out, data=data, n_images=3))
+        return folder, {r["format"]: r for r in shared_result(folder)}
+
+    return exports
+
+
+@pytest.fixture(scope="session")
+def executorch_seg(trained_ckpt, synth_data, shared) -> tuple[Path, list[dict]]:
+    """The tiny seg run's ExecuTorch programs, fp32, fp16 and int8 (histogram, without the search: that is
+    test_int8_search's), once for the whole run; the folder and the export reports. Do not modify them."""
+    from mcq.export.exporter import export_checkpoint
+
+    folder = shared("executorch-seg", lambda out: export_checkpoint(
+        trained_ckpt, ["executorch"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3, n_calib=4,
+        calibration="histogram", int8_fallback="off"))
+    return folder, shared_result(folder)
+
+
+@pytest.fixture(scope="session")
+def labels_seg(trained_ckpt, synth_data, shared) -> tuple[Path, dict[str, dict]]:
+    """The tiny seg run exported with labels outputs (``--outputs labels``): ONNX and ExecuTorch fp32, Core ML fp32,
+    once for the whole run; the folder and the reports by format. Do not modify them."""
+    from mcq.export.exporter import export_checkpoint
+
+    folder = shared("labels-seg", lambda out: export_checkpoint(
+        trained_ckpt, ["onnx", "executorch", "coreml"], ["fp32"], out=out, data=synth_data, n_images=2,
+        outputs="labels"))
+    return folder, {r["format"]: r for r in shared_result(folder)}

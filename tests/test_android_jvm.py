@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from mcq.apps.reference import write_reference
-from mcq.export.exporter import export_checkpoint
 from mcq.export.labels import labels_metadata
 from mcq.export.schema import SCHEMA_PATH, read_sidecar, validate_metadata
 
@@ -25,9 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "apps" / "android" / "jvm-test.sh"
 TASKS = {"seg", "depth"}  # what the app shows (McqMetadata.TASKS)
-# the exports whose sidecars the app takes: name -> (checkpoint fixture, data fixture)
-EXPORTS = {"seg": ("trained_ckpt", "synth_data"), "depth": ("trained_depth_ckpt", "synth_depth_data")}
-ACCEPTED = [*EXPORTS, "seg-labels"]  # seg-labels: the seg export's sidecar as `--outputs labels` writes it
+ACCEPTED = [*TASKS, "seg-labels"]  # seg-labels: the seg export's sidecar as `--outputs labels` writes it
 # the seg sidecar changed into one the app cannot feed: name -> (the change, what the refusal says)
 UNFED = {"nhwc": (lambda m: m["input"].update(layout="NHWC"), "NCHW RGB"),
          "bgr": (lambda m: m["input"].update(color="BGR"), "NCHW RGB"),
@@ -49,16 +46,16 @@ def _refused_tasks() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def sidecars(request, tmp_path_factory) -> Path:
+def sidecars(executorch_seg, task_exports, tmp_path_factory) -> Path:
     """A folder as McqMetadataTest.kt reads it: accepted/NAME.pte.json with NAME.reference.json beside, and
-    refused/NAME.pte.json."""
+    refused/NAME.pte.json. The ExecuTorch fp32 exports of the tiny seg and depth runs are the suite's shared ones."""
     root = tmp_path_factory.mktemp("android")
     accepted, refused = root / "accepted", root / "refused"
     accepted.mkdir()
     refused.mkdir()
-    for name, (ckpt, data) in EXPORTS.items():
-        [report] = export_checkpoint(request.getfixturevalue(ckpt), ["executorch"], ["fp32"], out=root / name,
-                                     data=request.getfixturevalue(data), n_images=1, eval_images=0)
+    exports = {"seg": next(r for r in executorch_seg[1] if r["precision"] == "fp32"),
+               "depth": task_exports("depth")[1]["executorch"]}
+    for name, report in exports.items():
         assert report["status"] == "ok", report.get("why")
         shutil.copyfile(f"{report['path']}.json", accepted / f"{name}.pte.json")
         write_reference(read_sidecar(report["path"]), accepted / f"{name}.reference.json")

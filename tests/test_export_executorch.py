@@ -12,15 +12,8 @@ from mcq.export.runtimes import open_model
 from mcq.export.schema import read_sidecar
 
 
-@pytest.fixture(scope="module")
-def exported(trained_ckpt, synth_data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("executorch")
-    return out, export_checkpoint(trained_ckpt, ["executorch"], ["fp32", "fp16", "int8"], out=out, data=synth_data, n_images=3,
-                                  n_calib=4, calibration="histogram", int8_fallback="off")  # the search: test_int8_search
-
-
-def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data):
-    out, reports = exported
+def test_fp32_passes_and_carries_its_sidecar(executorch_seg, trained_ckpt, synth_data):
+    out, reports = executorch_seg
     fp32 = next(r for r in reports if r["precision"] == "fp32")
     assert fp32["status"] == "ok", fp32
     assert fp32["parity"]["max_rel"] < 1e-3 and fp32["parity"]["agreement"] >= 0.999
@@ -44,15 +37,15 @@ def test_fp32_passes_and_carries_its_sidecar(exported, trained_ckpt, synth_data)
     assert logits.shape == (1, len(ckpt_classes), 64, 64) and np.isfinite(logits).all()
 
 
-def test_fp16_passes(exported):
-    out, reports = exported
+def test_fp16_passes(executorch_seg):
+    out, reports = executorch_seg
     fp16 = next(r for r in reports if r["precision"] == "fp16")
     assert fp16["status"] == "ok" and fp16["parity"]["agreement"] >= 0.99, fp16
     assert (out / fp16["artifact"]).is_file()
 
 
-def test_int8_is_checked_and_kept_only_if_it_passes(exported):
-    out, reports = exported
+def test_int8_is_checked_and_kept_only_if_it_passes(executorch_seg):
+    out, reports = executorch_seg
     int8 = next(r for r in reports if r["precision"] == "int8")
     agreement = int8["parity"]["agreement"]
     assert isinstance(agreement, float) and 0.0 <= agreement <= 1.0

@@ -12,7 +12,7 @@ from mcq.engine.checkpoint import load_task
 from mcq.engine.predict import labels_at
 from mcq.errors import McqError
 from mcq.export import executorch as et_format, onnx as onnx_format
-from mcq.export.exporter import dataset_images, export_checkpoint
+from mcq.export.exporter import dataset_images
 from mcq.models.inference import inference_form
 from mcq.export.labels import Labels, check_outputs
 from mcq.export.parity import parity
@@ -21,18 +21,9 @@ from mcq.export.schema import read_sidecar
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-@pytest.fixture(scope="module")
-def exported(trained_ckpt, synth_data, tmp_path_factory):
-    """The tiny seg model (64 px, 8 classes) exported with labels outputs: ONNX and ExecuTorch fp32, Core ML fp32."""
-    out = tmp_path_factory.mktemp("labels")
-    reports = export_checkpoint(trained_ckpt, ["onnx", "executorch", "coreml"], ["fp32"], out=out, data=synth_data,
-                                n_images=2, outputs="labels")
-    return out, {r["format"]: r for r in reports}
-
-
 @pytest.mark.parametrize("fmt", ["onnx", "executorch"])
-def test_labels_artifact_gives_pytorchs_classes(exported, fmt, trained_ckpt, synth_data):
-    out, reports = exported
+def test_labels_artifact_gives_pytorchs_classes(labels_seg, fmt, trained_ckpt, synth_data):
+    out, reports = labels_seg
     r = reports[fmt]
     assert r["status"] == "ok", r
     assert r["artifact"] == f"mci0_fpn_64_fp32-labels{'.onnx' if fmt == 'onnx' else '.pte'}"
@@ -50,8 +41,8 @@ def test_labels_artifact_gives_pytorchs_classes(exported, fmt, trained_ckpt, syn
     assert got.dtype == np.uint8 and got.shape == (2, 64, 64) and np.array_equal(got, want)
 
 
-def test_onnx_takes_the_argmax_as_topk_on_logits_made_classes_last_before_upsampling(exported):
-    out, reports = exported
+def test_onnx_takes_the_argmax_as_topk_on_logits_made_classes_last_before_upsampling(labels_seg):
+    out, reports = labels_seg
     graph = onnx_format.onnx.load(str(out / reports["onnx"]["artifact"])).graph
     ops = [n.op_type for n in graph.node]
     assert "ArgMax" not in ops and ops[-6:] == ["Conv", "Transpose", "Resize", "TopK", "Squeeze", "Cast"]
@@ -70,14 +61,14 @@ def test_argmax_as_topk_keeps_the_first_of_equal_maxima(tmp_path):
     assert onnx_format.runner(tmp_path / "t.onnx")(ties.numpy()).tolist() == [[[1, 1], [1, 1]]]
 
 
-def test_executorch_runs_the_argmax_after_the_delegate(exported):
-    delegation = exported[1]["executorch"]["delegation"]
+def test_executorch_runs_the_argmax_after_the_delegate(labels_seg):
+    delegation = labels_seg[1]["executorch"]["delegation"]
     assert delegation["segments"] == 1, delegation
     assert set(delegation["ops_outside"]) == {"argmax_default", "dim_order_ops__to_dim_order_copy_default"}
 
 
-def test_core_ml_labels_are_int32(exported):
-    out, reports = exported
+def test_core_ml_labels_are_int32(labels_seg):
+    out, reports = labels_seg
     r = reports["coreml"]
     assert r["status"] == "ok (numerics not run here)" and all(r["parity"]["checks"].values()), r
     assert r["artifact"] == "mci0_fpn_64_fp32-labels.mlpackage"
@@ -92,8 +83,8 @@ def test_core_ml_labels_are_int32(exported):
     assert output.type.multiArrayType.dataType == FeatureTypes_pb2.ArrayFeatureType.INT32
 
 
-def test_predict_and_eval_read_labels(exported, trained_ckpt, synth_data, tmp_path, capsys):
-    out, reports = exported
+def test_predict_and_eval_read_labels(labels_seg, trained_ckpt, synth_data, tmp_path, capsys):
+    out, reports = labels_seg
     labels = out / reports["onnx"]["artifact"]
     image = sorted((synth_data / "images" / "validation").iterdir())[0]  # 64 px: the input size
     for model, folder in ((labels, "labels"), (trained_ckpt, "ckpt")):

@@ -6,32 +6,24 @@ import torch
 
 from mcq.cli import main
 from mcq.export import coreml, onnx as onnx_format
-from mcq.export.exporter import export_checkpoint
 from mcq.export.parity import parity
 from mcq.export.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-# task -> (checkpoint fixture, data fixture, parity figure, output name, output shape at 64 px)
-TASKS = {
-    "depth": ("trained_depth_ckpt", "synth_depth_data", "mean_rel", "depth", [1, 1, 64, 64]),
-    "cls": ("trained_cls_ckpt", "synth_cls_data", "agreement", "logits", [1, 10]),
-}
+# task -> (parity figure, output name, output shape at 64 px)
+TASKS = {"depth": ("mean_rel", "depth", [1, 1, 64, 64]), "cls": ("agreement", "logits", [1, 10])}
 
 
 @pytest.fixture(scope="module", params=list(TASKS))
-def exported(request, tmp_path_factory):
-    task = request.param
-    ckpt, data = (request.getfixturevalue(name) for name in TASKS[task][:2])
-    out = tmp_path_factory.mktemp(f"export-{task}")
-    reports = export_checkpoint(ckpt, ["onnx", "executorch", "coreml"], [None], out=out, data=data, n_images=3)
-    return task, out, {r["format"]: r for r in reports}
+def exported(request, task_exports):
+    return request.param, *task_exports(request.param)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "executorch"])
 def test_every_runtime_matches_pytorch_by_the_tasks_measure(exported, fmt):
     task, out, reports = exported
-    _, _, figure, output, shape = TASKS[task]
+    figure, output, shape = TASKS[task]
     r = reports[fmt]
     assert r["status"] == "ok", r
     assert r["artifact"].startswith(f"mci0_{task}_64_fp32")
@@ -46,10 +38,10 @@ def test_every_runtime_matches_pytorch_by_the_tasks_measure(exported, fmt):
 def test_onnx_output_is_named_for_the_task(exported):
     task, out, reports = exported
     path = out / reports["onnx"]["artifact"]
-    assert [o.name for o in onnx_format.onnx.load(str(path)).graph.output] == [TASKS[task][3]]
+    assert [o.name for o in onnx_format.onnx.load(str(path)).graph.output] == [TASKS[task][1]]
     assert onnx_format.read_metadata(path)["task"] == task
     run = onnx_format.runner(path)
-    assert run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, *TASKS[task][4][1:])  # batch is dynamic
+    assert run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, *TASKS[task][2][1:])  # batch is dynamic
 
 
 def test_core_ml_package_is_inspected(exported):

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,14 @@ from mcq.profile.per_op import OTHER, OUTSIDE, _rows, cut, ops_executorch, ops_o
 
 
 @pytest.fixture(scope="module")
-def per_op_run(trained_ckpt, synth_data, tmp_path_factory):
-    """`mcq profile --per-op` of the tiny mci0 through torch, onnxruntime and ExecuTorch (fp32, two runs)."""
+def per_op_run(trained_ckpt, synth_data, executorch_seg, tmp_path_factory):
+    """`mcq profile --per-op` of the tiny mci0 through torch, onnxruntime and ExecuTorch (fp32, two runs). The
+    ExecuTorch program is the suite's shared one, which the profile reuses (it names the same checkpoint)."""
     out = tmp_path_factory.mktemp("per_op") / "prof"
+    (out / "artifacts").mkdir(parents=True)
+    fp32 = next(r for r in executorch_seg[1] if r["precision"] == "fp32")
+    for path in (Path(fp32["path"]), Path(f"{fp32['path']}.json")):
+        shutil.copyfile(path, out / "artifacts" / path.name)
     argv = ["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,executorch", "--precision",
             "fp32", "--runs", "2", "--warmup", "1", "--threads", "1", "--data", str(synth_data), "--parity-images",
             "1", "--per-op", "--out", str(out)]
@@ -43,12 +49,10 @@ def _check_rows(rows: list[dict]) -> None:
     assert len({(r["op"], r["delegated"]) for r in ops}) == len(ops)  # one row per kind of op
 
 
-def test_executorch_ops_from_the_etdump(per_op_run, trained_ckpt, tmp_path):
+def test_executorch_ops_from_the_etdump(per_op_run, tmp_path):
     import torch
 
-    from mcq.engine.checkpoint import load_task
     from mcq.export import executorch as et_format
-    from mcq.models.inference import inference_form
 
     out, cells, _ = per_op_run
     rows = ops_executorch(out / "artifacts" / cells["executorch"]["artifact"], _x(), runs=2, threads=1)
@@ -59,12 +63,14 @@ def test_executorch_ops_from_the_etdump(per_op_run, trained_ckpt, tmp_path):
     assert conv["calls"] > 5 and conv["ms"] > 0 and not any("#" in r["op"] for r in rows)
     assert not [r for r in rows if r["delegated"] is False]
     assert sum(r["share"] for r in rows if r["delegated"]) > 0.9  # the rest: the runtime's own work
-    # lowered as torch.export gives it (no rewrites for the delegate), kernels run outside: the runtime's native calls
-    model = inference_form(load_task(trained_ckpt).model, (64, 64))
+    assert cells["executorch"]["reused"], "the shared program, not another lowering"
+    # lowered as torch.export gives it (no rewrites for the delegate), the FPN's nearest upsampling runs outside:
+    # the runtime's native calls
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Upsample(scale_factor=2)).eval()
     et_format.export(model, torch.from_numpy(_x()), tmp_path / "plain.pte", "fp32", None, {}, rewrite=False)
     outside = [r for r in ops_executorch(tmp_path / "plain.pte", _x(), runs=1, threads=1) if r["delegated"] is False]
     assert outside and all(r["op"].startswith("native_call_") for r in outside)
-    assert not any("conv" in r["op"].lower() for r in outside)
+    assert any("upsample" in r["op"] for r in outside) and not any("conv" in r["op"].lower() for r in outside)
 
 
 def test_onnxruntime_and_torch_ops(per_op_run, trained_ckpt):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -117,9 +119,15 @@ def test_on_random_weights_an_artifact_failing_parity_is_timed_and_marked(monkey
 
 
 @pytest.mark.slow
-def test_labels_outputs_take_the_argmax_into_every_model(trained_ckpt, trained_depth_ckpt, synth_data, tmp_path):
+def test_labels_outputs_take_the_argmax_into_every_model(trained_ckpt, trained_depth_ckpt, synth_data, labels_seg,
+                                                         tmp_path):
     """`--outputs labels`: each seg cell's model returns class indices (artifacts named -labels), judged on them; post
-    ms is their resize to the image. A checkpoint of another task is refused before anything runs."""
+    ms is their resize to the image. A checkpoint of another task is refused before anything runs. The ExecuTorch
+    program is the suite's shared labels export, which the profile reuses (it names the same checkpoint)."""
+    program = Path(labels_seg[1]["executorch"]["path"])
+    (tmp_path / "p" / "artifacts").mkdir(parents=True)
+    for path in (program, Path(f"{program}.json")):
+        shutil.copyfile(path, tmp_path / "p" / "artifacts" / path.name)
     rc = main(["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,executorch",
                "--precision", "fp32", "--outputs", "labels", "--runs", "1", "--warmup", "0", "--threads", "1",
                "--data", str(synth_data), "--parity-images", "1", "--out", str(tmp_path / "p")])
@@ -128,7 +136,7 @@ def test_labels_outputs_take_the_argmax_into_every_model(trained_ckpt, trained_d
     cells = {c["runtime"]: c for c in prof["cells"]}
     assert all(c["status"] == "ran" and c["outputs"] == "labels" and c["post_ms"] > 0 for c in cells.values()), cells
     assert cells["onnxruntime"]["artifact"] == "mci0_fpn_64_fp32-labels.onnx"
-    assert cells["executorch"]["artifact"] == "mci0_fpn_64_fp32-labels.pte"
+    assert cells["executorch"]["artifact"] == "mci0_fpn_64_fp32-labels.pte" and cells["executorch"]["reused"]
     for runtime in ("onnxruntime", "executorch"):
         parity = cells[runtime]["parity"]
         assert parity["agreement"] == 1.0 and "max_rel" not in parity, parity
