@@ -5,15 +5,15 @@ XNNPACK fp32 and int8, all exported by mcq's own export code at the same input s
 block of calls after its own warm-up, the blocks in the order A B C ... C B A, so that drift in the
 machine's speed touches all of them alike (calls are not interleaved one by one: a runtime's worker threads
 keep spinning for a while after a call and would slow the next runtime down); each figure is the median of
-both blocks, with the thread count fixed for every runtime. With
-``--checkpoint`` the model is a trained run (pixel agreement with PyTorch is then meaningful and printed), and
+both blocks, with the thread count fixed for every runtime (each of ``--threads`` in turn, on the same exports).
+With ``--checkpoint`` the model is a trained run (pixel agreement with PyTorch is then meaningful and printed), and
 each runtime also gets its int8 as ``mcq export`` makes it ("int8 auto": calibrators in turn, then modules kept
 float, checked on 8 validation images; ``mcq.export.quantization``) beside full int8 with the default calibrator;
 with ``--models`` it is a freshly initialised one with 150 classes (ADE20K's), for speed only. A quantization-aware
 checkpoint (``mcq train seg --qat``) also gets its own int8 ("int8 qat", the ranges it learnt); ``--skip-auto``
 leaves out "int8 auto", whose search takes minutes.
 
-    .venv/bin/python benchmarks/export_latency.py --models mci0,mci2 --img-size 512 --threads 2
+    .venv/bin/python benchmarks/export_latency.py --models mci0,mci2 --img-size 512 --threads 1,2
     .venv/bin/python benchmarks/export_latency.py --models mci2 --precision fp32 --compare-rewrites  # the delegate's rewrites
     .venv/bin/python benchmarks/export_latency.py --checkpoint runs/demo/train/checkpoints/last.ckpt --img-size 512
     .venv/bin/python benchmarks/export_latency.py --checkpoint runs/seg-mci0-qat/checkpoints/last.ckpt --skip-auto
@@ -41,28 +41,30 @@ from mcq.export.runtimes import torch_runner
 from mcq.models.inference import inference_form
 from mcq.models.segmentor import SegModel, create_seg_model
 
+FORMATS = (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte"))
 
-def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp: Path,
-             precisions: tuple[str, ...] = ("fp32", "int8"), compare_rewrites: bool = False,
-             checked_on: torch.Tensor | None = None, qat: dict | None = None) -> dict:
-    """name -> runner for every path in ``precisions``, exported into ``tmp`` (with ``compare_rewrites``, also the
-    ExecuTorch fp32 program lowered without mcq's rewrites for the delegate; with ``checked_on``, validation
-    images, also the int8 that ``mcq export`` keeps: "int8 auto"; with ``qat``, a quantization-aware checkpoint's
-    state, its int8: "int8 qat")."""
+
+def variants(model: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
+             compare_rewrites: bool = False, checked_on: torch.Tensor | None = None,
+             qat: dict | None = None) -> dict[str, Path | None]:
+    """name -> artifact for every path in ``precisions``, exported into ``tmp`` (None: PyTorch eager; with
+    ``compare_rewrites``, also the ExecuTorch fp32 program lowered without mcq's rewrites for the delegate; with
+    ``checked_on``, validation images, also the int8 that ``mcq export`` keeps: "int8 auto"; with ``qat``, a
+    quantization-aware checkpoint's state, its int8: "int8 qat")."""
     fused = inference_form(model)
     example = calib[:1]
-    runs = {"torch eager": torch_runner(model.eval()), "torch eager, reparameterized": torch_runner(fused)}
-    for fmt, module, suffix in (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte")):
+    paths: dict[str, Path | None] = {"torch eager": None, "torch eager, reparameterized": None}
+    for fmt, module, suffix in FORMATS:
         for precision in precisions:
             path = tmp / f"{model.cfg.encoder}_{size}_{precision}{suffix}"
             start = time.perf_counter()
             module.export(fused, example, path, precision, calib, {})
             print(f"  exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
-            runs[f"{fmt} {precision}"] = module.runner(path, threads)
+            paths[f"{fmt} {precision}"] = path
         if qat is not None:
             path = tmp / f"{model.cfg.encoder}_{size}_int8_qat{suffix}"
             module.export(fused, example, path, "int8", None, {}, qat=qat)
-            runs[f"{fmt} int8 qat"] = module.runner(path, threads)
+            paths[f"{fmt} int8 qat"] = path
         if checked_on is not None and "int8" in precisions:
             path = tmp / f"{model.cfg.encoder}_{size}_int8_auto{suffix}"
             check = lambda run: parity(run, fused, checked_on, "int8")  # noqa: E731
@@ -76,12 +78,21 @@ def variants(model: SegModel, size: int, threads: int, calib: torch.Tensor, tmp:
                   + ", ".join(f"{t['method']} {t['measure']}" for t in facts["calibrations_tried"])
                   + (f", then {len(facts['fallback_trials'])} fallback trials" if "fallback_trials" in facts else ""),
                   flush=True)
-            runs[f"{fmt} int8 auto"] = module.runner(path, threads)
+            paths[f"{fmt} int8 auto"] = path
     if compare_rewrites:  # the XNNPACK program as torch.export gives it, without mcq.export.delegation's rewrites
         path = tmp / f"{model.cfg.encoder}_{size}_fp32_as_exported.pte"
         et_format.export(fused, example, path, "fp32", None, {}, rewrite=False)
-        runs["executorch xnnpack fp32, as exported"] = et_format.runner(path, threads)
-    return runs
+        paths["executorch xnnpack fp32, as exported"] = path
+    return paths
+
+
+def runners(model: SegModel, paths: dict[str, Path | None], threads: int) -> dict:
+    """name -> runner of every variant, each runtime on ``threads`` threads."""
+    torch.set_num_threads(threads)
+    eager = {"torch eager": model.eval(), "torch eager, reparameterized": inference_form(model)}
+    modules = {suffix: module for _, module, suffix in FORMATS}
+    return {name: torch_runner(eager[name]) if path is None else modules[path.suffix].runner(path, threads)
+            for name, path in paths.items()}
 
 
 def measure(runs: dict, x: np.ndarray, rounds: int, warmup: int) -> dict[str, list[float]]:
@@ -113,7 +124,8 @@ def main() -> None:
     ap.add_argument("--models", default="mci0,mci2", help="encoders, freshly initialised (ignored with --checkpoint)")
     ap.add_argument("--checkpoint", action="append", help="a trained run's .ckpt (repeatable)")
     ap.add_argument("--img-size", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2", help="threads for every runtime; several, comma-separated, "
+                    "are timed in turn on the same exports (default 2)")
     ap.add_argument("--rounds", type=int, default=8, help="calls per block (two blocks per variant)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--precision", default="fp32,int8", help="precisions of the exported paths (default fp32,int8)")
@@ -124,7 +136,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the medians here")
     ap.add_argument("--skip-auto", action="store_true", help="with --checkpoint: no 'int8 auto' (a search of minutes)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")]
     if args.checkpoint:
         from mcq.engine.checkpoint import load_seg_task
 
@@ -144,20 +156,23 @@ def main() -> None:
                   else None)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
-            runs = variants(model, args.img_size, args.threads, calib, Path(tmp), tuple(args.precision.split(",")),
-                            args.compare_rewrites, None if args.skip_auto else images, qat)
+            paths = variants(model, args.img_size, calib, Path(tmp), tuple(args.precision.split(",")),
+                             args.compare_rewrites, None if args.skip_auto else images, qat)
             agreement = None
-            if args.checkpoint:
-                ref = inference_form(model)
-                agreement = {k: parity(r, ref, images, "int8" if "int8" in k else "fp32")["agreement"]
-                             for k, r in runs.items()}
             x = calib[:1].numpy()
-            times = measure(runs, x, args.rounds, args.warmup)
-        print(report(f"{model.cfg.encoder} SemanticFPN at {args.img_size} px, {args.threads} threads", times, agreement))
-        results[label] = {k: statistics.median(v) for k, v in times.items()}
+            for t in threads:
+                runs = runners(model, paths, t)
+                if args.checkpoint and agreement is None:  # the same artifacts at every thread count
+                    ref = inference_form(model)
+                    agreement = {k: parity(r, ref, images, "int8" if "int8" in k else "fp32")["agreement"]
+                                 for k, r in runs.items()}
+                times = measure(runs, x, args.rounds, args.warmup)
+                print(report(f"{model.cfg.encoder} SemanticFPN at {args.img_size} px, {t} threads", times, agreement))
+                results.setdefault(label, {})[t] = {k: statistics.median(v) for k, v in times.items()}
+                del runs
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "img_size": args.img_size,
-                                               "median_ms": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"threads": threads, "img_size": args.img_size,
+                                               "median_ms": results}, indent=2))  # model -> threads -> variant
 
 
 if __name__ == "__main__":
