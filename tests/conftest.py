@@ -73,7 +73,8 @@ def shared(tmp_path_factory, testrun_uid) -> Callable[[str, Callable[[Path], obj
     """``shared(name, make)``: the folder ``name``, made by ``make(folder)`` once for the whole run. Under
     pytest-xdist (``make test``) the first worker to ask makes it under a file lock and the others wait for it and
     take it as it is: an ExecuTorch lowering of the tiny MCi0 takes half a minute (fp32) or more (int8), and the
-    tests that read one program need not make their own. What ``make`` returns is kept as JSON beside it (``shared_result``). Do not modify what it makes."""
+    tests that read one program need not make their own. What ``make`` returns is kept as JSON beside it
+    (``shared_result``). Do not modify what it makes."""
     from filelock import FileLock
 
     base = tmp_path_factory.getbasetemp()
