@@ -86,10 +86,9 @@ def variants(model: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisi
     return paths
 
 
-def runners(model: SegModel, paths: dict[str, Path | None], threads: int) -> dict:
-    """name -> runner of every variant, each runtime on ``threads`` threads."""
+def runners(eager: dict[str, torch.nn.Module], paths: dict[str, Path | None], threads: int) -> dict:
+    """name -> runner of every variant (``eager``: the PyTorch ones by name), each runtime on ``threads`` threads."""
     torch.set_num_threads(threads)
-    eager = {"torch eager": model.eval(), "torch eager, reparameterized": inference_form(model)}
     modules = {suffix: module for _, module, suffix in FORMATS}
     return {name: torch_runner(eager[name]) if path is None else modules[path.suffix].runner(path, threads)
             for name, path in paths.items()}
@@ -160,11 +159,12 @@ def main() -> None:
                              args.compare_rewrites, None if args.skip_auto else images, qat)
             agreement = None
             x = calib[:1].numpy()
+            fused = inference_form(model)
+            eager = {"torch eager": model.eval(), "torch eager, reparameterized": fused}
             for t in threads:
-                runs = runners(model, paths, t)
+                runs = runners(eager, paths, t)
                 if args.checkpoint and agreement is None:  # the same artifacts at every thread count
-                    ref = inference_form(model)
-                    agreement = {k: parity(r, ref, images, "int8" if "int8" in k else "fp32")["agreement"]
+                    agreement = {k: parity(r, fused, images, "int8" if "int8" in k else "fp32")["agreement"]
                                  for k, r in runs.items()}
                 times = measure(runs, x, args.rounds, args.warmup)
                 print(report(f"{model.cfg.encoder} SemanticFPN at {args.img_size} px, {t} threads", times, agreement))

@@ -98,6 +98,14 @@ def shared_result(folder: Path):
     return json.loads(folder.with_suffix(".json").read_text())
 
 
+def copy_artifact(report: dict, folder: Path) -> None:
+    """The artifact of an export ``report`` and its sidecar copied into ``folder`` (made if missing), where
+    ``mcq profile`` reuses an artifact whose sidecar names the same checkpoint."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (Path(report["path"]), Path(f"{report['path']}.json")):
+        shutil.copyfile(path, folder / path.name)
+
+
 @pytest.fixture(scope="session")
 def trained_run(synth_data, shared) -> Path:
     """A finished tiny run (config.json, metrics.json, checkpoints/{best,last}.ckpt), one for every worker. Do not

@@ -7,12 +7,12 @@ import contextlib
 import csv
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import copy_artifact
 from mcq.cli import main
 from mcq.profile.per_op import OTHER, OUTSIDE, _rows, cut, ops_executorch, ops_onnxruntime, ops_torch
 
@@ -22,10 +22,7 @@ def per_op_run(trained_ckpt, synth_data, executorch_seg, tmp_path_factory):
     """`mcq profile --per-op` of the tiny mci0 through torch, onnxruntime and ExecuTorch (fp32, two runs). The
     ExecuTorch program is the suite's shared one, which the profile reuses (it names the same checkpoint)."""
     out = tmp_path_factory.mktemp("per_op") / "prof"
-    (out / "artifacts").mkdir(parents=True)
-    fp32 = next(r for r in executorch_seg[1] if r["precision"] == "fp32")
-    for path in (Path(fp32["path"]), Path(f"{fp32['path']}.json")):
-        shutil.copyfile(path, out / "artifacts" / path.name)
+    copy_artifact(next(r for r in executorch_seg[1] if r["precision"] == "fp32"), out / "artifacts")
     argv = ["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,executorch", "--precision",
             "fp32", "--runs", "2", "--warmup", "1", "--threads", "1", "--data", str(synth_data), "--parity-images",
             "1", "--per-op", "--out", str(out)]

@@ -6,11 +6,10 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
+from conftest import copy_artifact
 from mcq.cli import main
 from mcq.errors import McqError
 from mcq.profile import ProfileConfig, profile
@@ -124,10 +123,7 @@ def test_labels_outputs_take_the_argmax_into_every_model(trained_ckpt, trained_d
     """`--outputs labels`: each seg cell's model returns class indices (artifacts named -labels), judged on them; post
     ms is their resize to the image. A checkpoint of another task is refused before anything runs. The ExecuTorch
     program is the suite's shared labels export, which the profile reuses (it names the same checkpoint)."""
-    program = Path(labels_seg[1]["executorch"]["path"])
-    (tmp_path / "p" / "artifacts").mkdir(parents=True)
-    for path in (program, Path(f"{program}.json")):
-        shutil.copyfile(path, tmp_path / "p" / "artifacts" / path.name)
+    copy_artifact(labels_seg[1]["executorch"], tmp_path / "p" / "artifacts")
     rc = main(["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,executorch",
                "--precision", "fp32", "--outputs", "labels", "--runs", "1", "--warmup", "0", "--threads", "1",
                "--data", str(synth_data), "--parity-images", "1", "--out", str(tmp_path / "p")])
