@@ -133,24 +133,24 @@ def _dataset(root, classes: int, size: int, seed: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("classes, crop, steps, size", [(3, 64, 24, 512), (6, 96, 40, 192)])
-def test_own_models_get_int8_that_keeps_agreement_and_miou(tmp_path, classes, crop, steps, size):
-    """Models of other class counts, crops and steps than the demo's, exported to int8 for onnxruntime and
-    ExecuTorch: each artifact passes 99% pixel agreement and loses at most 1 mIoU point against its checkpoint
-    (both through the artifact's runtime, on validation images). The second model at 512 px is refused (98.76% at
-    best with three units float, onnxruntime): see the README's int8 section."""
+@pytest.mark.parametrize("classes, crop, steps, data_size", [(3, 64, 24, 128), (6, 256, 30, 512)])
+def test_own_models_get_int8_that_keeps_agreement_and_miou(tmp_path, classes, crop, steps, data_size):
+    """Models of other class counts, crops, steps and image sizes than the demo's, exported at 512 px to int8 for
+    onnxruntime and ExecuTorch: each artifact passes 99% pixel agreement and loses at most 1 mIoU point against its
+    checkpoint (both through the artifact's runtime, on validation images). Not every model of this kind gets int8
+    at 512 px: the README's int8 section lists those that are refused, and what they reached."""
     from mcq.engine.train import TrainConfig, train
 
     from conftest import TINY_TRAIN
 
-    data = _dataset(tmp_path / "data", classes, 2 * crop, seed=classes)
+    data = _dataset(tmp_path / "data", classes, data_size, seed=classes)
     run, _ = train(TrainConfig(data=str(data), out=str(tmp_path / "run"),
                                **{**TINY_TRAIN, "img_size": crop, "batch_size": 4, "max_steps": steps,
                                   "val_every": steps}))
     reports = export_checkpoint(run / "checkpoints" / "last.ckpt", ["onnx", "executorch"], ["int8"],
-                                out=tmp_path / "x", data=data, n_images=4, n_calib=4, img_size=size)
+                                out=tmp_path / "x", data=data, n_images=4, n_calib=4, img_size=512)
     for report in reports:
-        assert report["status"] == "ok" and report["img_size"] == size, report
+        assert report["status"] == "ok" and report["img_size"] == 512, report
         assert report["parity"]["agreement"] >= 0.99 and report["int8"]["calibrations_tried"], report
         accuracy = report["accuracy"]
         assert accuracy["images"] == 6 and accuracy["drop"] <= 1.0, (report["format"], accuracy)
@@ -184,3 +184,18 @@ def test_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_
     sidecar = json.loads(Path(f"{report['path']}.json").read_text())
     assert sidecar["int8"]["float_modules"] == facts["float_modules"]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [report["artifact"], report["artifact"] + ".json"]
+
+
+def test_a_refused_int8_names_the_fine_tune_that_could_keep_it(trained_ckpt, synth_data, tmp_path, monkeypatch):
+    """The refusal names what was tried and, for a task that trains quantization-aware, the fine-tune at the export
+    size (what kept the README's 5-class model at 512 px); nothing is left on disk."""
+    from mcq.export.parity import THRESHOLDS
+
+    monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", 1.01)  # no artifact can pass
+    (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["int8"], out=tmp_path, data=synth_data, n_images=2,
+                                  n_calib=2, img_size=96, calibration="minmax", int8_fallback="off", eval_images=0)
+    why = report["why"]
+    assert report["status"] == "failed" and why.startswith("no int8 kept its accuracy: calibrations tried: minmax")
+    assert why.endswith(f"; or fine-tune it for int8 at this size: mcq train seg --qat --init {trained_ckpt} "
+                        "--img-size 96"), why
+    assert list(tmp_path.iterdir()) == []

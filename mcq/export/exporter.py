@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mcq.engine.checkpoint import load_task
+from mcq.engine.qat import TASKS as QAT_TASKS
 from mcq.engine.tasks import task_spec
 from mcq.errors import McqError, first_line
 from mcq.export import detection
@@ -112,8 +113,13 @@ def export_checkpoint(
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
             quant = _quant_options(module, precision, calibration, int8_fallback, qat)
             form = labels_metadata(meta, fmt) if outputs == "labels" else meta
-            reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
-                                       explain, opts, keep_failed_parity, quant, accuracy))
+            report = _export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
+                                 explain, opts, keep_failed_parity, quant, accuracy)
+            if report["status"] == "failed" and "int8" in report and not report.get("kept") and qat is None \
+                    and spec.name in QAT_TASKS:  # refused
+                report["why"] += (f"; or fine-tune it for int8 at this size: mcq train {spec.name} --qat --init "
+                                  f"{checkpoint} --img-size {size}")
+            reports.append(report)
     return reports
 
 
