@@ -45,8 +45,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 QAT_BY_DEFAULT = True  # a quantization-aware checkpoint's int8 takes its learnt ranges unless a calibrator is named
 BACKENDS = ("xnnpack", "coreml", "portable")
 # int8 trials run on the converted PT2E graph in PyTorch; only the one kept is lowered. Lowering an MCi0 SemanticFPN
-# takes 80-100 s whatever the input size, against 1 s (64 px) to 25 s (512 px, 4 images) for the graph's check, and
-# the two agree closely: 99.970% of pixels for the graph, 99.967% for its program (512 px; executorch 1.5.1).
+# takes 30-40 s whatever the input size (fp32, a 2-core Intel Xeon), against 1 s (64 px) to 25 s (512 px, 4 images) for
+# the graph's check, and the two agree closely: 99.970% of pixels for the graph, 99.967% for its program (512 px;
+# executorch 1.5.1).
 STAND_IN = "the converted PT2E graph in PyTorch"
 
 
