@@ -44,29 +44,28 @@ from mcq.models.segmentor import SegModel, create_seg_model
 FORMATS = (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte"))
 
 
-def variants(model: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
+def variants(fused: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisions: tuple[str, ...] = ("fp32", "int8"),
              compare_rewrites: bool = False, checked_on: torch.Tensor | None = None,
              qat: dict | None = None) -> dict[str, Path | None]:
-    """name -> artifact for every path in ``precisions``, exported into ``tmp`` (None: PyTorch eager; with
-    ``compare_rewrites``, also the ExecuTorch fp32 program lowered without mcq's rewrites for the delegate; with
-    ``checked_on``, validation images, also the int8 that ``mcq export`` keeps: "int8 auto"; with ``qat``, a
-    quantization-aware checkpoint's state, its int8: "int8 qat")."""
-    fused = inference_form(model)
+    """name -> artifact for every path in ``precisions`` of ``fused`` (a model in its inference form), exported into
+    ``tmp`` (None: PyTorch eager; with ``compare_rewrites``, also the ExecuTorch fp32 program lowered without mcq's
+    rewrites for the delegate; with ``checked_on``, validation images, also the int8 that ``mcq export`` keeps: "int8
+    auto"; with ``qat``, a quantization-aware checkpoint's state, its int8: "int8 qat")."""
     example = calib[:1]
     paths: dict[str, Path | None] = {"torch eager": None, "torch eager, reparameterized": None}
     for fmt, module, suffix in FORMATS:
         for precision in precisions:
-            path = tmp / f"{model.cfg.encoder}_{size}_{precision}{suffix}"
+            path = tmp / f"{fused.cfg.encoder}_{size}_{precision}{suffix}"
             start = time.perf_counter()
             module.export(fused, example, path, precision, calib, {})
             print(f"  exported {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
             paths[f"{fmt} {precision}"] = path
         if qat is not None:
-            path = tmp / f"{model.cfg.encoder}_{size}_int8_qat{suffix}"
+            path = tmp / f"{fused.cfg.encoder}_{size}_int8_qat{suffix}"
             module.export(fused, example, path, "int8", None, {}, qat=qat)
             paths[f"{fmt} int8 qat"] = path
         if checked_on is not None and "int8" in precisions:
-            path = tmp / f"{model.cfg.encoder}_{size}_int8_auto{suffix}"
+            path = tmp / f"{fused.cfg.encoder}_{size}_int8_auto{suffix}"
             check = lambda run: parity(run, fused, checked_on, "int8")  # noqa: E731
             try:
                 facts = module.export(fused, example, path, "int8", calib, {}, check=check)["int8"]
@@ -80,7 +79,7 @@ def variants(model: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisi
                   flush=True)
             paths[f"{fmt} int8 auto"] = path
     if compare_rewrites:  # the XNNPACK program as torch.export gives it, without mcq.export.delegation's rewrites
-        path = tmp / f"{model.cfg.encoder}_{size}_fp32_as_exported.pte"
+        path = tmp / f"{fused.cfg.encoder}_{size}_fp32_as_exported.pte"
         et_format.export(fused, example, path, "fp32", None, {}, rewrite=False)
         paths["executorch xnnpack fp32, as exported"] = path
     return paths
@@ -155,11 +154,11 @@ def main() -> None:
                   else None)
         with tempfile.TemporaryDirectory() as tmp:
             print(f"{model.cfg.encoder} ({label}):", flush=True)
-            paths = variants(model, args.img_size, calib, Path(tmp), tuple(args.precision.split(",")),
+            fused = inference_form(model)
+            paths = variants(fused, args.img_size, calib, Path(tmp), tuple(args.precision.split(",")),
                              args.compare_rewrites, None if args.skip_auto else images, qat)
             agreement = None
             x = calib[:1].numpy()
-            fused = inference_form(model)
             eager = {"torch eager": model.eval(), "torch eager, reparameterized": fused}
             for t in threads:
                 runs = runners(eager, paths, t)

@@ -100,6 +100,8 @@ def export_checkpoint(
     calib = None
     meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint) | ({"target": target} if target else {})
     accuracy = AccuracyCheck(model, meta, data, eval_images) if spec.name == "seg" and eval_images != 0 else None
+    fine_tune = (f"; or fine-tune it for int8 at this size: mcq train {spec.name} --qat --init {checkpoint} "
+                 f"--img-size {size}") if qat is None and spec.name in QAT_TASKS else ""  # named when int8 is refused
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -113,13 +115,8 @@ def export_checkpoint(
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
             quant = _quant_options(module, precision, calibration, int8_fallback, qat)
             form = labels_metadata(meta, fmt) if outputs == "labels" else meta
-            report = _export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
-                                 explain, opts, keep_failed_parity, quant, accuracy)
-            if report["status"] == "failed" and "int8" in report and not report.get("kept") and qat is None \
-                    and spec.name in QAT_TASKS:  # refused
-                report["why"] += (f"; or fine-tune it for int8 at this size: mcq train {spec.name} --qat --init "
-                                  f"{checkpoint} --img-size {size}")
-            reports.append(report)
+            reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
+                                       explain, opts, keep_failed_parity, quant, accuracy, fine_tune))
     return reports
 
 
@@ -176,7 +173,8 @@ def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None
 
 def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
                 explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None,
-                accuracy: AccuracyCheck | None = None) -> dict:
+                accuracy: AccuracyCheck | None = None, fine_tune: str = "") -> dict:
+    """Export, check and keep one artifact; its report. ``fine_tune`` ends the reason of a refused int8."""
     name = artifact_name(meta, fmt, precision, opts)
     size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
@@ -219,7 +217,7 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
         report["status"], report["why"] = "failed", first_line(e)
         if isinstance(e, Int8Refused):  # the closest artifact's check and what was tried
-            report.update(parity=e.parity, int8=e.facts, **e.extra)
+            report.update(parity=e.parity, int8=e.facts, why=report["why"] + fine_tune, **e.extra)
         for stale in (final, Path(f"{final}.json")):  # an older artifact of the same name no longer stands
             _remove(stale)
     finally:
