@@ -35,11 +35,12 @@ import torch
 from mcq.errors import McqError
 from mcq.export import executorch as et_format
 from mcq.export import onnx as onnx_format
-from mcq.export.exporter import dataset_images
 from mcq.export.parity import parity
-from mcq.export.runtimes import torch_runner
 from mcq.models.inference import inference_form
 from mcq.models.segmentor import SegModel, create_seg_model
+from mcq.runtime.artifacts import torch_runner
+from mcq.runtime.backends import backend, format_for
+from mcq.tasks.processing import dataset_images
 
 FORMATS = (("onnxruntime", onnx_format, ".onnx"), ("executorch xnnpack", et_format, ".pte"))
 
@@ -78,7 +79,7 @@ def variants(fused: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisi
                   + (f", then {len(facts['fallback_trials'])} fallback trials" if "fallback_trials" in facts else ""),
                   flush=True)
             paths[f"{fmt} int8 auto"] = path
-    if compare_rewrites:  # the XNNPACK program as torch.export gives it, without mcq.export.delegation's rewrites
+    if compare_rewrites:  # the XNNPACK program as torch.export gives it, without mcq.models.delegation's rewrites
         path = tmp / f"{fused.cfg.encoder}_{size}_fp32_as_exported.pte"
         et_format.export(fused, example, path, "fp32", None, {}, rewrite=False)
         paths["executorch xnnpack fp32, as exported"] = path
@@ -88,8 +89,7 @@ def variants(fused: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisi
 def runners(eager: dict[str, torch.nn.Module], paths: dict[str, Path | None], threads: int) -> dict:
     """name -> runner of every variant (``eager``: the PyTorch ones by name), each runtime on ``threads`` threads."""
     torch.set_num_threads(threads)
-    modules = {suffix: module for _, module, suffix in FORMATS}
-    return {name: torch_runner(eager[name]) if path is None else modules[path.suffix].runner(path, threads)
+    return {name: torch_runner(eager[name]) if path is None else backend(format_for(str(path))).runner(path, threads)
             for name, path in paths.items()}
 
 
@@ -128,7 +128,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--precision", default="fp32,int8", help="precisions of the exported paths (default fp32,int8)")
     ap.add_argument("--compare-rewrites", action="store_true", help="also time ExecuTorch fp32 lowered without "
-                    "mcq's rewrites for the XNNPACK delegate (mcq.export.delegation)")
+                    "mcq's rewrites for the XNNPACK delegate (mcq.models.delegation)")
     ap.add_argument("--calib", type=int, default=16, help="calibration images for int8 (embedded data)")
     ap.add_argument("--data", help="dataset for calibration and agreement (default: the embedded data)")
     ap.add_argument("--json", help="also write the medians here")
@@ -136,10 +136,10 @@ def main() -> None:
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     if args.checkpoint:
-        from mcq.engine.checkpoint import load_seg_task
+        from mcq.tasks.checkpoint import read_checkpoint
 
         models = [(Path(c).name, task.model, getattr(task, "qat", None))
-                  for c, task in ((c, load_seg_task(c)) for c in args.checkpoint)]
+                  for c, task in ((c, read_checkpoint(c, "seg")) for c in args.checkpoint)]
     else:
         torch.manual_seed(0)
         models = [(name, create_seg_model(name, 150), None) for name in args.models.split(",")]

@@ -21,8 +21,8 @@ from torchvision.ops import box_iou
 from torchvision.transforms.functional import to_tensor
 
 from mcq.data.coco import COCODetection
-from mcq.engine.checkpoint import load_task
-from mcq.engine.evaluate import evaluate
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.train.evaluate import evaluate
 from mcq.io import load_state
 
 POOLS = ("torchvision", "mmdet")
@@ -60,7 +60,7 @@ def main() -> None:
     p.add_argument("--min-score", type=float, nargs="+", default=[0.05, 0.5],
                    help="score thresholds of the detections matched (default 0.05, the model's, and 0.5)")
     args = p.parse_args()
-    own = load_task(args.checkpoint, "det").model.cfg.roi_align
+    own = read_checkpoint(args.checkpoint, "det").model.cfg.roi_align
     other = next(x for x in POOLS if x != own)
     ds = COCODetection(args.data, "val")
     images = [to_tensor(ds[i][0]) for i in range(min(args.images, len(ds)))]
@@ -69,7 +69,7 @@ def main() -> None:
         for pool in (own, other):
             path = pooled_as(args.checkpoint, pool, Path(tmp))
             ap[pool] = evaluate("det", path, args.data, workers=0, accelerator="cpu")
-            model = load_task(path, "det").model.eval()
+            model = read_checkpoint(path, "det").model.eval()
             with torch.no_grad():
                 dets[pool] = [model([image])[0] for image in images]
     for pool, m in ap.items():

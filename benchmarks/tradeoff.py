@@ -27,7 +27,7 @@ import torch
 from mcq.models.inference import inference_form
 from mcq.models.segmentor import create_seg_model
 from mcq.profile.measure import gflops, params_m, summarize, time_calls
-from mcq.profile.profiler import RUNTIMES
+from mcq.profile.config import RUNTIMES
 
 DEFAULT_PAIRS = "swin_l@640:mci2@512,vit_adapter_b@512:mci2@512"
 
@@ -51,7 +51,8 @@ def matmul_gmacs(threads: int, n: int = 1024, runs: int = 10) -> float:
 
 def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> tuple[dict, Callable[[], object]]:
     """A random-init segmentation model of encoder ``name``: its facts and a runner of one image on ``runtime``."""
-    from mcq.export.formats import SUFFIXES, format_module
+    from mcq.export.formats import format_module
+    from mcq.runtime.backends import SUFFIXES, backend
 
     torch.manual_seed(0)
     model = inference_form(create_seg_model(name, 150), (size, size))
@@ -69,7 +70,7 @@ def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> t
     start = time.perf_counter()
     module.export(model, x, path, "fp32", None, {})
     facts["export_s"] = time.perf_counter() - start
-    runner, xn = module.runner(path, threads), x.numpy()
+    runner, xn = backend(fmt).runner(path, threads), x.numpy()
     return facts, lambda: runner(xn)
 
 

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, collate_seg, synth_seg
-from mcq.engine.seg_module import SegTask
-from mcq.engine.train import SegTrainConfig, resolve_recipe, train_seg
+from mcq.train.seg_module import SegTask
+from mcq.train.config import TrainConfig
+from mcq.train.train import resolve_recipe, train
 
 
 class StepClock(L.Callback):
@@ -42,14 +43,14 @@ def images_per_s(ends: list[float], warmup: int, batch: int) -> float:
     return batch * (len(timed) - 1) / (timed[-1] - timed[0])
 
 
-def through_engine(cfg: SegTrainConfig, warmup: int) -> float:
+def through_engine(cfg: TrainConfig, warmup: int) -> float:
     clock = StepClock()
-    train_seg(cfg, callbacks=[clock])
+    train(cfg, callbacks=[clock])
     assert clock.threads == torch.get_num_threads(), "the engine changed the thread count"
     return images_per_s(clock.ends, warmup, cfg.batch_size)
 
 
-def bare_loop(cfg: SegTrainConfig, warmup: int) -> float:
+def bare_loop(cfg: TrainConfig, warmup: int) -> float:
     recipe = resolve_recipe(cfg)
     L.seed_everything(cfg.seed, verbose=False)
     ds = ADE20K(cfg.data, "training")
@@ -88,7 +89,7 @@ def main() -> None:
         data = synth_seg(f"{tmp}/data", n_train=args.batch_size * 4, n_val=1, size=args.img_size)
         rows = []
         for backbone in args.backbones.split(","):
-            cfg = SegTrainConfig(backbone=backbone, data=str(data), max_steps=args.steps, batch_size=args.batch_size,
+            cfg = TrainConfig(backbone=backbone, data=str(data), max_steps=args.steps, batch_size=args.batch_size,
                                  img_size=args.img_size, val_every=args.steps, workers=args.workers,
                                  accelerator="cpu", precision="32-true", out=f"{tmp}/run-{backbone}")
             runs = {"bare": [], "engine": []}

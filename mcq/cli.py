@@ -316,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
-    from mcq.profile.profiler import DEFAULT_RUNTIMES
+    from mcq.profile.config import DEFAULT_RUNTIMES
 
     pf = sub.add_parser("profile", parents=[common], help="latency, memory, size, FLOPs and accuracy of every model x "
                         "runtime x precision; `profile compare` for two devices", epilog=_EXAMPLES["profile"],
@@ -426,7 +426,7 @@ def _profile(args: argparse.Namespace) -> int:
         return 0
     from mcq.profile import ProfileConfig, profile
     from mcq.profile.device import usable_cores
-    from mcq.profile.profiler import DEFAULT_MODELS
+    from mcq.profile.config import DEFAULT_MODELS
     from mcq.profile.report import format_table
 
     split = lambda s: [x for x in s.split(",") if x]  # noqa: E731
@@ -504,8 +504,9 @@ def _lightning_logs_to_stdout() -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from mcq.engine.tasks import task_spec
-    from mcq.engine.train import TrainConfig, train
+    from mcq.tasks.specs import task_spec
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import train
 
     _lightning_logs_to_stdout()
     fields = TrainConfig.__dataclass_fields__
@@ -516,8 +517,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from mcq.engine.evaluate import evaluate, evaluate_seg_model
-    from mcq.engine.tasks import task_spec
+    from mcq.runtime.evaluate import evaluate_seg_model
+    from mcq.tasks.specs import task_spec
+    from mcq.train.evaluate import evaluate
 
     _lightning_logs_to_stdout()
     if args.zero_shot:
@@ -536,7 +538,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _zero_shot(args: argparse.Namespace) -> None:
-    from mcq.engine.zero_shot import format_zero_shot_table, zero_shot
+    from mcq.train.zero_shot import format_zero_shot_table, zero_shot
 
     if args.task != "clip" or not args.checkpoint:
         raise McqError("--zero-shot is for clip, with --checkpoint")
@@ -606,7 +608,7 @@ def _export(args: argparse.Namespace) -> int:
     if args.format in ("mmseg", "mmdet"):
         return _export_mm(args)
     from mcq.export.accuracy import format_accuracy
-    from mcq.export.delegation import format_delegation
+    from mcq.models.delegation import format_delegation
     from mcq.export.explain import format_drift
     from mcq.export.exporter import export_checkpoint
     from mcq.export.parity import format_parity_table
@@ -661,7 +663,7 @@ def _check_app_export(app: str, formats: list[str], precisions: list[str | None]
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mcq.engine.predict import predict_seg
+    from mcq.runtime.predict import predict_seg
 
     for row in predict_seg(args.images, args.model, args.out, args.threads):
         print(f"{row['image']}: {row['model_ms']:.1f} ms ({row['runtime']}) -> {row['overlay']}  "
@@ -684,7 +686,7 @@ def _app(args: argparse.Namespace) -> int | None:
 
     if args.app_command == "reference":
         from mcq.apps.reference import write_reference
-        from mcq.export.schema import read_sidecar
+        from mcq.tasks.schema import read_sidecar
 
         path = write_reference(read_sidecar(args.model), args.out, args.seed)
         print(f"reference vector of {args.model} written to {path}")

@@ -110,9 +110,10 @@ def copy_artifact(report: dict, folder: Path) -> None:
 def trained_run(synth_data, shared) -> Path:
     """A finished tiny run (config.json, metrics.json, checkpoints/{best,last}.ckpt), one for every worker. Do not
     modify it."""
-    from mcq.engine.train import SegTrainConfig, train_seg
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import train
 
-    run = shared("seg-mci0", lambda out: train_seg(SegTrainConfig(data=str(synth_data), out=str(out), **TINY_TRAIN)))
+    run = shared("seg-mci0", lambda out: train(TrainConfig(data=str(synth_data), out=str(out), **TINY_TRAIN)))
     assert (run / "metrics.json").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
     return run
 
@@ -141,7 +142,8 @@ def synth_cls_data(tmp_path_factory) -> Path:
 
 def _tiny_run(shared, task: str, data: Path, **overrides) -> Path:
     """``checkpoints/last.ckpt`` of a tiny finished ``task`` run on ``data``, one for every worker."""
-    from mcq.engine.train import TrainConfig, train
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import train
 
     def run(out: Path) -> tuple:
         return train(TrainConfig(task=task, data=str(data), out=str(out), **{**TINY_TRAIN, **overrides}))

@@ -18,7 +18,7 @@ import pytest
 
 from mcq.apps.reference import write_reference
 from mcq.export.labels import labels_metadata
-from mcq.export.schema import SCHEMA_PATH, read_sidecar, validate_metadata
+from mcq.tasks.schema import SCHEMA_PATH, read_sidecar, validate_metadata
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 

@@ -12,7 +12,7 @@ from mcq.apps import install
 from mcq.apps.install import APPS, install_in_app
 from mcq.cli import main
 from mcq.errors import McqError
-from mcq.export.schema import metadata_errors
+from mcq.tasks.schema import metadata_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 IOS, ANDROID = ROOT / "apps" / "ios", ROOT / "apps" / "android"

@@ -54,7 +54,8 @@ def test_a_frozen_encoder_probe_trains_the_head_only(synth_data, tmp_path):
 
     from ckpt_layouts import randomize_, save_openclip
     from conftest import TINY_TRAIN
-    from mcq.engine.train import TrainConfig, train
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import train
 
     trunk = randomize_(timm.create_model("fastvit_mci0", num_classes=0), seed=1)
     init = save_openclip({f"visual.trunk.{k}": v for k, v in trunk.state_dict().items()}, tmp_path / "clip", "bare")

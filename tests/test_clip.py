@@ -20,8 +20,8 @@ from conftest import TINY_CLIP, tiny_argv
 from mcq.cli import main
 from mcq.data.clip_shards import SampleDecoder, TrainSamples, clip_pipeline, list_shards, parse_captions
 from mcq.data.synth_clip import synth_clip
-from mcq.engine.clip_module import multi_caption_loss
-from mcq.engine.metrics import retrieval_recall
+from mcq.train.clip_module import multi_caption_loss
+from mcq.tasks.metrics import retrieval_recall
 from mcq.errors import McqError
 
 
@@ -230,7 +230,8 @@ def test_recall_at_k_on_a_known_similarity_matrix():
 
 
 def test_recipe_is_the_papers_table_11():
-    from mcq.engine.train import TrainConfig, resolve_recipe
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import resolve_recipe
     from mcq.recipes import load_recipe
 
     r = load_recipe("clip")
@@ -338,8 +339,8 @@ def test_zero_shot_scores_each_image_by_its_nearest_class_prompt(capsys, clip_da
     from torch.nn import functional as F
 
     from mcq.data.imagefolder import ImageFolder
-    from mcq.engine.checkpoint import load_task
-    from mcq.engine.tasks import clip_normalization
+    from mcq.tasks.checkpoint import read_checkpoint
+    from mcq.tasks.specs import clip_normalization
     from mcq.models.clip_model import tokenizer_for
 
     last = clip_run / "checkpoints" / "last.ckpt"
@@ -350,10 +351,10 @@ def test_zero_shot_scores_each_image_by_its_nearest_class_prompt(capsys, clip_da
     assert metrics["classes"] == 32 and metrics["images"] == 128 and metrics["chance_top1"] == 1 / 32
     assert "top1" in out and f"{100 * metrics['top1']:.2f}" in out
 
-    module = load_task(last, "clip")
-    model, m = module.model.eval(), module.hparams.model
+    module = read_checkpoint(last, "clip")
+    model, m = module.model, module.hparams["model"]
     ds = ImageFolder(clip_data / "zeroshot", None, open_clip.image_transform(64, False, *clip_normalization(m["cfg"])))
-    tokens = tokenizer_for(m["name"], module.hparams.optim["context_length"])(
+    tokens = tokenizer_for(m["name"], module.recipe["context_length"])(
         [f"a {c.replace('_', ' ')} on the grass" for c in ds.classes])
     with torch.no_grad():
         text = F.normalize(model.encode_text(tokens), dim=-1)

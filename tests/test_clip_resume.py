@@ -15,7 +15,8 @@ import torch
 
 from conftest import TINY_CLIP
 from mcq.data.clip_shards import SampleDecoder, TrainSamples, clip_pipeline, list_shards
-from mcq.engine.train import TrainConfig, train
+from mcq.train.config import TrainConfig
+from mcq.train.train import train
 
 
 def _stream(shards: list[str], steps: int, skip: dict | None = None) -> list[dict]:

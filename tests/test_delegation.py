@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcq.export.delegation import delegation, for_xnnpack
+from mcq.models.delegation import delegation, for_xnnpack
+from mcq.runtime import executorch as et_rt
 
 aten = torch.ops.aten
 
@@ -117,7 +118,7 @@ def test_the_mask_is_folded_as_it_is_at_its_use_and_a_zero_pad_dropped():
 
 def test_a_shared_conv_weight_is_copied_per_conv_and_the_int8_program_loads(tmp_path):
     from mcq.export import executorch as et_format
-    from mcq.export.delegation import unshare_weights
+    from mcq.models.delegation import unshare_weights
 
     torch.manual_seed(0)
     model, x = SharedConvAndBuiltMask().eval(), torch.randn(1, 3, 12, 12)
@@ -129,12 +130,12 @@ def test_a_shared_conv_weight_is_copied_per_conv_and_the_int8_program_loads(tmp_
     facts = et_format.export(model, x, tmp_path / "m.pte", "int8", torch.randn(4, 3, 12, 12), {})
     assert facts["delegation"]["segments"] == 1 and facts["delegation"]["ops_outside"] == {}, facts
     assert facts["delegation"]["rewrites"]["unshared_weights"] == 2 and facts["delegation"]["rewrites"]["pad"] == 1
-    out = et_format.runner(tmp_path / "m.pte")(x.numpy())  # XNNPACK 1.5.1 refused a shared quantized weight here
+    out = et_rt.runner(tmp_path / "m.pte")(x.numpy())  # XNNPACK 1.5.1 refused a shared quantized weight here
     assert out.shape == (1, 3, 12, 12) and float(abs(out - model(x).detach().numpy()).max()) < 0.2
 
 
 def test_the_terminal_line_names_the_segments_and_what_ran_outside():
-    from mcq.export.delegation import format_delegation
+    from mcq.models.delegation import format_delegation
 
     whole = {"segments": 1, "delegated_ops": 344, "ops_outside": {}, "rewrites": {}}
     assert format_delegation("m.pte", whole) == "m.pte: 1 delegate segment, 344 ops delegated; nothing outside"

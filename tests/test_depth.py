@@ -15,10 +15,11 @@ from conftest import tiny_argv
 from mcq.cli import main
 from mcq.data import NYUv2, read_depth
 from mcq.data.nyu import TEST_DIR, TRAIN_LIST
-from mcq.engine.depth_module import DepthTask, silog_loss
-from mcq.engine.metrics import DEPTH_KEYS, DepthMetrics, depth_errors, eigen_mask
-from mcq.engine.module import half_cycle
-from mcq.engine.train import TrainConfig, resolve_recipe
+from mcq.train.depth_module import DepthTask, silog_loss
+from mcq.tasks.metrics import DEPTH_KEYS, DepthMetrics, depth_errors, eigen_mask
+from mcq.train.module import half_cycle
+from mcq.train.config import TrainConfig
+from mcq.train.train import resolve_recipe
 from mcq.errors import McqError
 from mcq.models.depth import DepthModel, DepthModelConfig
 from mcq.recipes import load_recipe

@@ -19,9 +19,10 @@ from conftest import tiny_argv
 from mcq.cli import main
 from mcq.data import DET_CLASSES, COCODetection, DetTransform, collate_det
 from mcq.data.coco import annotation_file, uncompressed_rle
-from mcq.engine.metrics import COCO_KEYS, coco_metrics, coco_results
-from mcq.engine.module import warmup_step
-from mcq.engine.train import TrainConfig, resolve_recipe
+from mcq.tasks.metrics import COCO_KEYS, coco_metrics, coco_results
+from mcq.train.module import warmup_step
+from mcq.train.config import TrainConfig
+from mcq.train.train import resolve_recipe
 from mcq.errors import McqError
 from mcq.models.detector import DetModel, DetModelConfig
 from mcq.recipes import load_recipe

@@ -1,5 +1,5 @@
 """Mask R-CNN export: the ONNX full model with parity on boxes, scores and masks (through the CLI), the graphs of
-``mcq.export.detection`` against torchvision's own answer, the det parity check, and (slow) the ExecuTorch and
+``mcq.tasks.detection`` against torchvision's own answer, the det parity check, and (slow) the ExecuTorch and
 Core ML ``features`` graphs with the rest in Python."""
 
 import json
@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from mcq.cli import main
-from mcq.export import detection, onnx as onnx_format
+from mcq.export import onnx as onnx_format
+from mcq.tasks import detection
 from mcq.export.exporter import export_checkpoint
 from mcq.models.inference import inference_form
 from mcq.export.parity import THRESHOLDS, parity
 from mcq.models.detector import DetModel, DetModelConfig
 from mcq.models.encoders import normalization
-from mcq.export.schema import read_sidecar
+from mcq.tasks.schema import read_sidecar
+from mcq.runtime import onnx as onnx_rt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -49,12 +51,12 @@ def test_onnx_artifact_says_what_it_holds(exported):
     out, r = exported
     path = out / r["artifact"]
     sidecar = read_sidecar(path)  # checked against metadata.schema.json
-    assert onnx_format.read_metadata(path) == {k: v for k, v in sidecar.items() if k != "parity"}
+    assert onnx_rt.read_metadata(path) == {k: v for k, v in sidecar.items() if k != "parity"}
     assert sidecar["task"] == "det" and sidecar["graph"] == "full" and sidecar["head"] == "maskrcnn"
     assert sidecar["class_names"] and sidecar["input"]["shape"] == [1, 3, 64, 64]
     assert [o["name"] for o in sidecar["outputs"]] == list(detection.DETECTIONS)
     assert [o.name for o in onnx_format.onnx.load(str(path)).graph.output] == list(detection.DETECTIONS)
-    run = onnx_format.run_all(path)
+    run = onnx_rt.run_all(path)
     boxes, labels, scores, masks = run(torch.zeros(1, 3, 64, 64).numpy())
     assert boxes.shape[1:] == (4,) and masks.shape[1:] == (1, 64, 64) and len(labels) == len(scores) == len(boxes)
 

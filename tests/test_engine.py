@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from interrupt import StopAt
-from mcq.engine.train import TrainConfig, train
+from mcq.train.config import TrainConfig
+from mcq.train.train import train
 
 TINY = dict(backbone="mci0", img_size=64, batch_size=2, workers=0, accelerator="cpu")
 

@@ -10,9 +10,10 @@ import torch
 from mcq.errors import McqError
 from mcq.export import coreml
 from mcq.export.exporter import export_checkpoint
-from mcq.export.formats import SUFFIXES, format_for
-from mcq.export.runtimes import open_model
-from mcq.export.schema import read_sidecar
+from mcq.runtime.backends import SUFFIXES, format_for
+from mcq.runtime.artifacts import open_model
+from mcq.tasks.schema import read_sidecar
+from mcq.runtime import coreml as coreml_rt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -35,9 +36,9 @@ def test_exports_and_is_inspected(exported, precision):
     assert sidecar["parity"]["numerics"].startswith("not run") and sidecar["parity"]["passed"]
     assert all(sidecar["parity"]["checks"].values()) and sidecar["parity"]["precision"] == precision
     assert sidecar["coreml_input"]["type"] == "image" and sidecar["precision"] == precision
-    inside = coreml.read_metadata(pkg)
+    inside = coreml_rt.read_metadata(pkg)
     assert inside["class_names"] == sidecar["class_names"] and inside["coreml_input"] == sidecar["coreml_input"]
-    assert coreml.inspect(pkg, sidecar)["passed"]
+    assert coreml_rt.inspect(pkg, sidecar)["passed"]
     assert not list(out.glob(".partial-*"))
 
 
@@ -58,12 +59,12 @@ def test_inspect_fails_on_tampered_metadata_or_wrong_shape(exported, tmp_path):
     mlmodel.user_defined_metadata["mcq"] = json.dumps(inside)
     tampered = tmp_path / "tampered.mlpackage"
     mlmodel.save(str(tampered))
-    result = coreml.inspect(tampered, meta)
+    result = coreml_rt.inspect(tampered, meta)
     assert not result["passed"] and not result["checks"]["metadata"] and "metadata" in result["why"]
     wrong = {**meta, "input": {**meta["input"], "shape": [1, 3, 32, 32]}}
-    result = coreml.inspect(pkg, wrong)
+    result = coreml_rt.inspect(pkg, wrong)
     assert not result["passed"] and not result["checks"]["input"] and "32x32" in result["why"]
-    result = coreml.inspect(tmp_path / "missing.mlpackage", meta)
+    result = coreml_rt.inspect(tmp_path / "missing.mlpackage", meta)
     assert not result["passed"] and result["why"]
 
 
@@ -72,7 +73,7 @@ def test_open_model_says_core_ml_needs_macos(exported, tmp_path):
     pkg = out / reports["fp16"]["artifact"]
     with pytest.raises(McqError, match="needs macOS"):
         open_model(pkg)
-    assert coreml.runner(pkg) is None and format_for(str(pkg)) == "coreml"
+    assert coreml_rt.runner(pkg) is None and format_for(str(pkg)) == "coreml"
 
 
 @pytest.mark.parametrize("mean,std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
@@ -99,6 +100,6 @@ def test_per_channel_std_is_divided_inside(tmp_path):
     pkg = tmp_path / f"toy{SUFFIXES['coreml']}"
     coreml.export(model, torch.randn(1, 3, size, size), pkg, "fp32", None, meta)
     assert meta["coreml_input"]["std_in_model"] == meta["input"]["std"]
-    result = coreml.inspect(pkg, meta)
+    result = coreml_rt.inspect(pkg, meta)
     assert result["passed"], result
     shutil.rmtree(pkg)

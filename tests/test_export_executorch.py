@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from mcq.export import executorch as et_format
-from mcq.export.exporter import dataset_images, export_checkpoint
-from mcq.export.metadata import sha256
-from mcq.export.runtimes import open_model
-from mcq.export.schema import read_sidecar
+from mcq.export.exporter import export_checkpoint
+from mcq.tasks.processing import dataset_images
+from mcq.tasks.metadata import sha256
+from mcq.runtime.artifacts import open_model
+from mcq.tasks.schema import read_sidecar
+from mcq.runtime import executorch as et_rt
 
 
 def test_fp32_passes_and_carries_its_sidecar(executorch_seg, trained_ckpt, synth_data):
@@ -65,8 +67,8 @@ def test_coreml_delegate_is_lowered_and_inspected(trained_ckpt, synth_data, tmp_
                            options={"executorch": {"backend": "coreml"}})
     assert report["artifact"].endswith("_fp32-coreml.pte") and report["status"] == "ok (numerics not run here)", report
     path = tmp_path / report["artifact"]
-    assert et_format.delegates(path) == ["CoreMLBackend"]
-    assert et_format.runner(path) is None
+    assert et_rt.delegates(path) == ["CoreMLBackend"]
+    assert et_rt.runner(path) is None
     assert "CoreMLBackend is not in this ExecuTorch runtime" in report["parity"]["numerics"]
     assert json.loads(path.with_name(path.name + ".json").read_text())["backend"] == "coreml"
     with pytest.raises(ValueError, match="Core ML delegate"):
@@ -82,7 +84,7 @@ def test_a_norm_whose_conv_has_other_users_survives_int8_preparation():
     )
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    from mcq.export.pt2e import norms_as_convs
+    from mcq.models.pt2e import norms_as_convs
 
     class ConvThenNormAndResidual(torch.nn.Module):
         def __init__(self):

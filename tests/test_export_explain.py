@@ -8,16 +8,16 @@ import torch
 from PIL import Image
 
 from mcq.cli import main
-from mcq.engine.checkpoint import load_seg_task
+from mcq.tasks.checkpoint import read_checkpoint
 from mcq.export import onnx as onnx_format
-from mcq.export.exporter import dataset_images
+from mcq.tasks.processing import dataset_images
 from mcq.models.inference import inference_form
 from mcq.export.explain import DRIFT_DB, layer_drift, snr_db
 
 
 @pytest.fixture(scope="module")
 def model_and_image(trained_ckpt, synth_data):
-    model = inference_form(load_seg_task(trained_ckpt).model)
+    model = inference_form(read_checkpoint(trained_ckpt, "seg").model)
     return model, dataset_images(synth_data, "validation", 64, "mci0", 1)
 
 
@@ -39,7 +39,7 @@ def test_cli_writes_error_maps_and_layer_report(trained_ckpt, synth_data, tmp_pa
     maps = sorted(folder.glob("image_*.png"))
     assert len(maps) == 3 and Image.open(maps[0]).size == (4 * 64, 64 + 14)  # 3 val images, 4 panels each
     layers = json.loads((folder / "layers.json").read_text())
-    model = inference_form(load_seg_task(trained_ckpt).model)
+    model = inference_form(read_checkpoint(trained_ckpt, "seg").model)
     names = {n for n, _ in model.named_modules()}
     assert len(layers["layers"]) > 50 and all(row["layer"] in names for row in layers["layers"])
     assert min(row["snr_db"] for row in layers["layers"]) > DRIFT_DB["fp32"]

@@ -8,15 +8,17 @@ from PIL import Image
 from torch import nn
 
 from mcq.cli import main
-from mcq.engine.checkpoint import load_task
-from mcq.engine.predict import labels_at
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.tasks.processing import labels_at
 from mcq.errors import McqError
 from mcq.export import executorch as et_format, onnx as onnx_format
-from mcq.export.exporter import dataset_images
+from mcq.tasks.processing import dataset_images
 from mcq.models.inference import inference_form
 from mcq.export.labels import Labels, check_outputs
 from mcq.export.parity import parity
-from mcq.export.schema import read_sidecar
+from mcq.tasks.schema import read_sidecar
+from mcq.runtime import executorch as et_rt
+from mcq.runtime import onnx as onnx_rt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -35,8 +37,8 @@ def test_labels_artifact_gives_pytorchs_classes(labels_seg, fmt, trained_ckpt, s
     assert sidecar["output"]["shape"] == [1, 64, 64]
     x = dataset_images(synth_data, "validation", 64, "mci0", 2)
     with torch.no_grad():
-        want = inference_form(load_task(trained_ckpt).model)(x).argmax(1).numpy()
-    run = (onnx_format if fmt == "onnx" else et_format).runner(out / r["artifact"])
+        want = inference_form(read_checkpoint(trained_ckpt).model)(x).argmax(1).numpy()
+    run = (onnx_rt if fmt == "onnx" else et_rt).runner(out / r["artifact"])
     got = np.concatenate([run(image[None].numpy()) for image in x])
     assert got.dtype == np.uint8 and got.shape == (2, 64, 64) and np.array_equal(got, want)
 
@@ -50,7 +52,7 @@ def test_onnx_takes_the_argmax_as_topk_on_logits_made_classes_last_before_upsamp
     assert consts[graph.node[-4].input[2]].tolist() == [1, 4, 4, 1]  # upsampled in NHWC
     assert [o.name for o in graph.output] == ["labels"]
     assert graph.output[0].type.tensor_type.elem_type == onnx_format.onnx.TensorProto.UINT8
-    run = onnx_format.runner(out / reports["onnx"]["artifact"])
+    run = onnx_rt.runner(out / reports["onnx"]["artifact"])
     assert run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 64, 64)  # the batch stays dynamic
 
 
@@ -58,7 +60,7 @@ def test_argmax_as_topk_keeps_the_first_of_equal_maxima(tmp_path):
     ties = torch.tensor([[[[1.0]], [[3.0]], [[3.0]], [[0.0]]]]).expand(1, 4, 2, 2).contiguous()  # classes 1, 2 tie
     onnx_format.export(Labels(nn.Identity(), "uint8", True), ties, tmp_path / "t.onnx", "fp32", None,
                        {"output": {"name": "labels"}})
-    assert onnx_format.runner(tmp_path / "t.onnx")(ties.numpy()).tolist() == [[[1, 1], [1, 1]]]
+    assert onnx_rt.runner(tmp_path / "t.onnx")(ties.numpy()).tolist() == [[[1, 1], [1, 1]]]
 
 
 def test_executorch_runs_the_argmax_after_the_delegate(labels_seg):

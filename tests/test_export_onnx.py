@@ -7,11 +7,13 @@ import pytest
 from PIL import Image
 
 from mcq.cli import main
-from mcq.engine.evaluate import evaluate_seg, evaluate_seg_model
+from mcq.runtime.evaluate import evaluate_seg_model
+from mcq.train.evaluate import evaluate
 from mcq.export import onnx as onnx_format
 from mcq.export.exporter import export_checkpoint
-from mcq.export.metadata import sha256
-from mcq.export.schema import read_sidecar
+from mcq.tasks.metadata import sha256
+from mcq.tasks.schema import read_sidecar
+from mcq.runtime import onnx as onnx_rt
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def test_fp32_and_fp16_pass_their_thresholds(exported, trained_ckpt):
     assert fp16["status"] == "ok" and fp16["parity"]["agreement"] >= 0.99
     path = out / fp32["artifact"]
     assert not list(path.parent.glob("*.data")), "the model must be one self-contained file"
-    inside = onnx_format.read_metadata(path)
+    inside = onnx_rt.read_metadata(path)
     sidecar = json.loads(path.with_name(path.name + ".json").read_text())
     assert inside["class_names"] == sidecar["class_names"] and len(sidecar["palette"]) == len(sidecar["class_names"])
     assert sidecar["source_checkpoint"]["sha256"] == sha256(trained_ckpt)
@@ -52,7 +54,7 @@ def test_report_and_sidecar_carry_the_miou_against_the_checkpoint(exported, trai
     out, reports = exported
     kept = {r["precision"]: r for r in reports if r["status"] == "ok"}
     assert {"fp32", "fp16"} <= set(kept), reports
-    checkpoint = 100 * evaluate_seg(trained_ckpt, synth_data, workers=0, accelerator="cpu")["mIoU"]
+    checkpoint = 100 * evaluate("seg", trained_ckpt, synth_data, workers=0, accelerator="cpu")["mIoU"]
     for r in kept.values():
         acc = r["accuracy"]
         assert acc["metric"] == "mIoU" and acc["images"] == 3
@@ -66,9 +68,9 @@ def test_report_and_sidecar_carry_the_miou_against_the_checkpoint(exported, trai
 def test_int8_export_line_shows_its_miou_drop(trained_ckpt, synth_data, tmp_path, monkeypatch, capsys):
     """`mcq export --precision int8 --eval-images N`: the report, the sidecar and the artifact's line give its mIoU on
     the first N validation images against the checkpoint's on the same images."""
-    from mcq.engine.evaluate import seg_eval_set, seg_figures
+    from mcq.runtime.evaluate import seg_eval_set, seg_figures
     from mcq.export.parity import THRESHOLDS
-    from mcq.export.runtimes import open_model
+    from mcq.runtime.artifacts import open_model
 
     monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", 0.0)  # kept whatever its agreement
     out = tmp_path / "x"
@@ -90,13 +92,13 @@ def test_int8_export_line_shows_its_miou_drop(trained_ckpt, synth_data, tmp_path
 
 def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_path, monkeypatch):
     """The exporter's check, common to every format: an artifact that does not match PyTorch is not kept."""
-    real = onnx_format.runner
+    real = onnx_rt.runner
 
     def corrupt(path, threads=None):
         run = real(path, threads)
         return lambda x: np.roll(run(x), 1, axis=1) + np.random.default_rng(0).normal(0, 1, (1,)).astype(np.float32)
 
-    monkeypatch.setattr(onnx_format, "runner", corrupt)
+    monkeypatch.setattr(onnx_rt, "runner", corrupt)
     (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["fp32"], out=tmp_path, data=synth_data, n_images=2)
     assert report["status"] == "failed" and "parity" in report, report
     assert not report["parity"]["passed"]
@@ -105,7 +107,7 @@ def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_p
 
 def test_dynamic_batch(exported):
     out, reports = exported
-    run = onnx_format.runner(out / reports[0]["artifact"])
+    run = onnx_rt.runner(out / reports[0]["artifact"])
     assert run(np.zeros((2, 3, 64, 64), np.float32)).shape[:2] == (2, 8)
 
 
@@ -115,7 +117,7 @@ def test_eval_and_predict_through_onnxruntime(exported, trained_ckpt, synth_data
     assert main(["eval", "seg", "--model", str(model), "--data", str(synth_data), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["runtime"] == "onnxruntime" and metrics["img_size"] == 64
-    assert metrics["mIoU"] == pytest.approx(evaluate_seg(trained_ckpt, synth_data, workers=0)["mIoU"], abs=0.01)
+    assert metrics["mIoU"] == pytest.approx(evaluate("seg", trained_ckpt, synth_data, workers=0)["mIoU"], abs=0.01)
     image = sorted((synth_data / "images" / "validation").iterdir())[0]
     assert main(["predict", str(image), "--model", str(model), "--out", str(tmp_path / "pred")]) == 0
     mask = Image.open(tmp_path / "pred" / f"{image.stem}_mask.png")
@@ -130,10 +132,11 @@ def test_int8_graph_changes_keep_the_model_and_its_output_float(trained_ckpt, sy
     import onnx
     import torch
 
-    from mcq.engine.checkpoint import load_seg_task
-    from mcq.export.exporter import dataset_images, inference_form
+    from mcq.tasks.checkpoint import read_checkpoint
+    from mcq.models.inference import inference_form
+    from mcq.tasks.processing import dataset_images
 
-    model = inference_form(load_seg_task(trained_ckpt).model)
+    model = inference_form(read_checkpoint(trained_ckpt, "seg").model)
     swapped = onnx_format._repeated_depthwise(model)
     assert sum(isinstance(m, onnx_format._RepeatedDepthwise) for m in swapped.modules()) == 3  # mci0: stages 1-3
     x = torch.randn(2, 3, 64, 64)

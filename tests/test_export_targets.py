@@ -13,7 +13,7 @@ import pytest
 
 from mcq.cli import main
 from mcq.errors import McqError
-from mcq.export.schema import metadata_errors, read_sidecar
+from mcq.tasks.schema import metadata_errors, read_sidecar
 from mcq.export.targets import TARGETS_DIR, Calibration, export_arguments, list_targets, load_target
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,9 +5,11 @@ import pytest
 import torch
 
 from mcq.cli import main
-from mcq.export import coreml, onnx as onnx_format
+from mcq.export import onnx as onnx_format
 from mcq.export.parity import parity
-from mcq.export.schema import read_sidecar
+from mcq.tasks.schema import read_sidecar
+from mcq.runtime import coreml as coreml_rt
+from mcq.runtime import onnx as onnx_rt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -39,8 +41,8 @@ def test_onnx_output_is_named_for_the_task(exported):
     task, out, reports = exported
     path = out / reports["onnx"]["artifact"]
     assert [o.name for o in onnx_format.onnx.load(str(path)).graph.output] == [TASKS[task][1]]
-    assert onnx_format.read_metadata(path)["task"] == task
-    run = onnx_format.runner(path)
+    assert onnx_rt.read_metadata(path)["task"] == task
+    run = onnx_rt.runner(path)
     assert run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, *TASKS[task][2][1:])  # batch is dynamic
 
 
@@ -50,7 +52,7 @@ def test_core_ml_package_is_inspected(exported):
     assert r["status"] == "ok (numerics not run here)" and all(r["parity"]["checks"].values()), r
     sidecar = read_sidecar(out / r["artifact"])
     wrong = {**sidecar, "output": {**sidecar["output"], "shape": [1, 7]}}
-    assert not coreml.inspect(out / r["artifact"], wrong)["passed"]
+    assert not coreml_rt.inspect(out / r["artifact"], wrong)["passed"]
 
 
 def test_depth_parity_is_the_mean_relative_error():

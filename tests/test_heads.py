@@ -7,8 +7,9 @@ import onnx
 import pytest
 import torch
 
-from mcq.engine.checkpoint import load_seg_task, load_task
-from mcq.engine.train import TrainConfig, train
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.train.config import TrainConfig
+from mcq.train.train import train
 from mcq.errors import McqError
 from mcq.export.exporter import export_checkpoint
 from mcq.models import create_seg_model
@@ -101,7 +102,7 @@ def test_upernet_trains_with_its_auxiliary_loss_and_exports_without_it(synth_dat
     assert reports[0]["status"] == "ok", reports[0]
     graph = onnx.load(tmp_path / "exports" / reports[0]["artifact"]).graph
     n_weights = sum(int(torch.tensor(t.dims).prod()) for t in graph.initializer)
-    model = load_seg_task(ckpt).model
+    model = read_checkpoint(ckpt, "seg").model
     total = sum(p.numel() for p in inference_form(model).parameters())
     n_aux = sum(p.numel() for p in model.auxiliary_head.parameters())
     assert n_weights <= total < n_weights + n_aux  # the artifact's weights are the model's without the head
@@ -120,4 +121,4 @@ def test_a_checkpoint_from_before_these_heads_is_refused_in_one_line(trained_ckp
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
     with pytest.raises(McqError, match=r"old\.ckpt: written by mcq before its heads became mmseg's.*retrain"):
-        load_task(old)
+        read_checkpoint(old)

@@ -7,7 +7,8 @@ import pytest
 from torch import nn
 
 from mcq.export.exporter import export_checkpoint
-from mcq.export.quantization import confirmed_search, format_int8, keeps_float, search, units
+from mcq.export.quantization import confirmed_search, format_int8, search, units
+from mcq.models.pt2e import keeps_float
 
 
 def _model() -> nn.Module:
@@ -139,7 +140,8 @@ def test_own_models_get_int8_that_keeps_agreement_and_miou(tmp_path, classes, cr
     onnxruntime and ExecuTorch: each artifact passes 99% pixel agreement and loses at most 1 mIoU point against its
     checkpoint (both through the artifact's runtime, on validation images). Not every model of this kind gets int8
     at 512 px: the README's int8 section lists those that are refused, and what they reached."""
-    from mcq.engine.train import TrainConfig, train
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import train
 
     from conftest import TINY_TRAIN
 

@@ -10,7 +10,7 @@ from mcq.errors import McqError
 from mcq.export import exporter
 from mcq.export.exporter import export_checkpoint
 from mcq.export.labels import labels_metadata
-from mcq.export.schema import SCHEMA_PATH, metadata_errors, read_sidecar, validate_metadata
+from mcq.tasks.schema import SCHEMA_PATH, metadata_errors, read_sidecar, validate_metadata
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

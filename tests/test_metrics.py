@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from mcq.engine.metrics import format_seg_table, seg_metrics
-from mcq.engine.module import warmup_poly
+from mcq.tasks.metrics import format_seg_table, seg_metrics
+from mcq.train.module import warmup_poly
 from mcq.recipes import load_recipe
 
 

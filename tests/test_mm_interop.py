@@ -17,8 +17,8 @@ import torch
 from ckpt_layouts import randomize_, timm_to_apple
 from mcq.cli import main
 from mcq.data.ade20k import read_class_names
-from mcq.engine.checkpoint import load_task
-from mcq.engine.seg_module import SegTask
+from mcq.tasks.checkpoint import read_checkpoint, write_checkpoint
+from mcq.tasks.specs import task_spec
 from mcq.interop.backbones import infer_encoder
 from mcq.errors import McqError
 from mcq.interop.mm_checkpoint import MMCheckpoint, read_mm_checkpoint
@@ -56,11 +56,11 @@ def test_mmseg_checkpoint_imports_to_the_logits_of_mmsegs_own_modules(capsys, mm
     rc, stdout, err = _cli(capsys, ["import", "mmseg", path, "--out", out])
     assert rc == 0, err
     assert f"mci0 + {head}, 6 classes" in stdout and "mmpretrain TIMMBackbone" in stdout and "0 left at init" in stdout
-    task = load_task(out, "seg")
+    task = read_checkpoint(out, "seg")
     assert task.class_names == CLASSES and task.palette == PALETTE and task.model.cfg.head == head
     x = _image()
     with torch.no_grad():
-        ours, theirs = task(x), model(x)
+        ours, theirs = task.model(x), model(x)
     assert theirs.abs().max() > 0.1  # the perturbed weights give logits far from zero: a 1e-5 match says something
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
@@ -76,21 +76,21 @@ def test_the_files_input_normalisation_is_kept_in_the_model(capsys, tmp_path, bg
     path = runner_checkpoint(mm, tmp_path / "iter_3.pth", CLASSES, PALETTE, pre)
     rc, stdout, err = _cli(capsys, ["import", "mmseg", path, "--out", tmp_path / "a.ckpt"])
     assert rc == 0 and "renormalised in the model" in stdout and ("BGR" in stdout) != bgr_to_rgb, err
-    task = load_task(tmp_path / "a.ckpt", "seg")
+    task = read_checkpoint(tmp_path / "a.ckpt", "seg")
     rgb = torch.rand(1, 3, 96, 160, generator=torch.Generator().manual_seed(1))
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (task.model.encoder.mean, task.model.encoder.std))
     pixels = 255 * (rgb if bgr_to_rgb else rgb.flip(1))
     mm_mean, mm_std = (torch.tensor(IMAGENET[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
     theirs_in = (pixels - mm_mean) / mm_std
     with torch.no_grad():
-        ours, theirs = task((rgb - mean) / std), mm(theirs_in)
+        ours, theirs = task.model((rgb - mean) / std), mm(theirs_in)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
     rc, _, err = _cli(capsys, ["export", "mmseg", "--checkpoint", tmp_path / "a.ckpt", "--out", tmp_path / "b.pth"])
     assert rc == 0, err
     written = torch.load(tmp_path / "b.pth", weights_only=True)["meta"]["mcq"]["data_preprocessor"]
     assert written == {"mean": IMAGENET["mean"], "std": IMAGENET["std"], "bgr_to_rgb": bgr_to_rgb}
     assert _cli(capsys, ["import", "mmseg", tmp_path / "b.pth", "--out", tmp_path / "c.ckpt"])[0] == 0
-    assert load_task(tmp_path / "c.ckpt", "seg").model.cfg.input_norm == task.model.cfg.input_norm
+    assert read_checkpoint(tmp_path / "c.ckpt", "seg").model.cfg.input_norm == task.model.cfg.input_norm
 
 
 def test_input_normalisation_is_read_from_either_generation_of_config_text():
@@ -112,7 +112,7 @@ def test_mobileclip_layout_backbone_imports_too(capsys, mmseg_run, tmp_path):
     head, model, path = mmseg_run
     imported = tmp_path / "a.ckpt"
     assert _cli(capsys, ["import", "mmseg", path, "--out", imported])[0] == 0
-    trunk = load_task(imported, "seg").model.encoder.trunk.state_dict()
+    trunk = read_checkpoint(imported, "seg").model.encoder.trunk.state_dict()
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(("backbone.", "auxiliary_head."))}
     state.update({"backbone." + k: v for k, v in timm_to_apple(trunk).items()})
     src = tmp_path / "mobileclip_layout.pth"
@@ -122,15 +122,15 @@ def test_mobileclip_layout_backbone_imports_too(capsys, mmseg_run, tmp_path):
     assert ("left at init (auxiliary_head)" if head == "upernet" else "0 left at init") in stdout
     x = _image()
     with torch.no_grad():
-        torch.testing.assert_close(load_task(tmp_path / "b.ckpt", "seg")(x), model(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(read_checkpoint(tmp_path / "b.ckpt", "seg").model(x), model(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["fpn", "upernet"])
 def test_mcq_checkpoint_goes_to_mmseg_and_back_bit_for_bit(capsys, tmp_path, head):
-    task = SegTask(SegModelConfig("mci0", 4, head).to_dict(), CLASSES[:4], asdict(load_recipe("seg", head)))
-    randomize_(task.model, seed=5).eval()
-    src = tmp_path / "mcq.ckpt"
-    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, src)
+    hparams = {"model": SegModelConfig("mci0", 4, head).to_dict(), "class_names": CLASSES[:4],
+               "optim": asdict(load_recipe("seg", head))}
+    model = randomize_(task_spec("seg").build_model(hparams["model"]), seed=5).eval()
+    src = write_checkpoint(tmp_path / "mcq.ckpt", model, hparams)
     rc, stdout, err = _cli(capsys, ["export", "mmseg", "--checkpoint", src, "--out", tmp_path / "mm.pth"])
     assert rc == 0 and "'type': 'mmpretrain.TIMMBackbone'" in stdout, err
     raw = torch.load(tmp_path / "mm.pth", weights_only=True)  # plain torch reads it: tensors, strings and numbers
@@ -140,11 +140,11 @@ def test_mcq_checkpoint_goes_to_mmseg_and_back_bit_for_bit(capsys, tmp_path, hea
     mm.load_state_dict(raw["state_dict"], strict=True)  # mmseg's modules take every key, and nothing is left over
     x = _image()
     with torch.no_grad():
-        torch.testing.assert_close(mm(x), task(x), rtol=0, atol=1e-5)
+        torch.testing.assert_close(mm(x), model(x), rtol=0, atol=1e-5)
     assert _cli(capsys, ["import", "mmseg", tmp_path / "mm.pth", "--out", tmp_path / "back.ckpt"])[0] == 0
-    back = load_task(tmp_path / "back.ckpt", "seg")
+    back = read_checkpoint(tmp_path / "back.ckpt", "seg")
     with torch.no_grad():
-        assert torch.equal(back(x), task(x))
+        assert torch.equal(back.model(x), model(x))
     assert back.class_names == CLASSES[:4]
 
 
@@ -234,7 +234,7 @@ def test_timm_backbone_of_the_whole_model_leaves_what_the_encoder_prunes_unused(
     assert rc == 0, err
     pruned = [k for k in full.state_dict() if k.startswith("final_conv.") and not k.endswith("num_batches_tracked")]
     assert int(re.search(r"(\d+) unused", stdout).group(1)) == len(pruned) > 0
-    task = load_task(tmp_path / "a.ckpt", "seg")
+    task = read_checkpoint(tmp_path / "a.ckpt", "seg")
     assert task.class_names == [f"class {i}" for i in range(len(CLASSES))]
     theirs = full.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in task.model.encoder.trunk.state_dict().items())
@@ -262,9 +262,9 @@ def test_imported_checkpoint_fine_tunes_from_every_weight(capsys, synth_data, ti
                                     "--out", tmp_path / "run"])
     assert rc == 0, err
     assert f"init {imported}: the whole model (mci0, an mcq seg checkpoint)" in stdout
-    tuned = load_task(tmp_path / "run" / "checkpoints" / "last.ckpt", "seg")
+    tuned = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt", "seg")
     assert tuned.model.cfg.encoder == "mci0" and tuned.model.cfg.head == "upernet"
-    start = load_task(imported, "seg").model.state_dict()
+    start = read_checkpoint(imported, "seg").model.state_dict()
     for key in ("decode_head.conv_seg.weight", "encoder.trunk.stem.0.conv_kxk.0.conv.weight",
                 "decode_head.fpn_bottleneck.conv.weight"):
         torch.testing.assert_close(tuned.model.state_dict()[key], start[key], rtol=0, atol=1e-6)

@@ -18,9 +18,9 @@ from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from ckpt_layouts import randomize_
 from mcq.cli import main
-from mcq.engine.checkpoint import load_task
-from mcq.engine.det_module import DetTask
-from mcq.export.schema import read_sidecar
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.train.det_module import DetTask
+from mcq.tasks.schema import read_sidecar
 from mcq.models.detector import DetModelConfig, MMDetRoIAlign
 from mcq.recipes import load_recipe
 from mm_layouts import IMAGENET, mmdet_mask_rcnn, mmdet_predict, runner_checkpoint
@@ -51,7 +51,7 @@ def mmdet_run(request, tmp_path_factory):
     path = runner_checkpoint(mm, folder / "epoch_12.pth", CLASSES, PALETTE, pre)
     rc = main(["import", "mmdet", str(path), "--out", str(folder / "imported.ckpt"), "--img-size", "128"])
     assert rc == 0
-    return agnostic, mm, path, load_task(folder / "imported.ckpt", "det").model
+    return agnostic, mm, path, read_checkpoint(folder / "imported.ckpt", "det").model
 
 
 def test_imported_detector_matches_mmdets_layers_part_by_part(mmdet_run):
@@ -135,7 +135,7 @@ def test_mcq_detector_goes_to_mmdet_and_back_with_the_same_detections(capsys, tm
     rc, _, err = _cli(capsys, ["import", "mmdet", tmp_path / "mm.pth", "--out", tmp_path / "back.ckpt",
                                "--img-size", 128])
     assert rc == 0, err
-    back = load_task(tmp_path / "back.ckpt", "det").model
+    back = read_checkpoint(tmp_path / "back.ckpt", "det").model
     for m in (task.model, back):
         m.roi_heads.score_thresh = 0.0  # keep every box, so that there is much to compare
     image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(2))

@@ -12,7 +12,7 @@ import pytest
 
 from mcq.apps.install import APPS
 from mcq.apps.reference import reference_vector
-from mcq.export.schema import SCHEMA_PATH
+from mcq.tasks.schema import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 IOS, ANDROID = ROOT / "apps" / "ios", ROOT / "apps" / "android"

@@ -71,7 +71,7 @@ def test_executorch_ops_from_the_etdump(per_op_run, tmp_path):
 
 
 def test_onnxruntime_and_torch_ops(per_op_run, trained_ckpt):
-    from mcq.engine.checkpoint import load_task
+    from mcq.tasks.checkpoint import read_checkpoint
     from mcq.models.inference import inference_form
 
     out, cells, _ = per_op_run
@@ -80,7 +80,7 @@ def test_onnxruntime_and_torch_ops(per_op_run, trained_ckpt):
     ops = [r for r in rows if r["op"] != OUTSIDE]
     assert ops[0]["op"] == "Conv" and ops[0]["calls"] > 5  # onnxruntime's op types; Conv takes most of mci0's time
     assert {r["delegated"] for r in rows if r["op"] != OUTSIDE} == {False}  # the CPU execution provider
-    model = inference_form(load_task(trained_ckpt, "seg").model)
+    model = inference_form(read_checkpoint(trained_ckpt, "seg").model)
     rows = ops_torch(model, _x(), runs=2)
     _check_rows(rows)
     assert {r["delegated"] for r in rows} == {None}

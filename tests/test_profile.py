@@ -14,16 +14,17 @@ from mcq.cli import main
 from mcq.errors import McqError
 from mcq.profile import ProfileConfig, profile
 from mcq.profile.compare import compare, parse_fail_on
-from mcq.profile.report import pareto_front
+from mcq.profile.frontier import pareto_front
+from mcq.runtime import coreml as coreml_rt
 
 
 @pytest.fixture(scope="module")
 def profiled(trained_ckpt, synth_data, tmp_path_factory):
     """`mcq profile` of the tiny trained mci0 (64 px) through torch, onnxruntime and Core ML, with its eval JSON."""
-    from mcq.engine.evaluate import evaluate_seg
+    from mcq.train.evaluate import evaluate
 
     tmp = tmp_path_factory.mktemp("profile")
-    metrics = evaluate_seg(trained_ckpt, synth_data, workers=0, json_out=tmp / "eval.json", accelerator="cpu")
+    metrics = evaluate("seg", trained_ckpt, synth_data, workers=0, json_out=tmp / "eval.json", accelerator="cpu")
     out = tmp / "prof"
     argv = ["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "torch,onnxruntime,coreml", "--precision",
             "fp32", "--runs", "2", "--warmup", "1", "--threads", "1", "--data", str(synth_data), "--accuracy",
@@ -103,7 +104,8 @@ def test_on_random_weights_an_artifact_failing_parity_is_timed_and_marked(monkey
     """Random weights: the artifact that fails parity is kept, timed, reused and marked (status, plot, not on the
     front). (A trained checkpoint's is refused and removed: test_export_onnx.py, test_a_wrong_artifact_is_refused...)"""
     from mcq.export import parity
-    from mcq.profile.report import front_cells, status_text
+    from mcq.profile.frontier import front_cells
+    from mcq.profile.report import status_text
 
     monkeypatch.setitem(parity.THRESHOLDS["seg"], "fp32", {"agreement": 1.01})  # no artifact can pass
     cfg = dict(runtimes=["onnxruntime"], precisions=["fp32"], runs=1, warmup=0, data=str(synth_data),
@@ -150,7 +152,7 @@ def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, 
     import coremltools as ct
 
     from mcq.export import coreml
-    from mcq.export.runtimes import open_model
+    from mcq.runtime.artifacts import open_model
     from mcq.profile.report import format_table
 
     reference, opened = open_model(trained_ckpt).run, []
@@ -164,9 +166,9 @@ def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, 
         opened.append(compute_units)
         return lambda x: [reference(x)]
 
-    monkeypatch.setattr(coreml, "can_predict", lambda: True)
+    monkeypatch.setattr(coreml_rt, "can_predict", lambda: True)
     monkeypatch.setattr(coreml, "export", package)
-    monkeypatch.setattr(coreml, "run_all", run_all)
+    monkeypatch.setattr(coreml_rt, "run_all", run_all)
     prof = profile(ProfileConfig(checkpoints=[str(trained_ckpt)], runtimes=["coreml"], precisions=["fp32"],
                                  compute_units=["cpu_only", "all"], runs=1, warmup=0, data=str(synth_data),
                                  out=str(tmp_path), parity_images=1))
@@ -175,7 +177,7 @@ def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, 
     assert prof["settings"]["compute_units"] == ["cpu_only", "all"]
     rows = [line for line in format_table(prof).splitlines() if line.startswith("mci0+fpn")]
     assert [row.split()[2] for row in rows] == ["coreml/cpu", "coreml/all"]
-    assert coreml.compute_unit("cpu_and_gpu") is ct.ComputeUnit.CPU_AND_GPU
+    assert coreml_rt.compute_unit("cpu_and_gpu") is ct.ComputeUnit.CPU_AND_GPU
     with pytest.raises(McqError, match="unknown Core ML compute units gpu; known: cpu_only"):
         ProfileConfig(models=["mci0"], compute_units=["gpu"]).check()
 
@@ -183,7 +185,7 @@ def test_core_ml_takes_each_compute_unit_setting_where_it_predicts(monkeypatch, 
 def test_an_encoder_is_profiled_at_its_papers_input_size(monkeypatch, tmp_path):
     from dataclasses import replace
 
-    from mcq.engine.checkpoint import load_state
+    from mcq.tasks.checkpoint import load_state
     from mcq.models import encoders
     from mcq.profile.profiler import random_checkpoint
 
@@ -269,11 +271,11 @@ def test_compare_bad_input(tmp_path, capsys):
 
 
 def test_random_init_checkpoint(tmp_path):
-    from mcq.engine.checkpoint import load_task
+    from mcq.tasks.checkpoint import read_checkpoint
     from mcq.profile.profiler import random_checkpoint
 
     path = random_checkpoint("mci0", tmp_path)
-    task = load_task(path, "seg")
+    task = read_checkpoint(path, "seg")
     assert task.model.cfg.num_classes == len(task.class_names) == 150 and task.model.cfg.head == "fpn"
     mtime = path.stat().st_mtime_ns
     assert random_checkpoint("mci0", tmp_path) == path and path.stat().st_mtime_ns == mtime  # reused
@@ -315,7 +317,7 @@ def test_det_depth_and_cls_checkpoints(trained_det_ckpt, trained_depth_ckpt, tra
     graph each runtime holds (ONNX the full model, ExecuTorch the features with the rest timed as post-processing)."""
     from PIL import Image
 
-    from mcq.engine.evaluate import evaluate
+    from mcq.train.evaluate import evaluate
 
     depth_eval = evaluate("depth", trained_depth_ckpt, synth_depth_data, workers=0, json_out=tmp_path / "depth.json",
                           accelerator="cpu")

@@ -9,14 +9,16 @@ import torch
 from onnx import numpy_helper
 
 from interrupt import StopAt
-from mcq.engine.checkpoint import load_task
-from mcq.engine.train import TrainConfig, train
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.train.config import TrainConfig
+from mcq.train.train import train
 from mcq.errors import McqError
-from mcq.export import executorch as et
 from mcq.export import onnx as onnx_format
-from mcq.export.exporter import dataset_images, export_checkpoint
-from mcq.export.pt2e import qat_int8
+from mcq.export.exporter import export_checkpoint
+from mcq.tasks.processing import dataset_images
+from mcq.models.pt2e import qat_int8
 from mcq.models.inference import inference_form
+from mcq.runtime import executorch as et_rt
 
 QAT = dict(qat=True, max_steps=2, val_every=2, batch_size=2, workers=0, accelerator="cpu")
 
@@ -45,13 +47,13 @@ def test_an_interrupted_qat_run_resumes_where_it_stopped(trained_ckpt, synth_dat
     assert cut["state_dict"].keys() == last["state_dict"].keys()
     assert any("activation_post_process" in k for k in last["state_dict"])
     assert {float(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {4.0}
-    assert load_task(run / "checkpoints" / "last.ckpt", "seg").qat is not None
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt", "seg").qat is not None
 
 
 def test_a_qat_run_fine_tunes_the_trained_model_with_a_share_of_its_recipe(qat_ckpt, trained_ckpt):
-    trained, qat = load_task(trained_ckpt), load_task(qat_ckpt)
-    assert qat.hparams.qat["init"] == str(trained_ckpt) and qat.hparams.qat["img_size"] == 64
-    optim, before = qat.hparams.optim, trained.hparams.optim
+    trained, qat = read_checkpoint(trained_ckpt), read_checkpoint(qat_ckpt)
+    assert qat.hparams["qat"]["init"] == str(trained_ckpt) and qat.hparams["qat"]["img_size"] == 64
+    optim, before = qat.recipe, trained.recipe
     assert optim["lr"] == pytest.approx(before["lr"] * 0.01) and optim["schedule"] == "cosine"
     assert optim["warmup_steps"] == 0 and optim["img_size"] == before["img_size"]
     assert qat.model.cfg == trained.model.cfg  # the trained model's encoder and head, whatever --backbone said
@@ -82,7 +84,7 @@ def test_int8_exports_of_a_qat_checkpoint_take_its_learnt_ranges(qat_ckpt, synth
     it), ExecuTorch (its default for a QAT checkpoint) at it: every activation scale of the QDQ model and of the
     int8 graph the program is lowered from comes from a range the fake quantizers learnt, and the program's classes
     are the fake-quantized graph's."""
-    qat = load_task(qat_ckpt)
+    qat = read_checkpoint(qat_ckpt)
     reports = export_checkpoint(qat_ckpt, ["onnx"], ["int8"], out=tmp_path, data=synth_data, img_size=128,
                                 keep_failed_parity=True, eval_images=0, calibration="qat")
     reports += export_checkpoint(qat_ckpt, ["executorch"], ["int8"], out=tmp_path, data=synth_data,
@@ -102,7 +104,7 @@ def test_int8_exports_of_a_qat_checkpoint_take_its_learnt_ranges(qat_ckpt, synth
     assert len(lowered) > 20 and all(np.abs(learnt - s).min() <= 2e-3 * s for s in lowered)
 
     images = dataset_images(synth_data, "validation", 64, "mci0", 3)
-    run = et.runner(reports[1]["path"])
+    run = et_rt.runner(reports[1]["path"])
     program = np.concatenate([run(x[None].numpy()) for x in images])
     with torch.no_grad():
         simulated = _fake_quantized(qat_ckpt)(images).numpy()
@@ -123,9 +125,9 @@ def _from_input(proto: onnx.ModelProto) -> set[str]:
 
 def _fake_quantized(ckpt) -> torch.nn.Module:
     """The trained graph as the QAT run validated it (fake quantizers, batch norms in eval mode)."""
-    from mcq.engine.qat import QatModel, qat_recipe, qat_task
+    from mcq.train.qat import QatModel, qat_recipe, qat_task
 
-    init = load_task(ckpt).hparams.qat["init"]
+    init = read_checkpoint(ckpt).hparams["qat"]["init"]
     task = qat_task(init, "seg", qat_recipe(init, "seg")[1])
     task.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
     assert isinstance(task.model, QatModel)

@@ -20,7 +20,7 @@ from mcq.apps.web import ORT, WEB_DIR, serve_web_app
 from mcq.cli import main
 from mcq.errors import McqError
 from mcq.export.exporter import export_checkpoint
-from mcq.export.schema import read_sidecar
+from mcq.tasks.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 REQUIRED = os.environ.get("MCQ_REQUIRE_WEB_APP") == "1"  # CI (.ci/run) installs both: a skip would hide the test

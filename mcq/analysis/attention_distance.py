@@ -120,18 +120,19 @@ def check_vit(trunk: nn.Module, name: str, path: str | Path) -> None:
 def load_vit_trunk(path: str | Path) -> tuple[VisionTransformer, str]:
     """The timm ViT trunk (eval mode) and its name from an mcq run's ``.ckpt`` (any task, or a CLIP run) or an
     OpenCLIP checkpoint (see ``mcq.models.clip_init``)."""
-    from mcq.engine.checkpoint import load_task
+    from mcq.tasks.checkpoint import read_checkpoint
 
     path = Path(path)
     raw = load_state(path)
     if isinstance(raw, dict) and "hyper_parameters" in raw:
-        module = load_task(path)
-        if module.task_name == "clip":  # open_clip's model; a timm image tower keeps its trunk in visual.trunk
-            vision = module.hparams.model["cfg"]["vision_cfg"]
-            trunk, name = getattr(module.model.visual, "trunk", module.model.visual), vision.get(
-                "timm_model_name", module.hparams.model["name"])
+        trained = read_checkpoint(path)
+        model = trained.model
+        if trained.task == "clip":  # open_clip's model; a timm image tower keeps its trunk in visual.trunk
+            vision = trained.hparams["model"]["cfg"]["vision_cfg"]
+            trunk, name = getattr(model.visual, "trunk", model.visual), vision.get(
+                "timm_model_name", trained.hparams["model"]["name"])
         else:
-            trunk, name = module.model.encoder.trunk, module.model.encoder.info.name
+            trunk, name = model.encoder.trunk, model.encoder.info.name
     else:
         sd = raw.get("state_dict", raw) if isinstance(raw, dict) else {}
         trunk, name = _vit_from_openclip(path, {k.removeprefix("module."): v for k, v in sd.items()})

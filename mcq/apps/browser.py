@@ -20,8 +20,8 @@ from PIL import Image
 from mcq.apps.reference import postprocess, preprocess
 from mcq.apps.web import serve_web_app
 from mcq.errors import McqError
-from mcq.export import onnx as onnx_format
-from mcq.export.schema import read_sidecar
+from mcq.runtime import onnx as onnx_runtime
+from mcq.tasks.schema import read_sidecar
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MIN_AGREEMENT = 0.999  # seg: share of pixels whose class matches onnxruntime in Python
@@ -91,7 +91,7 @@ def check_in_browser(model: str | Path, image: str | Path | bytes, screenshot: s
             page.close()
     finally:
         app.close()
-    output = onnx_format.runner(model)(preprocess(Image.open(io.BytesIO(data)), meta))
+    output = onnx_runtime.runner(model)(preprocess(Image.open(io.BytesIO(data)), meta))
     if meta["task"] == "seg":
         expected, mask = postprocess(output), np.array(result["mask"], np.uint8).reshape(result["shape"])
         agreement = float((mask == expected).mean())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcq.errors import McqError
-from mcq.export.schema import read_sidecar
+from mcq.tasks.schema import read_sidecar
 
 APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
 

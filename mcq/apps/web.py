@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from mcq.errors import McqError
-from mcq.export.schema import read_sidecar
+from mcq.tasks.schema import read_sidecar
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "apps" / "web"
 ORT = Path("node_modules") / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"  # ort.webgpu.min.mjs beside it

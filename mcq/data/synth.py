@@ -54,7 +54,7 @@ def _texture(kind: str, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator
     return np.zeros(yy.shape)
 
 
-def _paint(img: np.ndarray, lab: np.ndarray, region: np.ndarray, cls: str, rng: np.random.Generator,
+def paint(img: np.ndarray, lab: np.ndarray, region: np.ndarray, cls: str, rng: np.random.Generator,
            hsv: tuple[float, float, float] | None = None) -> None:
     """Paint ``region`` as class ``cls``: its texture, in its own colour or in ``hsv``, with a little jitter."""
     (h, s, v), tex = _STYLE[cls]
@@ -76,14 +76,14 @@ def synth_scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     yy, xx = np.mgrid[:size, :size]
     horizon = int(size * rng.uniform(0.3, 0.6)) + (np.sin(xx[0] / size * rng.uniform(2, 6)) * size * 0.04).astype(int)
     sky = yy < horizon[None, :]
-    _paint(img, lab, sky, "sky", rng)
-    _paint(img, lab, ~sky, str(rng.choice(["grass", "road"])), rng)
+    paint(img, lab, sky, "sky", rng)
+    paint(img, lab, ~sky, str(rng.choice(["grass", "road"])), rng)
     if rng.random() < 0.6:
         cx, cy, r = rng.uniform(0.1, 0.9) * size, rng.uniform(0.05, 0.25) * size, rng.uniform(0.05, 0.12) * size
-        _paint(img, lab, ((xx - cx) ** 2 + (yy - cy) ** 2 < r * r) & sky, "sun", rng)
+        paint(img, lab, ((xx - cx) ** 2 + (yy - cy) ** 2 < r * r) & sky, "sun", rng)
     if rng.random() < 0.5:
         top = int(horizon.mean() + rng.uniform(0.05, 0.2) * size)
-        _paint(img, lab, (yy > top) & (np.abs(np.sin(xx / size * 3 + rng.uniform(0, 6))) < 0.5), "water", rng)
+        paint(img, lab, (yy > top) & (np.abs(np.sin(xx / size * 3 + rng.uniform(0, 6))) < 0.5), "water", rng)
     for _ in range(rng.integers(1, 4)):
         kind = str(rng.choice(["house", "tree", "rock"]))
         cx, base = rng.uniform(0.1, 0.9) * size, rng.uniform(0.55, 0.95) * size
@@ -95,7 +95,7 @@ def synth_scene(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
             region = ((xx - cx) / (w / 2)) ** 2 + ((yy - (base - h)) / (h / 1.5)) ** 2 < 1
         else:
             region = ((xx - cx) / (w / 2)) ** 2 + ((yy - base) / (h / 3)) ** 2 < 1
-        _paint(img, lab, region, kind, rng)
+        paint(img, lab, region, kind, rng)
     lab[:2, :] = 0  # a thin unlabelled band, as real annotations have
     img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1)
     return (img * 255).astype(np.uint8), lab

@@ -26,7 +26,7 @@ from torchvision import transforms as T
 from tqdm import tqdm
 
 from mcq.data.paug import RAND_AUGMENT_OPS, PaugReplay
-from mcq.data.synth import _paint, mcq_home, write_ade20k
+from mcq.data.synth import paint, mcq_home, write_ade20k
 from mcq.io import staged_dir
 
 OBJECTS = ["house", "tree", "rock", "sun"]
@@ -67,8 +67,8 @@ def clip_scene(size: int, rng: np.random.Generator,
     horizon = int(size * rng.uniform(0.35, 0.5))
     sky = yy < horizon
     ground = str(rng.choice(["grass", "road"]))
-    _paint(img, lab, sky, "sky", rng)
-    _paint(img, lab, ~sky, ground, rng)
+    paint(img, lab, sky, "sky", rng)
+    paint(img, lab, ~sky, ground, rng)
     objects = []
     slots = rng.permutation(3)[: 1 if only else rng.integers(1, 4)]  # at most one object per third of the image
     for slot in sorted(slots):
@@ -88,7 +88,7 @@ def clip_scene(size: int, rng: np.random.Generator,
                 region = ((xx - cx) / r) ** 2 + ((yy - (base - 1.5 * r)) / (1.5 * r)) ** 2 < 1
             else:
                 region = ((xx - cx) / (1.2 * r)) ** 2 + ((yy - base + 0.4 * r) / (0.6 * r)) ** 2 < 1
-        _paint(img, lab, region, cls, rng, hsv=COLOURS[colour])
+        paint(img, lab, region, cls, rng, hsv=COLOURS[colour])
         objects.append(SceneObject(cls, colour, SIZES[k], POSITIONS[slot]))
     img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1)
     return (img * 255).astype(np.uint8), lab, objects, ground

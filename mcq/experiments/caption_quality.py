@@ -14,7 +14,7 @@ Each encoder is scored where pretraining shows, not only after a fine-tune that 
 classification of single-object scenes from their names (the CLIP arms), a probe (SemanticFPN trained on the frozen
 encoder), and fine-tuning with SemanticFPN on a share of the labelled set (the data-efficiency curve). Every seed
 repeats the whole chain for every arm, so seeds pair the arms: gaps are means of per-seed differences with 95%
-intervals (``mcq.experiments.stats``). Everything trains through ``mcq.engine.train.train``.
+intervals (``mcq.experiments.stats``). Everything trains through ``mcq.train.train.train``.
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ def run_caption_quality(cfg: CaptionQualityConfig) -> dict:
     """Run every arm for every seed; write ``OUT/caption_quality.json`` (rewritten after each arm, ``complete`` once
     all have run) and return what it holds."""
     from mcq.data.synth_clip import synth_clip
-    from mcq.engine.evaluate import evaluate
-    from mcq.engine.train import TrainConfig, train
-    from mcq.engine.zero_shot import zero_shot
+    from mcq.train.evaluate import evaluate
+    from mcq.train.config import TrainConfig
+    from mcq.train.train import train
+    from mcq.train.zero_shot import zero_shot
     from mcq.io import write_json
 
     start = time.perf_counter()

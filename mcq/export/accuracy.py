@@ -11,9 +11,9 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from mcq.engine.evaluate import seg_eval_set, seg_figures
+from mcq.runtime.evaluate import seg_eval_set, seg_figures
 from mcq.errors import McqError
-from mcq.export.runtimes import torch_runner
+from mcq.runtime.artifacts import torch_runner
 
 
 class AccuracyCheck:

@@ -1,6 +1,6 @@
 """ExecuTorch: a ``.pte`` program lowered to the XNNPACK delegate, run by the ExecuTorch Python runtime.
 
-Before lowering, the graph is rewritten so that XNNPACK takes all of it (``mcq.export.delegation``: exact rewrites
+Before lowering, the graph is rewritten so that XNNPACK takes all of it (``mcq.models.delegation``: exact rewrites
 of the ops it has no kernel for); ``export`` returns what it took, segment by segment, and what stayed outside,
 which the report and the sidecar carry as ``delegation``.
 
@@ -10,7 +10,7 @@ int8 is PT2E static quantization with the XNNPACK quantizer (symmetric, per-chan
 dataset images with one of torchao's activation observers (``CALIBRATIONS``; given the exporter's parity check,
 ``calibration="auto"`` tries each in order of cost, then modules are kept float by measurement, each trial on the
 converted graph in PyTorch and only the one kept lowered: ``mcq.export.quantization.confirmed_search``), after
-working around a batch-norm fold of torchao's that changes the model (``mcq.export.pt2e.norms_as_convs``) and two
+working around a batch-norm fold of torchao's that changes the model (``mcq.models.pt2e.norms_as_convs``) and two
 graphs XNNPACK 1.5.1 refuses at load (``XNNCompiler::compileModel failed: 0x1``): a conv weight shared by
 several convs (ViT-Adapter) is copied per conv, and identity ops (Swin's zero-width pads) are dropped before PT2E
 observes them. The rewrites for the delegate run on the converted graph, so layer norm and softmax stay float.
@@ -30,15 +30,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from mcq.export.delegation import delegation, for_xnnpack
-from mcq.export.pt2e import CALIBRATIONS, calibrate, for_quantization, observers, prepared, qat_int8
+from mcq.models.delegation import delegation, for_xnnpack
+from mcq.models.pt2e import CALIBRATIONS, calibrate, for_quantization, observers, prepared, qat_int8
 from mcq.export.quantization import (
     Check, Int8Refused, Quantize, confirmed_search, full_int8, methods_for, qat_facts, speed_cost,
 )
-from mcq.export.runtimes import torch_runner
+from mcq.runtime.artifacts import torch_runner
+from mcq.runtime.executorch import runner
 
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -104,13 +104,13 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
            check: Check | None = None, qat: dict[str, torch.Tensor] | None = None,
            float_modules: tuple[str, ...] = ()) -> dict:
     """Write the program; returns ``{"delegation": ...}``: the delegate's segments, the ops left outside them and
-    the rewrites that kept the others in (``mcq.export.delegation``; ``rewrite=False`` lowers the graph as
+    the rewrites that kept the others in (``mcq.models.delegation``; ``rewrite=False`` lowers the graph as
     ``torch.export`` gives it, to measure what they gain). int8 also returns ``{"int8": ...}``: with ``check``
     (the parity check of a program), ``calibration="auto"`` tries the observers of ``CALIBRATIONS`` in order
     until one passes and ``int8_fallback="auto"`` keeps modules float until one does (``mcq.export.quantization``);
     without it, ``auto`` is the quantizer's default, histogram, with ``float_modules`` kept float (``--explain``
     repeating a program's int8). With ``qat`` (the state of quantization-aware
-    training, ``mcq.export.pt2e``), int8 takes its weights and ranges and nothing is calibrated."""
+    training, ``mcq.models.pt2e``), int8 takes its weights and ranges and nothing is calibrated."""
     if precision not in PRECISIONS:
         raise ValueError(f"ExecuTorch precision {precision!r} not supported ({', '.join(PRECISIONS)})")
     if backend == "coreml" and precision == "int8":
@@ -178,68 +178,3 @@ def _int8_trials(model: torch.nn.Module, example: torch.Tensor, calib: torch.Ten
     return convert, lower, lowered
 
 
-def delegates(path: Path) -> list[str]:
-    """The backends the program's delegated parts need (e.g. ``XnnpackBackend``, ``CoreMLBackend``)."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    pte = deserialize_pte_binary(Path(path).read_bytes())
-    program = getattr(pte, "program", pte)
-    return sorted({d.id for plan in program.execution_plan for d in plan.delegates})
-
-
-def _missing_backends(path: Path) -> list[str]:
-    from executorch.extension.pybindings import portable_lib
-
-    return sorted(set(delegates(path)) - set(portable_lib._get_registered_backend_names()))
-
-
-def inspect(path: Path, meta: dict) -> dict:
-    """What can be checked of a program whose delegate cannot run here: it parses, its method and delegates."""
-    from executorch.runtime import Runtime
-
-    found = delegates(path)
-    program = Runtime.get().load_program(str(path))
-    checks = {"loads": True, "forward": "forward" in program.method_names,
-              "delegated": meta.get("backend", "xnnpack") != "coreml" or "CoreMLBackend" in found}
-    why = [k for k, ok in checks.items() if not ok]
-    result = {"numerics": f"not run: {', '.join(_missing_backends(path))} is not in this ExecuTorch runtime (Core ML "
-                          f"runs on Apple devices); program, method and delegates checked",
-              "checks": checks, "delegates": found, "passed": not why, "precision": meta.get("precision", ""),
-              "thresholds": {}}
-    if why:
-        result["why"] = "failed checks: " + ", ".join(why)
-    return result
-
-
-def set_threads(threads: int | None) -> None:
-    """Give XNNPACK's threadpool ``threads`` threads (None: leave it). It is process-wide: the last program opened
-    with ``threads`` sets it for all."""
-    from executorch.extension.pybindings import portable_lib
-
-    if threads and portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(threads)
-
-
-def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]] | None:
-    """Every output of the program for one input batch; None where a backend it needs is not here."""
-    from executorch.runtime import Runtime
-
-    if _missing_backends(path):
-        return None
-
-    runtime = Runtime.get()
-    set_threads(threads)
-    program = runtime.load_program(str(path))
-    method = program.load_method("forward")
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
-        return [o.numpy().copy() for o in outs]
-
-    run.runtime, run.program, run.method = runtime, program, method  # kept alive as long as ``run`` is
-    return run
-
-
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-    run = run_all(path, threads)
-    return None if run is None else lambda x: run(x)[0]

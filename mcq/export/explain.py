@@ -20,10 +20,11 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from mcq.engine.predict import colourize, labels_at
-from mcq.export.formats import SUFFIXES, format_module
+from mcq.tasks.processing import colourize, labels_at
+from mcq.export.formats import format_module
 from mcq.export.quantization import QAT_CALIBRATION
 from mcq.io import staged_dir, write_json
+from mcq.runtime.backends import SUFFIXES, backend
 
 # ExecuTorch: the XNNPACK delegate cannot return the values inside its fused subgraphs, so the tapped program
 # runs on the portable kernels (the same quantized or half program; the kernels differ, the rounding does not)
@@ -121,7 +122,7 @@ def layer_drift(fmt: str, model: nn.Module, image: torch.Tensor, precision: str,
         if float_modules:  # named in the task model, which the tapped model holds as ``model``
             quant["float_modules"] = tuple(f"model.{m}" for m in float_modules)
         module.export(taps, image, path, precision, calib, {}, **_TAP_OPTIONS.get(fmt, {}), **quant)
-        outs = module.run_all(path)(image.numpy())
+        outs = backend(fmt).run_all(path)(image.numpy())
     if len(outs) != len(ref):
         raise RuntimeError(f"the tapped artifact has {len(outs)} outputs, PyTorch {len(ref)}")
     rows = []
@@ -180,10 +181,9 @@ def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: n
         maps = error_maps(run, model, images, meta, tmp) if meta["task"] == "seg" else []
         int8 = meta.get("int8", {})
         calibration = int8.get("calibration")
-        skip = (fmt if not hasattr(format_module(fmt), "run_all")
-                else "a quantization-aware checkpoint's int8" if calibration == QAT_CALIBRATION else None)
-        if skip:  # a QAT artifact's ranges are its training's: the tapped model has no calibration to repeat
-            return {"dir": str(out), "error_maps": maps, "drift_skipped": f"layer drift is not available for {skip}"}
+        if calibration == QAT_CALIBRATION:  # its ranges are its training's: the tapped model has none to repeat
+            return {"dir": str(out), "error_maps": maps,
+                    "drift_skipped": "layer drift is not available for a quantization-aware checkpoint's int8"}
         drift = layer_drift(fmt, model, images[:1], precision, calib, calibration,
                             tuple(int8.get("float_modules", ())))
         write_json(tmp / "layers.json", drift)

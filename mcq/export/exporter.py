@@ -1,8 +1,8 @@
 """``export_checkpoint``: checkpoint -> inference form -> artifact per format and precision -> parity check -> metadata.
 
 Every task takes the same path (segmentation, depth, classification, detection); what differs is the metadata
-(``mcq.export.metadata``) and the comparison the parity check makes (``mcq.export.parity``), and for detection the
-graph each format holds (``mcq.export.detection``: the full Mask R-CNN, or its features with the rest in Python).
+(``mcq.tasks.metadata``) and the comparison the parity check makes (``mcq.export.parity``), and for detection the
+graph each format holds (``mcq.tasks.detection``: the full Mask R-CNN, or its features with the rest in Python).
 """
 
 from __future__ import annotations
@@ -11,37 +11,24 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from mcq.engine.checkpoint import load_task
-from mcq.engine.qat import TASKS as QAT_TASKS
-from mcq.engine.tasks import task_spec
 from mcq.errors import McqError, first_line
-from mcq.export import detection
 from mcq.export.accuracy import AccuracyCheck
-from mcq.export.detection import letterbox
 from mcq.export.explain import explain_artifact
-from mcq.export.formats import SUFFIXES, format_module
+from mcq.export.formats import format_module
 from mcq.export.labels import check_outputs, labels_metadata, labels_model
-from mcq.export.metadata import task_metadata
 from mcq.export.parity import parity
 from mcq.export.quantization import QAT_CALIBRATION, Int8Refused
-from mcq.export.schema import validate_metadata
 from mcq.io import write_json
-from mcq.models.encoders import normalization
 from mcq.models.inference import inference_form
-
-
-def dataset_images(data: str | Path | None, split: str, size: int, backbone: str, n: int, task: str = "seg") -> torch.Tensor:
-    """The first ``n`` images of ``split`` (default data: the embedded dataset of ``task``), preprocessed as the
-    artifact expects them."""
-    spec = task_spec(task)
-    ds = spec.eval_set(Path(data) if data else spec.default_data(), split, size, backbone)
-    images = [ds[i][0] for i in range(min(n, len(ds)))]
-    if task == "det":  # images at their own size: letterboxed and normalised, as the artifact takes them
-        images = [letterbox(x, size, *normalization(backbone))[0] for x in images]
-    return torch.stack(images)
+from mcq.runtime.backends import SUFFIXES, backend
+from mcq.tasks import detection
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.tasks.metadata import task_metadata
+from mcq.tasks.processing import dataset_images
+from mcq.tasks.schema import validate_metadata
+from mcq.tasks.specs import task_spec
 
 
 EVAL_IMAGES = 100  # validation images each seg artifact's mIoU is measured on by default (ADE20K has 2,000)
@@ -87,13 +74,13 @@ def export_checkpoint(
     Seg artifacts that run here (every precision) also get ``accuracy`` (``mcq.export.accuracy``): their mIoU and
     the checkpoint's on the first ``eval_images`` validation images of ``data`` (None: all of them; 0: not measured).
     """
-    task = load_task(checkpoint)
-    qat = getattr(task, "qat", None)  # the trained state of a quantization-aware checkpoint
-    check_outputs(task.task_name, outputs, checkpoint)
+    task = read_checkpoint(checkpoint)
+    qat = task.qat  # the trained state of a quantization-aware checkpoint
+    check_outputs(task.task, outputs, checkpoint)
     if calibration == QAT_CALIBRATION and qat is None:
         raise McqError(f"{checkpoint}: --calibration qat needs a quantization-aware checkpoint (mcq train --qat)")
-    spec = task_spec(task.task_name)
-    size = img_size or task.hparams.optim["img_size"]
+    spec = task_spec(task.task)
+    size = img_size or task.recipe["img_size"]
     backbone = task.model.cfg.encoder
     images = dataset_images(data, spec.splits[1], size, backbone, n_images, spec.name)
     model = inference_form(task.model, tuple(images.shape[-2:]))
@@ -101,7 +88,7 @@ def export_checkpoint(
     meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint) | ({"target": target} if target else {})
     accuracy = AccuracyCheck(model, meta, data, eval_images) if spec.name == "seg" and eval_images != 0 else None
     fine_tune = (f"; or fine-tune it for int8 at this size: mcq train {spec.name} --qat --init {checkpoint} "
-                 f"--img-size {size}") if qat is None and spec.name in QAT_TASKS else ""  # named when int8 is refused
+                 f"--img-size {size}") if qat is None and spec.qat else ""  # named when int8 is refused
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reports = []
@@ -144,7 +131,7 @@ def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, met
 
 
 def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
-    """For det: the graph ``fmt`` takes (``mcq.export.detection``), the full graph that is the reference of the
+    """For det: the graph ``fmt`` takes (``mcq.tasks.detection``), the full graph that is the reference of the
     parity check, and the metadata of the graph."""
     if precision != "fp32":
         raise McqError(f"det models export in fp32 only so far ({precision} requested)")
@@ -153,10 +140,10 @@ def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[n
     return detection.graph_module(model, graph), detection.graph_module(model, "full"), meta
 
 
-def _det_runner(module, path: Path, model: nn.Module, meta: dict):
+def _det_runner(runtime, path: Path, model: nn.Module, meta: dict):
     """The artifact's outputs as detections (post-processed in Python for a ``features`` graph), or None where it
     cannot run here."""
-    run = module.run_all(path)
+    run = runtime.run_all(path)
     size = tuple(meta["input"]["shape"][-2:])
     return None if run is None else lambda x: detection.detections(model, meta["graph"], run(x), size)
 
@@ -195,9 +182,10 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         report.update(facts)
         meta = {**meta, **facts}
         units = {"compute_units": meta["compute_units"]} if "compute_units" in meta else {}
-        run = _det_runner(module, staged, model, meta) if meta["task"] == "det" else module.runner(staged, **units)
+        runtime = backend(fmt)
+        run = _det_runner(runtime, staged, model, meta) if meta["task"] == "det" else runtime.runner(staged, **units)
         report["parity"] = (parity(run, reference, images, precision, meta["task"]) if run
-                            else module.inspect(staged, meta))
+                            else runtime.inspect(staged, meta))
         if explain:
             report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
         passed = report["parity"]["passed"]

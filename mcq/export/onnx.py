@@ -4,7 +4,7 @@ fp16 converts weights and compute (inputs and outputs stay float32); int8 is onn
 quantization (per-channel weights) calibrated on dataset images with one of onnxruntime's calibrators
 (``CALIBRATIONS``; given the exporter's parity check, ``mcq.export.quantization.search`` picks the calibrator and
 the modules kept float, which are ``nodes_to_exclude`` here; a quantization-aware checkpoint's int8 is instead the
-QDQ graph of its PT2E int8 model, ``mcq.export.pt2e``), with two changes that make it pay off on CPUs
+QDQ graph of its PT2E int8 model, ``mcq.models.pt2e``), with two changes that make it pay off on CPUs
 (measured in ``benchmarks/export_latency.py``): grouped convolutions with more than one output channel per group
 (FastViT's stride-2 7x7 patch embedding) become depthwise convolutions on repeated channels, for which
 onnxruntime has a fast int8 kernel (it has none for the grouped form), and the final upsampling of the logits
@@ -34,9 +34,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from mcq.export.pt2e import qat_int8
+from mcq.models.pt2e import keeps_float, qat_int8
+from mcq.runtime.onnx import runner
 from mcq.export.quantization import (
-    Check, Int8Refused, full_int8, keeps_float, methods_for, qat_facts, search, speed_cost,
+    Check, Int8Refused, full_int8, methods_for, qat_facts, search, speed_cost,
 )
 
 DEFAULT_PRECISION = "fp32"
@@ -209,7 +210,7 @@ def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, outp
 
 
 def _export_detector(model: torch.nn.Module, example: torch.Tensor, path: Path, outputs: list[str]) -> None:
-    """torchvision's Mask R-CNN (``mcq.export.detection.DetGraph``) through the TorchScript-based exporter."""
+    """torchvision's Mask R-CNN (``mcq.tasks.detection.DetGraph``) through the TorchScript-based exporter."""
     with warnings.catch_warnings():  # the tracer's notes on torchvision's Python scalars, expected and many
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -264,7 +265,7 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     every calibrator of ``CALIBRATIONS`` in order and ``int8_fallback="auto"`` keeps modules float until one passes
     (``mcq.export.quantization``); returns ``{"int8": ...}``, what was tried and kept. Without ``check``, the first
     calibrator, with ``float_modules`` kept float (``--explain`` repeating an artifact's int8). With ``qat`` (the
-    state of quantization-aware training, ``mcq.export.pt2e``), the QDQ graph is the PT2E int8 model with its weights
+    state of quantization-aware training, ``mcq.models.pt2e``), the QDQ graph is the PT2E int8 model with its weights
     and ranges, exported as it is: nothing is calibrated."""
     facts = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -311,22 +312,3 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
     return facts
 
 
-def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:
-    """Every output of the model for one input batch."""
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # not the shape warnings of Mask R-CNN's mask-pasting loop, one per detection
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})
-
-
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    run = run_all(path, threads)
-    return lambda x: run(x)[0]
-
-
-def read_metadata(path: Path) -> dict:
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return json.loads(props["mcq"])

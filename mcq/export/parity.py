@@ -21,8 +21,8 @@ THRESHOLDS = {
     "det": {"fp32": {"agreement": 0.99, "max_rel": 1e-3, "score_abs": 1e-3, "mask_agreement": 0.999}},
 }
 MATCH_IOU = 0.5
-# what a det artifact holds (``mcq.export.detection``), said in the status column
-GRAPH_NOTE = {"full": "full model", "features": "encoder+FPN+RPN head; rest in Python: mcq.export.detection.detect"}
+# what a det artifact holds (``mcq.tasks.detection``), said in the status column
+GRAPH_NOTE = {"full": "full model", "features": "encoder+FPN+RPN head; rest in Python: mcq.tasks.detection.detect"}
 
 
 def parity(run: Callable[[np.ndarray], np.ndarray], model: torch.nn.Module, images: torch.Tensor, precision: str,
@@ -87,8 +87,8 @@ def _match(ref: dict, out: dict) -> list[tuple[int, int]]:
 
 def det_parity(run: Callable[[np.ndarray], dict], model: torch.nn.Module, images: torch.Tensor,
                precision: str) -> dict:
-    """Detections of ``run`` against ``model``'s (``mcq.export.detection.DetGraph``) on each image."""
-    from mcq.export.detection import DETECTIONS
+    """Detections of ``run`` against ``model``'s (``mcq.tasks.detection.DetGraph``) on each image."""
+    from mcq.tasks.detection import DETECTIONS
 
     matched = total = 0
     box_err = score_err = max_ref = mask_hits = mask_total = 0.0

@@ -42,7 +42,7 @@ class Int8Refused(McqError):
 
 UNITS = 12  # candidate units the model is split into for the fallback search
 MAX_TRIALS = 40  # fallback artifacts made and checked at most, before giving up
-QAT_CALIBRATION = "qat"  # the int8 of a quantization-aware checkpoint with the ranges it learnt (``mcq.export.pt2e``)
+QAT_CALIBRATION = "qat"  # the int8 of a quantization-aware checkpoint with the ranges it learnt (``mcq.models.pt2e``)
 
 Run = Callable[[np.ndarray], np.ndarray]
 Check = Callable[[Run], dict]  # the exporter's parity check of a runnable int8 model
@@ -57,11 +57,6 @@ def score(parity: dict) -> float:
 
 def measure(parity: dict) -> str:
     return f"{100 * parity['agreement']:.2f}%" if "agreement" in parity else f"rel {parity['mean_rel']:.1e}"
-
-
-def keeps_float(scope: str, modules: tuple[str, ...]) -> bool:
-    """Whether an op of module ``scope`` (``""``: the root) lies inside one of ``modules``."""
-    return any(scope == m or scope.startswith(m + ".") for m in modules)
 
 
 def _parameters(module: nn.Module) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mcq.errors import McqError
 from mcq.export import executorch, onnx
-from mcq.export.coreml import COMPUTE_UNITS
+from mcq.runtime.coreml import COMPUTE_UNITS
 from mcq.export.formats import FORMATS
 from mcq.export.labels import OUTPUTS
 from mcq.io import read_json

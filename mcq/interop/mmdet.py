@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 
 import mcq
-from mcq.engine.checkpoint import load_task
-from mcq.engine.det_module import DetTask
 from mcq.errors import McqError
-from mcq.export.metadata import palette
 from mcq.interop.backbones import timm_backbone_config, to_mcq, to_timm_backbone
 from mcq.interop.mm_checkpoint import data_preprocessor, read_mm_checkpoint, write_mm_checkpoint
 from mcq.interop.placing import ImportReport, place, save_imported, split_backbone
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.tasks.metadata import palette
+from mcq.tasks.specs import task_spec
 from mcq.models.detector import DetModelConfig
 from mcq.recipes import load_recipe
 
@@ -106,8 +106,9 @@ def import_mmdet(path: str | Path, out: str | Path, backbone: str | None = None,
                          fpn.shape[0] if fpn is not None else recipe.fpn_channels, recipe.roi_batch_size,
                          **{k: written.get(k, "mmdet") for k in MMDET_FLAVOUR}, input_norm=norm)
     optim = {**asdict(recipe), "img_size": cfg.img_size}  # what `mcq eval det` evaluates at
-    task = DetTask(cfg.to_dict(), names, list(range(1, num_classes + 1)), optim, state.palette)
-    model = task.model
+    hparams = {"model": cfg.to_dict(), "class_names": names, "category_ids": list(range(1, num_classes + 1)),
+               "optim": optim, "palette": state.palette}
+    model = task_spec("det").build_model(hparams["model"])
     layout, mapped = to_mcq(bb, model.encoder)
     mapped = {ENCODER + k: v for k, v in mapped.items()}
     for k, v in weights.items():
@@ -116,14 +117,14 @@ def import_mmdet(path: str | Path, out: str | Path, backbone: str | None = None,
             mapped[name] = _with_background(name, v, num_classes)
     matched, missing, unused = place(model, mapped, model.encoder, ENCODER, path,
                                      f"{encoder} + Mask R-CNN ({layout} backbone)")
-    save_imported(task, out, path, layout)
+    save_imported(model, hparams, out, path, layout)
     return ImportReport(str(path), layout, f"{encoder} + Mask R-CNN", num_classes, matched, missing, unused, norm)
 
 
 def export_mmdet(checkpoint: str | Path, out: str | Path) -> dict:
     """Write the mcq detection checkpoint as an mmdet one (``meta`` + ``state_dict``, the backbone as mmpretrain's
     ``TIMMBackbone(features_only=True)``); returns the mmdet config fragment its backbone and neck need."""
-    task = load_task(checkpoint, "det")
+    task = read_checkpoint(checkpoint, "det")
     model = task.model
     encoder = model.encoder
     if model.backbone.fpn is None:

@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 
 import mcq
-from mcq.engine.checkpoint import load_task
-from mcq.engine.seg_module import SegTask
 from mcq.errors import McqError
-from mcq.export.metadata import palette
 from mcq.interop.backbones import timm_backbone_config, to_mcq, to_timm_backbone
 from mcq.interop.mm_checkpoint import data_preprocessor, read_mm_checkpoint, write_mm_checkpoint
 from mcq.interop.placing import ImportReport, place, save_imported, split_backbone
 from mcq.models.segmentor import SegModelConfig
 from mcq.recipes import load_recipe
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.tasks.metadata import palette
+from mcq.tasks.specs import task_spec
 
 HEAD_KEYS = {"fpn": "decode_head.scale_heads.", "upernet": "decode_head.psp_modules."}
 MODEL_PARTS = ("neck.", "decode_head.", "auxiliary_head.")
@@ -56,21 +56,22 @@ def import_mmseg(path: str | Path, out: str | Path, backbone: str | None = None,
     recipe = load_recipe("seg", head)
     norm = ckpt.input_norm(encoder)
     cfg = SegModelConfig(encoder, num_classes, head, input_norm=norm)
-    task = SegTask(cfg.to_dict(), names, asdict(recipe), ckpt.palette)
-    layout, mapped = to_mcq(bb, task.model.encoder)
+    hparams = {"model": cfg.to_dict(), "class_names": names, "optim": asdict(recipe), "palette": ckpt.palette}
+    model = task_spec("seg").build_model(hparams["model"])
+    layout, mapped = to_mcq(bb, model.encoder)
     mapped = {"encoder." + k: v for k, v in mapped.items()}
     mapped.update({k: v for k, v in state.items() if not k.startswith("backbone.")})
-    matched, missing, unused = place(task.model, mapped, task.model.encoder, "encoder.", path,
+    matched, missing, unused = place(model, mapped, model.encoder, "encoder.", path,
                                      f"{encoder} + {head} ({layout} backbone)", "--backbone / --head",
                                      optional=("auxiliary_head.",))
-    save_imported(task, out, path, layout)
+    save_imported(model, hparams, out, path, layout)
     return ImportReport(str(path), layout, f"{encoder} + {head}", num_classes, matched, missing, unused, norm)
 
 
 def export_mmseg(checkpoint: str | Path, out: str | Path) -> dict:
     """Write the mcq segmentation checkpoint as an mmseg one (``meta`` + ``state_dict``, the backbone as mmpretrain's
     ``TIMMBackbone(features_only=True)``); returns the mmseg config fragment its backbone needs (``backbone``)."""
-    task = load_task(checkpoint, "seg")
+    task = read_checkpoint(checkpoint, "seg")
     model = task.model
     encoder = model.encoder
     state = {"backbone." + k: v for k, v in to_timm_backbone(encoder).items()}

@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import torch
+from torch import nn
 
-from mcq.engine.module import TaskModule
 from mcq.errors import McqError
 from mcq.interop.backbones import infer_encoder
-from mcq.io import atomic_path, diff_state
+from mcq.io import diff_state
 from mcq.models.clip_init import pruned_keys
 from mcq.models.encoders import Encoder
+from mcq.tasks.checkpoint import write_checkpoint
 
 
 @dataclass
@@ -75,9 +75,6 @@ def place(model: torch.nn.Module, state: dict[str, torch.Tensor], encoder: Encod
     return d.matched, d.missing, pruned
 
 
-def save_imported(task: TaskModule, out: str | Path, source: Path, layout: str) -> None:
-    """Write ``task`` as an mcq checkpoint (what ``mcq eval``, ``mcq export`` and ``mcq profile`` take), atomically."""
-    with atomic_path(out) as tmp:
-        torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "epoch": 0,
-                    "global_step": 0, "pytorch-lightning_version": L.__version__,
-                    "mcq_import": {"source": str(source), "layout": layout}}, tmp)
+def save_imported(model: nn.Module, hparams: dict, out: str | Path, source: Path, layout: str) -> None:
+    """Write ``model`` as an mcq checkpoint (what ``mcq eval``, ``mcq export`` and ``mcq profile`` take), atomically."""
+    write_checkpoint(out, model, hparams, mcq_import={"source": str(source), "layout": layout})

@@ -2,6 +2,7 @@
 accuracy beside it, written as a table, ``report.md``, ``profile.json`` and an accuracy-latency plot; profiles of
 several devices compare (``mcq.profile.compare``), and ``mcq.profile.devices`` reads on-device benchmark output."""
 
-from mcq.profile.profiler import ProfileConfig, profile
+from mcq.profile.config import ProfileConfig
+from mcq.profile.profiler import profile
 
 __all__ = ["ProfileConfig", "profile"]

@@ -9,7 +9,7 @@ each cell's own outputs) per task:
 - depth: resize to the artifact's 4:3 input + normalise; the depth map upsampled (bilinear) to the image.
 - cls: resize, centre crop, normalise; softmax and the top 5.
 - det: letterbox (long side to the input size, normalise, pad); what the artifact's graph leaves to the app
-  (``mcq.export.detection.detections``): for a ``features`` graph the RPN's proposal decoding and NMS, RoIAlign,
+  (``mcq.tasks.detection.detections``): for a ``features`` graph the RPN's proposal decoding and NMS, RoIAlign,
   the box and mask heads, NMS per class and mask pasting, in Python; for the ``full`` graph nothing.
 """
 
@@ -26,11 +26,10 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
-from mcq.engine.predict import labels_at
-from mcq.engine.tasks import task_spec
-from mcq.export import detection
-from mcq.export.exporter import dataset_images
 from mcq.models.encoders import normalization
+from mcq.tasks import detection
+from mcq.tasks.processing import dataset_images, labels_at
+from mcq.tasks.specs import task_spec
 
 Outputs = list  # every output of one run, numpy arrays or tensors, in the artifact's order
 

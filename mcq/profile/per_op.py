@@ -75,7 +75,7 @@ def ops_executorch(path: str | Path, x: np.ndarray, runs: int, warmup: int = 1, 
     from executorch.devtools import Inspector
     from executorch.runtime import Runtime
 
-    from mcq.export.executorch import set_threads
+    from mcq.runtime.executorch import set_threads
 
     set_threads(threads)
     program = Runtime.get().load_program(str(path), enable_etdump=True, debug_buffer_size=0)

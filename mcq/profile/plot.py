@@ -19,7 +19,7 @@ def plot_accuracy_latency(profile: dict, path: str | Path) -> None:
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     from mcq.io import atomic_path
-    from mcq.profile.report import front_cells, plotted
+    from mcq.profile.frontier import front_cells, plotted
 
     cells = plotted(profile["cells"])
     sizes = sorted({c["img_size"] for c in cells})

@@ -6,7 +6,7 @@ segmentation model with ADE20K's 150 classes and the encoder's default head, sav
 size and FLOPs do not depend on the weights; accuracy then comes from the published figures.
 
 A det model is Mask R-CNN: ONNX holds the ``full`` graph, ExecuTorch and Core ML its ``features`` graph with the
-rest done in Python (``mcq.export.detection``); each cell names its graph, and its post-processing time is that
+rest done in Python (``mcq.tasks.detection``); each cell names its graph, and its post-processing time is that
 Python part (``mcq.profile.inputs``). Det models export in fp32 only: their fp16 and int8 cells are "not supported".
 With ``outputs="labels"`` every seg cell (eager PyTorch included) takes the argmax in the model
 (``mcq.export.labels``), and its post-processing is the resize of the labels to the image.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -30,57 +30,13 @@ from tqdm import tqdm
 
 from mcq.errors import McqError, first_line
 from mcq.export.labels import check_outputs, labels_model
-from mcq.io import atomic_path, write_json
+from mcq.io import write_json
+from mcq.profile.config import RUNTIMES, ProfileConfig
 
 # runtime -> the format it runs (None: the checkpoint in eager PyTorch); web: the ONNX artifact in the browser
-RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "coreml": "coreml", "web": "onnx"}
-DEFAULT_RUNTIMES = ("torch", "onnxruntime", "executorch", "coreml")  # web on demand: it starts a browser per cell
 SETTINGS = {"coreml": "compute_units", "web": "backend"}  # a runtime timed once per setting: the cell's key for it
-PRECISIONS = ("fp32", "fp16", "int8")
-DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l", "vit_adapter_b")
 STATUSES = ("ran", "failed", "cannot run here", "not supported")
 TASKS = ("seg", "det", "depth", "cls")
-
-
-@dataclass
-class ProfileConfig:
-    """What ``mcq profile`` measures and how; ``models`` are encoders (random init), ``checkpoints`` trained runs."""
-
-    models: list[str] = field(default_factory=list)
-    checkpoints: list[str] = field(default_factory=list)
-    runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
-    precisions: list[str] = field(default_factory=lambda: ["fp32", "int8"])
-    compute_units: list[str] = field(default_factory=lambda: ["cpu_only", "cpu_and_gpu", "all"])  # Core ML, on macOS
-    img_sizes: list[int] = field(default_factory=list)  # empty: the paper's size for encoders, the training size else
-    threads: int = 1
-    runs: int = 20
-    warmup: int = 3
-    accuracy: list[str] = field(default_factory=list)  # `mcq eval TASK --json` files
-    baselines: str | None = None  # published accuracies (default profiles/baselines.json)
-    data: str | None = None  # images for pre-processing, parity and int8 calibration (default: embedded)
-    out: str | None = None  # default profiles/<device>
-    parity_images: int = 8
-    calib_images: int = 16
-    seed: int = 0
-    per_op: bool = False  # each cell that ran: its ops' time from the runtime's profiler (``mcq.profile.per_op``)
-    outputs: str = "logits"  # seg: "labels" puts the argmax in the model (``mcq.export.labels``)
-
-    def check(self) -> None:
-        from mcq.export.coreml import COMPUTE_UNITS
-        from mcq.models.encoders import encoder_info
-
-        for name, given, known in (("runtime", self.runtimes, RUNTIMES), ("precision", self.precisions, PRECISIONS),
-                                   ("Core ML compute units", self.compute_units, COMPUTE_UNITS)):
-            bad = [g for g in given if g not in known]
-            if bad or not given:
-                raise McqError(f"unknown {name} {', '.join(bad) or '(none given)'}; known: {', '.join(known)}")
-        for name in self.models:
-            encoder_info(name)
-        check_outputs("seg", self.outputs)  # a known value; each checkpoint's task is checked in ``_subjects``
-        if not self.models and not self.checkpoints:
-            raise McqError("nothing to profile: give --models and/or --checkpoint")
-        if self.runs < 1 or self.threads < 1:
-            raise McqError("--runs and --threads must be at least 1")
 
 
 @dataclass
@@ -99,9 +55,10 @@ def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
     """A segmentation model of ``encoder`` (ADE20K's classes, default head, random init, the paper's input size)
     saved as an mcq checkpoint in ``folder``; reused when already there."""
     from mcq.data import ade20k_class_names
-    from mcq.engine.seg_module import SegTask
     from mcq.models.encoders import encoder_info
     from mcq.recipes import load_recipe
+    from mcq.tasks.checkpoint import write_checkpoint
+    from mcq.tasks.specs import task_spec
 
     path = folder / f"{encoder}_random-init.ckpt"
     if path.is_file():
@@ -111,14 +68,11 @@ def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
     hparams = {"model": dict(encoder=encoder, num_classes=len(names), head=info.default_head), "class_names": names,
                "optim": {**asdict(load_recipe("seg", info.default_head)), "img_size": info.img_size}}
     torch.manual_seed(seed)
-    task = SegTask(**hparams)
-    with atomic_path(path) as tmp:
-        torch.save({"hyper_parameters": hparams, "state_dict": task.state_dict()}, tmp)
-    return path
+    return write_checkpoint(path, task_spec("seg").build_model(hparams["model"]), hparams)
 
 
 def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
-    from mcq.engine.checkpoint import load_state
+    from mcq.tasks.checkpoint import load_state
 
     subjects = []
     for name in cfg.models:
@@ -179,7 +133,7 @@ def profile(cfg: ProfileConfig) -> dict:
 def _settings(runtime: str, cfg: ProfileConfig) -> list[str | None]:
     """Core ML where it can predict: a cell per compute-unit setting; web: a cell per backend; otherwise one cell
     (None: no setting)."""
-    from mcq.export.coreml import can_predict
+    from mcq.runtime.coreml import can_predict
     from mcq.profile.web import BACKENDS
 
     if runtime == "web":
@@ -199,14 +153,14 @@ class ModelBench:
     """What is measured once per model and size: parameters, FLOPs, pre-processing, the input image."""
 
     def __init__(self, subject: Subject, size: int, cfg: ProfileConfig):
-        from mcq.engine.checkpoint import load_task
-        from mcq.export import detection
+        from mcq.tasks import detection
+        from mcq.tasks.checkpoint import read_checkpoint
         from mcq.models.inference import inference_form
         from mcq.profile.inputs import task_input
         from mcq.profile.measure import gflops, params_m, state_size_mb, summarize, time_calls
 
         self.key, self.subject, self.size = (subject.checkpoint, size), subject, size
-        task = load_task(subject.checkpoint, subject.task)
+        task = read_checkpoint(subject.checkpoint, subject.task)
         self.model = inference_form(task.model)
         self.input = task_input(subject.task, self.model, size, cfg.data)
         self.model.encoder.fix_input_size(*self.input.x.shape[-2:])
@@ -231,7 +185,7 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
     report with ``export_s`` or ``reused``. On random weights an artifact that fails its parity check is kept
     (and reused) all the same, reported ``failed`` with ``kept``: its latency is real, its numerics are not judged."""
     from mcq.export.exporter import artifact_name, export_checkpoint
-    from mcq.export.metadata import sha256
+    from mcq.tasks.metadata import sha256
 
     s = bench.subject
     name = artifact_name({"encoder": s.encoder, "head": s.head, "task": s.task, "output": {"name": cfg.outputs},
@@ -263,9 +217,9 @@ def _open_all(bench: ModelBench, fmt: str | None, path: Path, threads: int,
             return list(out) if isinstance(out, tuple) else [out]
 
         return run
-    from mcq.export.formats import format_module
+    from mcq.runtime.backends import backend
 
-    run_all = format_module(fmt).run_all(path, threads, **({"compute_units": compute_units} if compute_units else {}))
+    run_all = backend(fmt).run_all(path, threads, **({"compute_units": compute_units} if compute_units else {}))
     if run_all is None:
         raise McqError(f"{path.name}: cannot run on this machine")
     return run_all
@@ -275,9 +229,9 @@ def _prime(fmt: str | None) -> None:
     """Import the runtime before the load is timed: a one-time Python import is not the model's cold start."""
     if fmt is None:
         return
-    from mcq.export.formats import format_module
+    from mcq.runtime.backends import backend
 
-    format_module(fmt)
+    backend(fmt)
     if fmt == "executorch":
         from executorch.runtime import Runtime
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mcq.io import atomic_path, write_json
 from mcq.profile.accuracy import LOWER_IS_BETTER
+from mcq.profile.frontier import front_cells, plotted
 
 UNITS_SHORT = {"cpu_only": "cpu", "cpu_and_gpu": "cpu+gpu", "cpu_and_ne": "cpu+ne", "all": "all"}
 
@@ -92,28 +93,6 @@ def status_text(cell: dict) -> str:
     n = cell.get("threads")  # web: onnxruntime-web's own count
     threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
     return cell["status"] + graph + threads + failed + (f": {cell['why']}" if cell.get("why") else "")
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points (latency, accuracy) no other point beats: none is as fast and as accurate and better
-    in one; sorted by latency."""
-    front = []
-    for i, (lat, acc) in enumerate(points):
-        if not any(l2 <= lat and a2 >= acc and (l2, a2) != (lat, acc) for l2, a2 in points):
-            front.append(i)
-    return sorted(front, key=lambda i: points[i])
-
-
-def plotted(cells: list[dict]) -> list[dict]:
-    """The cells with a latency and an ADE20K mIoU (the paper's trade-off): the points of the plot and of the front;
-    the other tasks' accuracy is in the table."""
-    return [c for c in cells if c["status"] == "ran" and (c.get("accuracy") or {}).get("metric") == "mIoU"]
-
-
-def front_cells(cells: list[dict]) -> list[dict]:
-    """The plotted cells on the Pareto front; a cell whose parity check failed is not a candidate."""
-    points = [c for c in plotted(cells) if not c.get("parity_failed")]
-    return [points[i] for i in pareto_front([(c["median_ms"], c["accuracy"]["value"]) for c in points])]
 
 
 def format_table(profile: dict) -> str:

@@ -24,7 +24,7 @@ from mcq.errors import first_line
 from mcq.profile.measure import summarize
 
 if TYPE_CHECKING:
-    from mcq.profile.profiler import ProfileConfig
+    from mcq.profile.config import ProfileConfig
 
 BACKENDS = ("wasm", "webgpu")
 

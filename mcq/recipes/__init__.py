@@ -27,7 +27,7 @@ class Recipe:
     lr_sweep: list[float]
     betas: list[float]
     weight_decay: float
-    schedule: str  # "poly", "cosine", "half_cycle" or "step" (see mcq.engine.module.lr_multiplier)
+    schedule: str  # "poly", "cosine", "half_cycle" or "step" (see mcq.train.module.lr_multiplier)
     min_lr: float
     drop_path: float
     drop_path_sweep: list[float]
@@ -73,7 +73,7 @@ class DepthRecipe(EpochRecipe):
 class ClsRecipe(EpochRecipe):
     linear_probe: bool
     label_smoothing: float
-    ema: float | None  # decay of the weights' exponential moving average (mcq.engine.ema); None: no EMA
+    ema: float | None  # decay of the weights' exponential moving average (mcq.train.ema); None: no EMA
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torchmetrics.aggregation import SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mcq.engine.module import TaskModule
-from mcq.models.classifier import ClsModel, ClsModelConfig
+from mcq.tasks.specs import task_spec
+from mcq.train.module import TaskModule
 
 
 class ClsTask(TaskModule):
@@ -17,7 +17,7 @@ class ClsTask(TaskModule):
     def __init__(self, model: dict, class_names: list[str], optim: dict):
         super().__init__()
         self.save_hyperparameters()
-        self.model = ClsModel(ClsModelConfig(**model))
+        self.model = task_spec("cls").build_model(model)
         self.class_names = class_names
         n = len(class_names)
         self.top1 = MulticlassAccuracy(n, top_k=1, average="micro")

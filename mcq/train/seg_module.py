@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mcq.data.ade20k import IGNORE_INDEX
-from mcq.engine.metrics import accumulate, seg_metrics
-from mcq.engine.module import TaskModule
-from mcq.models.segmentor import SegModel, SegModelConfig
+from mcq.tasks.metrics import accumulate, seg_metrics
+from mcq.tasks.specs import task_spec
+from mcq.train.module import TaskModule
 
 
 class SegTask(TaskModule):
@@ -19,7 +19,7 @@ class SegTask(TaskModule):
     def __init__(self, model: dict, class_names: list[str], optim: dict, palette: list[list[int]] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = SegModel(SegModelConfig(**model))
+        self.model = task_spec("seg").build_model(model)
         self.class_names = class_names
         self.palette = palette
         self.confusion = MulticlassConfusionMatrix(len(class_names), ignore_index=IGNORE_INDEX)

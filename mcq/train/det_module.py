@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from mcq.engine.metrics import coco_metrics, coco_results
-from mcq.engine.module import TaskModule
-from mcq.models.detector import DetModel, DetModelConfig
+from mcq.tasks.metrics import coco_metrics, coco_results
+from mcq.tasks.specs import task_spec
+from mcq.train.module import TaskModule
 
 
 class DetTask(TaskModule):
@@ -19,7 +19,7 @@ class DetTask(TaskModule):
                  palette: list[list[int]] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = DetModel(DetModelConfig(**model))
+        self.model = task_spec("det").build_model(model)
         self.class_names, self.category_ids, self.palette = class_names, category_ids, palette
         self._results: list[dict] = []
         self._image_ids: list[int] = []

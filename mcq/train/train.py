@@ -3,15 +3,14 @@
 A run directory holds ``config.json`` (the resolved config), ``checkpoints/{best,last}.ckpt``,
 ``logs/metrics.csv`` and, once finished, ``metrics.json``. The same call runs on one CPU or on many
 GPUs and nodes (Lightning DDP; launch with ``torchrun`` or SLURM, or let Lightning spawn local ranks).
-What differs between tasks (recipe, datasets, module, monitored metric) comes from ``mcq.engine.tasks``.
+What differs between tasks (recipe, datasets, module, monitored metric) comes from ``mcq.train.specs``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
@@ -20,60 +19,16 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, TQDMProgres
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
-from mcq.engine.checkpoint import is_task_checkpoint, load_task
-from mcq.engine.metrics import format_seg_table
-from mcq.engine.module import TaskModule
-from mcq.engine.qat import qat_recipe, qat_task
-from mcq.engine.tasks import task_spec
 from mcq.errors import McqError
 from mcq.io import write_json
 from mcq.models.clip_init import load_clip_init
 from mcq.recipes import Recipe
-
-
-@dataclass
-class TrainConfig:
-    """What ``mcq train TASK`` takes. ``None`` means: the recipe's value."""
-
-    task: str = "seg"
-    backbone: str = "mci2"
-    data: str | None = None
-    head: str = ""
-    linear_probe: bool = False
-    freeze_encoder: bool = False  # seg: train the neck and heads on a frozen encoder
-    init: str | None = None
-    init_partial: bool = False
-    qat: bool = False
-    max_steps: int | None = None
-    batch_size: int | None = None
-    img_size: int | None = None
-    lr: float | None = None
-    drop_path: float | None = None
-    crop_scale: list[float] | None = None
-    layer_decay: float | None = None
-    val_every: int | None = None
-    fpn_channels: int | None = None
-    roi_batch_size: int | None = None
-    workers: int = 2
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    precision: str | None = None
-    out: str | None = None
-    resume: bool = False
-    exist_ok: bool = False
-    seed: int = 0
-    # clip only
-    model: str | None = None
-    val_data: str | None = None
-    captions: str = "gt,syn"
-    distill: bool = False
-    text_width: int | None = None
-    text_layers: int | None = None
-
-
-CLIP_OPTIONS = ("model", "val_data", "captions", "distill", "text_width", "text_layers")
-SegTrainConfig = TrainConfig  # the name segmentation code and tests use; ``task`` defaults to "seg"
+from mcq.tasks.checkpoint import is_task_checkpoint, read_checkpoint
+from mcq.train.config import CLIP_OPTIONS, TrainConfig
+from mcq.train.distributed import is_rank_zero
+from mcq.train.module import TaskModule
+from mcq.train.qat import qat_recipe, qat_task
+from mcq.train.specs import train_spec
 
 
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
@@ -83,7 +38,7 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
         raise McqError(f"--{given[0].replace('_', '-')} is for clip; {cfg.task} takes --backbone and --data")
     if cfg.qat and not cfg.init:
         raise McqError("--qat fine-tunes a trained model: pass its checkpoint with --init")
-    recipe = qat_recipe(cfg.init, cfg.task)[1] if cfg.qat else task_spec(cfg.task).recipe(cfg)
+    recipe = qat_recipe(cfg.init, cfg.task)[1] if cfg.qat else train_spec(cfg.task).recipe(cfg)
     names = ("max_steps", "batch_size", "img_size", "lr", "drop_path", "crop_scale", "layer_decay", "val_every",
              "fpn_channels", "roi_batch_size")
     overrides = {k: getattr(cfg, k) for k in names if getattr(cfg, k) is not None}
@@ -94,15 +49,8 @@ def resolve_recipe(cfg: TrainConfig) -> Recipe:
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
-    return Path(f"runs/{cfg.task}-{task_spec(cfg.task).model_name(cfg)}" + ("-lp" if cfg.linear_probe else "")
+    return Path(f"runs/{cfg.task}-{train_spec(cfg.task).model_name(cfg)}" + ("-lp" if cfg.linear_probe else "")
                 + ("-qat" if cfg.qat else ""))
-
-
-def _is_rank_zero() -> bool:
-    for var in ("RANK", "SLURM_PROCID"):
-        if var in os.environ:
-            return int(os.environ[var]) == 0
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
 
 
 def _on_gpu(accelerator: str) -> bool:
@@ -117,7 +65,7 @@ def default_precision(accelerator: str) -> str:
 def _prepare_run(cfg: TrainConfig) -> tuple[Path, bool]:
     """Resolve the run directory; return it and whether this call created it."""
     run = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    if not _is_rank_zero():
+    if not is_rank_zero():
         return run, False
     if cfg.resume:
         if _resume_checkpoint(run) is None:
@@ -175,14 +123,14 @@ class _LastCheckpoint(Checkpoint):
 
 def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     """Train (or resume) a run of ``cfg.task``; return the run directory and its final validation metrics.
-    ``cfg.qat``: quantization-aware fine-tuning of the model in ``cfg.init`` (``mcq.engine.qat``), whose encoder
+    ``cfg.qat``: quantization-aware fine-tuning of the model in ``cfg.init`` (``mcq.train.qat``), whose encoder
     replaces ``cfg.backbone``."""
-    task_spec(cfg.task)
+    train_spec(cfg.task)
     whole = None  # an mcq checkpoint of the task given as --init: that whole model is fine-tuned
     if cfg.qat and cfg.init and not cfg.resume:
         cfg = replace(cfg, backbone=qat_recipe(cfg.init, cfg.task)[0])
     elif cfg.init and not cfg.resume and is_task_checkpoint(cfg.init, cfg.task):
-        whole = load_task(cfg.init, cfg.task)
+        whole = train_spec(cfg.task).module_of(read_checkpoint(cfg.init, cfg.task))
         model = whole.model.cfg
         cfg = replace(cfg, backbone=model.encoder, head=getattr(model, "head", cfg.head))
     run, created = _prepare_run(cfg)
@@ -194,19 +142,14 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
         raise
 
 
-def train_seg(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
-    """``train`` for segmentation (``cfg.task`` is set to "seg")."""
-    return train(replace(cfg, task="seg"), callbacks)
-
-
 def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | None = None) -> tuple[Path, dict]:
     if cfg.resume:
         saved = json.loads((run / "config.json").read_text())
         cfg = replace(TrainConfig(**saved["train"]), resume=True, out=str(run),
                       devices=cfg.devices, num_nodes=cfg.num_nodes, accelerator=cfg.accelerator)
-    spec = task_spec(cfg.task)
+    spec = train_spec(cfg.task)
     recipe = resolve_recipe(cfg)
-    data = Path(cfg.data) if cfg.data else spec.default_data()
+    data = Path(cfg.data) if cfg.data else spec.task.default_data()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     world = cfg.devices * cfg.num_nodes
@@ -214,21 +157,21 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
     recipe = recipe.resolve(steps_per_epoch=steps_per_epoch)
     if cfg.qat:  # --init is the trained model, not a CLIP encoder
         task = qat_task(cfg.init, cfg.task, recipe)
-        spec.check_eval_data(train_ds, task, data, cfg.init)
+        spec.task.check_eval_data(train_ds, task.hparams, data, cfg.init)
     elif whole is not None:
         task = whole.train()  # every weight and the model's config (an import's too)
         task.hparams.optim = asdict(recipe)
-        spec.check_eval_data(train_ds, task, data, cfg.init)
-        if _is_rank_zero():
+        spec.task.check_eval_data(train_ds, task.hparams, data, cfg.init)
+        if is_rank_zero():
             print(f"init {cfg.init}: the whole model ({task.model.cfg.encoder}, an mcq {cfg.task} checkpoint)")
     else:
         task = spec.build(cfg, recipe, train_ds)
-        spec.check_input_size(task, recipe.img_size)
+        spec.task.check_input_size(task.model, recipe.img_size)
     if cfg.init and not cfg.resume and not cfg.qat and whole is None:
         report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
-        if _is_rank_zero():
+        if is_rank_zero():
             print(report.summary())
-    if _is_rank_zero():
+    if is_rank_zero():
         write_json(run / "config.json", {"train": asdict(cfg), "recipe": asdict(recipe), "data": str(data),
                                          **{k: v for k, v in task.hparams.items() if k != "optim"}})
 
@@ -262,11 +205,9 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
     trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)
     if task.metrics is None or trainer.global_step % val_every:
         trainer.validate(task, val_dl, verbose=False)
-    metrics = {"step": trainer.global_step, **spec.describe(task), "img_size": recipe.img_size, **task.metrics}
+    metrics = {"step": trainer.global_step, **spec.task.describe(task.hparams), "img_size": recipe.img_size, **task.metrics}
     if trainer.is_global_zero:
         metrics.update(spec.finish(task, run, trainer))
         write_json(run / "metrics.json", metrics)
     return run, metrics
 
-
-__all__ = ["TrainConfig", "SegTrainConfig", "train", "train_seg", "resolve_recipe", "format_seg_table"]

@@ -130,5 +130,5 @@ def graph_metadata(model: DetModel, graph: str, shape: tuple[int, int]) -> dict:
                + [f"RPN box deltas (dx, dy, dw, dh) per anchor, stride {s}" for s in strides])
     return {"graph": "features",
             "outputs": [{"name": n, "shape": list(o.shape), "meaning": m} for n, o, m in zip(names, outs, meaning)],
-            "postprocess": "mcq.export.detection.detect: anchors, proposals and NMS, RoIAlign, the box and mask heads "
+            "postprocess": "mcq.tasks.detection.detect: anchors, proposals and NMS, RoIAlign, the box and mask heads "
                            "of the source checkpoint (not in this artifact), NMS per class, mask pasting"}

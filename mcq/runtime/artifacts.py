@@ -11,7 +11,10 @@ import numpy as np
 import torch
 
 from mcq.errors import McqError
-from mcq.export.formats import format_for, format_module
+from mcq.models.inference import inference_form
+from mcq.runtime.backends import RUNTIMES, backend, format_for
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.tasks.metadata import task_metadata
 
 
 @dataclass
@@ -46,19 +49,15 @@ def _open(path: Path, threads: int | None) -> OpenedModel:
     if not path.exists():
         raise McqError(f"{path}: no such model file")
     if path.suffix == ".ckpt":
-        from mcq.engine.checkpoint import load_task
-        from mcq.models.inference import inference_form
-        from mcq.export.metadata import task_metadata
-
-        task = load_task(path)
-        meta = task_metadata(task, (task.hparams.optim["img_size"],) * 2, path)
+        task = read_checkpoint(path)
+        meta = task_metadata(task, (task.recipe["img_size"],) * 2, path)
         return OpenedModel(torch_runner(inference_form(task.model)), meta, "torch")
     fmt = format_for(str(path))
     sidecar = Path(f"{path}.json")
     if not sidecar.is_file():
         raise McqError(f"{path}: its metadata {sidecar.name} is missing; re-export with `mcq export`")
     meta = json.loads(sidecar.read_text())
-    run = format_module(fmt).runner(path, threads)
+    run = backend(fmt).runner(path, threads)
     if run is None:
         raise McqError(f"{path}: {fmt} models cannot run on this machine (Core ML prediction needs macOS)")
-    return OpenedModel(run, meta, {"onnx": "onnxruntime"}.get(fmt, fmt))
+    return OpenedModel(run, meta, RUNTIMES[fmt])

@@ -1,60 +1,22 @@
-"""Single-scale validation on a dataset: of a training checkpoint of any task (``evaluate``) or of a segmentation
-model through its own runtime (``evaluate_seg_model``: ONNX, ExecuTorch, or a checkpoint in plain PyTorch)."""
+"""The accuracy of a segmentation model through its own runtime (``evaluate_seg_model``: ONNX, ExecuTorch, or a
+checkpoint in plain PyTorch): what ships, scored as ``mcq eval seg`` scores its checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-import lightning as L
 import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 from tqdm import tqdm
 
 from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, default_seg_data
-from mcq.data.clip_shards import parse_captions
-from mcq.engine.checkpoint import load_task
-from mcq.engine.metrics import seg_metrics
-from mcq.engine.predict import labels_at
-from mcq.engine.tasks import check_classes, task_spec
-from mcq.errors import McqError
-from mcq.export.runtimes import open_model
 from mcq.io import write_json
-
-
-def evaluate(
-    task: str, checkpoint: str | Path, data: str | Path | None = None, img_size: int | None = None, batch_size: int = 4,
-    workers: int = 2, json_out: str | Path | None = None, accelerator: str = "auto", captions: str | None = None,
-) -> dict:
-    """The ``task`` metrics of ``checkpoint`` on the validation split of ``data`` (default: the embedded dataset);
-    clip: image<->text recall@1/5 (the training run's validation) on the held-back shards, for the caption kinds
-    ``captions`` (default: those the model was trained on)."""
-    spec = task_spec(task)
-    if captions and task != "clip":
-        raise McqError(f"--captions is for clip; {task} has no captions")
-    module = load_task(checkpoint, task)
-    if captions:
-        module.captions = parse_captions(captions)
-    size = img_size or module.hparams.optim["img_size"]
-    data = Path(data) if data else spec.default_data()
-    loader = spec.eval_loader(module, data, size, batch_size, workers, checkpoint)
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False)
-    trainer.validate(module, loader, verbose=False)
-    metrics = {"checkpoint": str(checkpoint), "data": str(data), "img_size": size, **spec.describe(module),
-               **module.metrics}
-    if json_out:
-        write_json(json_out, metrics)
-    return metrics
-
-
-def evaluate_seg(
-    checkpoint: str | Path, data: str | Path | None = None, img_size: int | None = None, batch_size: int = 4,
-    workers: int = 2, json_out: str | Path | None = None, accelerator: str = "auto",
-) -> dict:
-    """mIoU, mAcc, aAcc and per-class figures of ``checkpoint`` on the validation split of ``data``."""
-    return evaluate("seg", checkpoint, data, img_size, batch_size, workers, json_out, accelerator)
+from mcq.runtime.artifacts import open_model
+from mcq.tasks.metrics import seg_metrics
+from mcq.tasks.processing import labels_at
+from mcq.tasks.specs import check_classes
 
 
 def seg_eval_set(data: str | Path | None, meta: dict, model: str | Path,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from mcq.engine.metrics import MIN_DEPTH, DepthMetrics
-from mcq.engine.module import TaskModule
-from mcq.models.depth import DepthModel, DepthModelConfig
+from mcq.tasks.metrics import MIN_DEPTH, DepthMetrics
+from mcq.tasks.specs import task_spec
+from mcq.train.module import TaskModule
 
 
 def silog_loss(pred: torch.Tensor, gt: torch.Tensor, lam: float = 0.5) -> torch.Tensor:
@@ -21,7 +21,7 @@ class DepthTask(TaskModule):
     def __init__(self, model: dict, optim: dict):
         super().__init__()
         self.save_hyperparameters()
-        self.model = DepthModel(DepthModelConfig(**model))
+        self.model = task_spec("depth").build_model(model)
         self.depth_metrics = DepthMetrics(max_depth=self.model.cfg.max_depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from open_clip import ClipLoss, DistillClipLoss
 
 from mcq.data.clip_shards import TrainSamples
-from mcq.engine.metrics import retrieval_recall
-from mcq.engine.module import TaskModule
-from mcq.models.clip_model import create_clip_model
+from mcq.tasks.metrics import retrieval_recall
+from mcq.tasks.specs import task_spec
+from mcq.train.module import TaskModule
 
 
 def multi_caption_loss(loss_fn: ClipLoss, image_features: torch.Tensor, text_features: dict[str, torch.Tensor],
@@ -47,7 +47,7 @@ class ClipTask(TaskModule):
     def __init__(self, model: dict, optim: dict):
         super().__init__()
         self.save_hyperparameters()
-        self.model = create_clip_model(model["cfg"], model["img_size"])
+        self.model = task_spec("clip").build_model(model)
         self.captions = tuple(model["captions"])
         self.distill = bool(model["distill"])
         self.loss_fn: ClipLoss = self._loss(rank=0, world_size=1)

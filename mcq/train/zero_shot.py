@@ -15,8 +15,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from tqdm import tqdm
 
 from mcq.data.imagefolder import ImageFolder
-from mcq.engine.checkpoint import load_task
-from mcq.engine.tasks import clip_normalization
+from mcq.tasks.checkpoint import read_checkpoint
+from mcq.tasks.specs import clip_normalization
 from mcq.errors import McqError
 from mcq.io import write_json
 from mcq.models.clip_model import tokenizer_for
@@ -55,12 +55,12 @@ def zero_shot(checkpoint: str | Path, folder: str | Path, templates: str = "open
               json_out: str | Path | None = None) -> dict:
     """Top-1 / top-5 accuracy (and chance) of the CLIP model in ``checkpoint`` classifying the images of ``folder``
     (``<class>/*.jpg``) from the text of their class names alone."""
-    module = load_task(checkpoint, "clip")
-    m, o = module.hparams.model, module.hparams.optim
+    trained = read_checkpoint(checkpoint, "clip")
+    m, o = trained.hparams["model"], trained.recipe
     size = img_size or m["img_size"]
     ds = ImageFolder(folder, None, open_clip.image_transform(size, False, *clip_normalization(m["cfg"])))
     names, n = class_names(ds.classes, names_file), ds.num_classes
-    model = module.model.eval()
+    model = trained.model
     top1 = MulticlassAccuracy(n, top_k=1, average="micro")
     top5 = MulticlassAccuracy(n, top_k=min(5, n), average="micro")
     with torch.no_grad():

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import mcq
-from mcq.engine.module import TaskModule
+from mcq.tasks.checkpoint import Trained
 
 
 def palette(n: int) -> list[list[int]]:
@@ -34,17 +34,17 @@ def sha256(path: str | Path) -> str:
 
 _RESIZE = ("stretch the whole image to the input size (single scale)",
            "scale the long side to the input size keeping the aspect ratio, pad right and bottom with the mean "
-           "colour (mcq.export.detection.letterbox)")
+           "colour (mcq.tasks.detection.letterbox)")
 
 
-def _output(task: TaskModule, shape: tuple[int, int]) -> dict:
+def _output(task: Trained, shape: tuple[int, int]) -> dict:
     """What the artifact returns, per task."""
     h, w = shape
-    if task.task_name == "seg":
+    if task.task == "seg":
         k = len(task.class_names)
         return {"name": "logits", "shape": [1, k, h, w], "dtype": "float32",
                 "meaning": "per-class scores at input resolution; argmax over dim 1 is the class index"}
-    if task.task_name == "cls":
+    if task.task == "cls":
         return {"name": "logits", "shape": [1, len(task.class_names)], "dtype": "float32",
                 "meaning": "per-class scores; argmax over dim 1 is the class index, softmax the probabilities"}
     return {"name": "depth", "shape": [1, 1, h, w], "dtype": "float32", "units": "metres",
@@ -57,30 +57,30 @@ def outputs(meta: dict) -> list[dict]:
     return meta.get("outputs") or [meta["output"]]
 
 
-def _outputs(task: TaskModule, shape: tuple[int, int]) -> dict:
-    if task.task_name == "det":  # the whole model by default; the exporter records the graph each format holds
-        from mcq.export.detection import graph_metadata
+def _outputs(task: Trained, shape: tuple[int, int]) -> dict:
+    if task.task == "det":  # the whole model by default; the exporter records the graph each format holds
+        from mcq.tasks.detection import graph_metadata
 
         return graph_metadata(task.model, "full", shape)
     return {"output": _output(task, shape)}
 
 
-def task_metadata(task: TaskModule, shape: tuple[int, int], checkpoint: str | Path) -> dict:
-    """Everything an app or ``mcq predict`` needs to use an artifact of ``task`` (a trained ``TaskModule``) that
+def task_metadata(task: Trained, shape: tuple[int, int], checkpoint: str | Path) -> dict:
+    """Everything an app or ``mcq predict`` needs to use an artifact of ``task`` (a trained model, ``mcq.tasks.checkpoint``) that
     takes one RGB image of ``shape`` (height, width); nothing else is assumed."""
-    model, recipe = task.model, task.hparams.optim
-    names = getattr(task, "class_names", None)
-    head = {"seg": getattr(model.cfg, "head", ""), "cls": "linear", "depth": "depth", "det": "maskrcnn"}[task.task_name]
+    model, recipe = task.model, task.recipe
+    names = task.class_names
+    head = {"seg": getattr(model.cfg, "head", ""), "cls": "linear", "depth": "depth", "det": "maskrcnn"}[task.task]
     return {
-        "task": task.task_name,
+        "task": task.task,
         "encoder": model.cfg.encoder,
         "head": head,
-        **({"class_names": list(names), "palette": getattr(task, "palette", None) or palette(len(names))}
+        **({"class_names": list(names), "palette": task.palette or palette(len(names))}
            if names else {}),
         "input": {
             "name": "image", "shape": [1, 3, *shape], "layout": "NCHW", "dtype": "float32",
             "color": "RGB", "range": [0.0, 1.0], "mean": list(model.encoder.mean), "std": list(model.encoder.std),
-            "resize": _RESIZE[task.task_name == "det"],
+            "resize": _RESIZE[task.task == "det"],
         },
         **_outputs(task, shape),
         "source_checkpoint": {"path": Path(checkpoint).name, "sha256": sha256(checkpoint)},

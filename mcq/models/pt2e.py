@@ -1,6 +1,6 @@
 """PT2E graphs for int8 with the XNNPACK quantizer: the graph it annotates, its observers, and the int8 model of a
 quantization-aware training state. ExecuTorch's int8 (``mcq.export.executorch``), quantization-aware training
-(``mcq.engine.qat``) and the ONNX export of a QAT checkpoint (``mcq.export.onnx``) share them.
+(``mcq.train.qat``) and the ONNX export of a QAT checkpoint (``mcq.export.onnx``) share them.
 
 Quantization-aware training fine-tunes the graph ``qat_graph`` makes: the model's inference form as
 ``for_quantization`` gives it, fake-quantized where the quantizer will quantize it (``prepare_qat_pt2e``,
@@ -21,13 +21,17 @@ from collections import Counter
 
 import torch
 
-from mcq.export.delegation import IDENTITIES, rewrite_graph, unshare_weights
-from mcq.export.quantization import keeps_float
+from mcq.models.delegation import IDENTITIES, rewrite_graph, unshare_weights
 
 # torchao's activation observers for the XNNPACK quantizer, in order of cost (histogram is the quantizer's default);
 # weights are per-channel min-max in each
 CALIBRATIONS = {"minmax": "MinMaxObserver", "moving_average": "MovingAverageMinMaxObserver",
                 "histogram": "HistogramObserver"}
+
+
+def keeps_float(scope: str, modules: tuple[str, ...]) -> bool:
+    """Whether an op of module ``scope`` (``""``: the root) lies inside one of ``modules``."""
+    return any(scope == m or scope.startswith(m + ".") for m in modules)
 
 
 def norms_as_convs(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,1 +1,0 @@
-"""One engine for all tasks: training, evaluation, metrics, checkpoints."""

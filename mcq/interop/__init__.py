@@ -1,0 +1,1 @@
+"""mmsegmentation and mmdetection checkpoints read and written in their own layouts, without mmcv."""

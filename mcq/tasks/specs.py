@@ -1,0 +1,217 @@
+"""What each task is, apart from how it is trained: its model (built from a checkpoint's hyper-parameters), its
+datasets and their transforms, its metric table and the checks of evaluation data. Export, runtimes and profiling
+use these; the Lightning side (modules, recipes, loaders, callbacks) is ``mcq.train.specs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import open_clip
+from torch import nn
+from torch.utils.data import Dataset
+
+from mcq.data import (
+    ADE20K, ClsTransform, COCODetection, DepthTransform, DetTransform, ImageFolder, NYUv2, SegTransform, collate_det,
+    collate_seg, default_cls_data, default_depth_data, default_det_data, default_seg_data,
+)
+from mcq.data.clip_shards import SampleDecoder
+from mcq.data.paug import PaugReplay
+from mcq.data.synth_clip import default_clip_data
+from mcq.errors import McqError
+from mcq.models.classifier import ClsModel, ClsModelConfig
+from mcq.models.clip_model import create_clip_model, tokenizer_for
+from mcq.models.depth import DepthModel, DepthModelConfig
+from mcq.models.detector import DetModel, DetModelConfig
+from mcq.models.encoders import normalization
+from mcq.models.segmentor import SegModel, SegModelConfig
+from mcq.recipes import Recipe
+from mcq.tasks.metrics import (
+    format_clip_table, format_cls_table, format_depth_table, format_det_table, format_seg_table,
+)
+
+
+class TaskSpec:
+    """Base of the per-task definitions; subclasses fill in the class attributes and ``build_model``."""
+
+    name: str
+    title: str  # what a checkpoint of this task is called in messages
+    hparams: tuple[str, ...] = ("model", "optim")  # what a checkpoint's hyper-parameters must hold
+    dataset: Callable[..., Dataset]  # dataset(root, split, transform)
+    splits: tuple[str, str]  # (training, validation) split names in the dataset's layout
+    transform: Callable  # transform(img_size, train, mean, std, crop_scale, crop_ratio)
+    collate: Callable | None = None
+    default_data: Callable[[], Path]
+    format_table: Callable[[dict], str]
+    qat: bool = False  # whether quantization-aware training (``mcq train --qat``) is offered
+
+    def build_model(self, model: dict) -> nn.Module:
+        """A model of the config ``model`` (a checkpoint's ``hyper_parameters["model"]``), randomly initialised."""
+        raise NotImplementedError
+
+    def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
+        transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
+        return self.dataset(data, self.splits[0], transform)
+
+    def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
+        return self.eval_set(data, self.splits[1], img_size, backbone)
+
+    def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> Dataset:
+        """``split`` of ``data`` with the evaluation transform (no augmentation)."""
+        return self.dataset(data, split, self.transform(img_size, False, *normalization(backbone)))
+
+    def check_input_size(self, model: nn.Module, img_size: int) -> None:
+        """Refuse a size the model cannot take."""
+        model.encoder.check_input_size(img_size, img_size)
+
+    def check_eval_data(self, val_set: Dataset, hparams: dict, data: Path, checkpoint: str | Path) -> None:
+        """Refuse evaluation data the checkpoint (its ``hparams``) cannot be scored on (e.g. other classes)."""
+
+    def prepare_eval(self, model: nn.Module, img_size: int) -> None:
+        """Set up ``model`` to be evaluated at ``img_size`` (for models that resize their input themselves)."""
+
+    def describe(self, hparams: dict) -> dict:
+        """The model's identity, as reported in metrics.json."""
+        return {"encoder": hparams["model"]["encoder"]}
+
+
+class SegSpec(TaskSpec):
+    name, title, hparams = "seg", "segmentation", ("model", "class_names", "optim")
+    dataset, splits, transform = ADE20K, ("training", "validation"), SegTransform
+    collate = staticmethod(collate_seg)
+    default_data = staticmethod(default_seg_data)
+    format_table = staticmethod(format_seg_table)
+    qat = True
+
+    def build_model(self, model: dict) -> SegModel:
+        return SegModel(SegModelConfig(**model))
+
+    def check_eval_data(self, val_set: ADE20K, hparams: dict, data: Path, checkpoint: str | Path) -> None:
+        check_classes(val_set.class_names, hparams["class_names"], data, checkpoint, "the same objectInfo150.txt")
+
+    def describe(self, hparams: dict) -> dict:
+        return {"encoder": hparams["model"]["encoder"], "head": hparams["model"]["head"]}
+
+
+class DepthSpec(TaskSpec):
+    name, title = "depth", "depth"
+    dataset, splits, transform = NYUv2, ("train", "test"), DepthTransform
+    collate = staticmethod(collate_seg)  # depth maps stay a list: test frames keep their own size
+    default_data = staticmethod(default_depth_data)
+    format_table = staticmethod(format_depth_table)
+
+    def build_model(self, model: dict) -> DepthModel:
+        return DepthModel(DepthModelConfig(**model))
+
+    def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> Dataset:
+        """Frames resized to ``img_size`` high and NYUv2's 4:3 wide, the width a multiple of 64 (every
+        encoder's stride; 480 -> 480x640, NYUv2's own size)."""
+        width = max(64, round(img_size * 4 / 3 / 64) * 64)
+        return NYUv2(data, split, DepthTransform(img_size, False, *normalization(backbone), val_size=(img_size, width)))
+
+
+class ClsSpec(TaskSpec):
+    name, title, hparams = "cls", "classification", ("model", "class_names", "optim")
+    dataset, splits, transform = ImageFolder, ("train", "val"), ClsTransform
+    default_data = staticmethod(default_cls_data)
+    format_table = staticmethod(format_cls_table)
+    qat = True
+
+    def build_model(self, model: dict) -> ClsModel:
+        return ClsModel(ClsModelConfig(**model))
+
+    def check_eval_data(self, val_set: ImageFolder, hparams: dict, data: Path, checkpoint: str | Path) -> None:
+        check_classes(val_set.classes, hparams["class_names"], data, checkpoint, "the same class folders")
+
+    def describe(self, hparams: dict) -> dict:
+        return {"encoder": hparams["model"]["encoder"], "linear_probe": hparams["model"].get("linear_probe", False)}
+
+
+class DetSpec(TaskSpec):
+    name, title, hparams = "det", "detection", ("model", "class_names", "category_ids", "optim")
+    dataset, splits = COCODetection, ("train", "val")
+    collate = staticmethod(collate_det)
+    default_data = staticmethod(default_det_data)
+    format_table = staticmethod(format_det_table)
+
+    def build_model(self, model: dict) -> DetModel:
+        return DetModel(DetModelConfig(**model))
+
+    def train_set(self, data: Path, recipe: Recipe, backbone: str) -> COCODetection:
+        return COCODetection(data, "train", DetTransform(recipe.img_size, True, recipe.crop_scale))
+
+    def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> COCODetection:
+        """Images at their own size: the model resizes them and answers in their pixels, as COCOeval wants."""
+        return COCODetection(data, split, DetTransform(img_size, False))
+
+    def check_eval_data(self, val_set: COCODetection, hparams: dict, data: Path, checkpoint: str | Path) -> None:
+        trained = hparams["category_ids"]
+        if val_set.category_ids != trained:
+            raise McqError(f"{val_set.annotation_file}: categories {val_set.category_ids[:8]}"
+                           f"{'...' if len(val_set.category_ids) > 8 else ''} differ from the {len(trained)} "
+                           f"{checkpoint} was trained on; evaluate on a dataset with the same categories")
+
+    def prepare_eval(self, model: DetModel, img_size: int) -> None:
+        model.set_img_size(img_size)
+
+
+class ClipSpec(TaskSpec):
+    """CLIP pretraining on image-text shards (DataCompDR layout); see ``mcq.train.clip_module``."""
+
+    name, title = "clip", "CLIP"
+    default_data = staticmethod(default_clip_data)
+    format_table = staticmethod(format_clip_table)
+    default_model = "MobileCLIP2-S0"
+
+    def build_model(self, model: dict) -> nn.Module:
+        return create_clip_model(model["cfg"], model["img_size"])
+
+    def check_input_size(self, model: nn.Module, img_size: int) -> None:
+        if img_size % 32:
+            raise McqError(f"--img-size {img_size}: use a multiple of 32 (e.g. {max(32, round(img_size / 32) * 32)})")
+
+    def describe(self, hparams: dict) -> dict:
+        m = hparams["model"]
+        return {"model": m["name"], "captions": m["captions"], "distill": m["distill"]}
+
+
+def clip_decoder(name: str, model_cfg: dict, img_size: int, context_length: int, captions: tuple[str, ...],
+                 teacher: bool, train: bool, crop_scale: list[float] | None = None) -> SampleDecoder:
+    """Shard samples -> model inputs for the CLIP model ``name`` (``model_cfg``): open_clip's image transform (with
+    the random crop of ``crop_scale`` when training; its aspect range 3/4..4/3 is the recipe's) and tokenizer.
+    Training with a ``teacher``: the stored augmentation (``paug.json``) of the teacher embedding used is replayed
+    instead of a random crop."""
+    mean, std = clip_normalization(model_cfg)
+    aug = dict(scale=tuple(crop_scale)) if train else None
+    transform = open_clip.image_transform(img_size, train, mean, std, aug_cfg=aug)
+    replay = PaugReplay(img_size, mean, std) if teacher and train else None
+    return SampleDecoder(transform, tokenizer_for(name, context_length), captions, teacher, train, replay=replay)
+
+
+def clip_normalization(model_cfg: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input mean/std of a CLIP image tower: its timm trunk's (as the mcq encoder it initialises uses), else
+    OpenAI CLIP's."""
+    import timm
+
+    name = model_cfg["vision_cfg"].get("timm_model_name")
+    if name:
+        pre = timm.models.get_pretrained_cfg(name)
+        if pre is not None:
+            return tuple(map(float, pre.mean)), tuple(map(float, pre.std))
+    return tuple(open_clip.OPENAI_DATASET_MEAN), tuple(open_clip.OPENAI_DATASET_STD)
+
+
+def check_classes(found: list[str], trained: list[str], data: Path, model: str | Path, hint: str) -> None:
+    """A one-line error unless ``data`` has as many classes as ``model`` was trained on."""
+    if len(found) != len(trained):
+        raise McqError(f"{data}: {len(found)} classes, but {model} was trained on {len(trained)}; "
+                       f"evaluate on a dataset with {hint}")
+
+
+TASKS: dict[str, TaskSpec] = {s.name: s for s in (SegSpec(), DepthSpec(), ClsSpec(), DetSpec(), ClipSpec())}
+
+
+def task_spec(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise McqError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
