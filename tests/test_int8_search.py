@@ -139,7 +139,7 @@ def test_own_models_get_int8_that_keeps_agreement_and_miou(tmp_path, classes, cr
     """Models of other class counts, crops, steps and image sizes than the demo's, exported at 512 px to int8 for
     onnxruntime and ExecuTorch: each artifact passes 99% pixel agreement and loses at most 1 mIoU point against its
     checkpoint (both through the artifact's runtime, on validation images). Not every model of this kind gets int8
-    at 512 px: the README's int8 section lists those that are refused, and what they reached."""
+    at 512 px: the int8 section of docs/export.md lists those that are refused, and what they reached."""
     from mcq.train.config import TrainConfig
     from mcq.train.train import train
 
@@ -190,7 +190,7 @@ def test_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_
 
 def test_a_refused_int8_names_the_fine_tune_that_could_keep_it(trained_ckpt, synth_data, tmp_path, monkeypatch):
     """The refusal names what was tried and, for a task that trains quantization-aware, the fine-tune at the export
-    size (what kept the README's 5-class model at 512 px); nothing is left on disk."""
+    size (what kept docs/export.md's 5-class model at 512 px); nothing is left on disk."""
     from mcq.export.parity import THRESHOLDS
 
     monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", 1.01)  # no artifact can pass

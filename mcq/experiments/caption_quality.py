@@ -35,7 +35,7 @@ ZERO_SHOT, ZERO_SHOT_5, PROBE = "zero-shot top-1", "zero-shot top-5", "probe mIo
 
 @dataclass
 class CaptionQualityConfig:
-    """Budgets and sizes; the defaults ran in 21.4 minutes on the 2-core CPU of the README's run."""
+    """Budgets and sizes; the defaults ran in 21.4 minutes on the 2-core CPU of the run in docs/clip.md."""
 
     out: str = "runs/caption-quality"
     encoder: str = "mci0"
