@@ -7,7 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from mcq.apps.install import APPS
+from mcq.apps.install import APPS, app_model_path
 from mcq.errors import McqError
 from mcq.export.labels import OUTPUTS
 
@@ -62,6 +62,7 @@ _EXAMPLES = {
         "  mcq export all --checkpoint runs/depth-mci0/checkpoints/best.ckpt   # depth, cls, det models take every path\n"
         "  mcq export coreml --checkpoint best.ckpt --app ios          # into apps/ios/McqSegment/McqModel.mlpackage\n"
         "  mcq export executorch --checkpoint best.ckpt --app android  # into apps/android/app/src/main/assets/\n"
+        "  mcq export executorch --checkpoint best.ckpt --app android --apps-dir ~/src/mcq/apps   # mcq installed\n"
         "  mcq export --list-targets                                   # the deploy targets in export/\n"
         "  mcq export --target android-xnnpack-int8 --checkpoint best.ckpt   # format, precision, ... from the target\n"
         "  mcq export --target web-onnx-fp32 --checkpoint best.ckpt --img-size 256   # a flag overrides the target\n"
@@ -103,7 +104,7 @@ _EXAMPLES = {
     ),
     "app": (
         "examples:\n"
-        "  npm ci --prefix apps/web                                   # once: onnxruntime-web, pinned\n"
+        "  npm ci --prefix apps/web                                   # once: onnxruntime-web, pinned (in a checkout)\n"
         "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --port 8000   # then open the URL it prints\n"
         "  mcq app web --model exports/mci0_fpn_512_fp32.onnx --check photo.jpg --screenshot page.png  # headless\n"
         "  mcq app reference --model exports/mci0_fpn_512_fp16.mlpackage \\\n"
@@ -257,6 +258,8 @@ def _parser() -> argparse.ArgumentParser:
                     "devices)")
     ex.add_argument("--app", choices=sorted(APPS), help="also copy the artifact (one precision) into that sample "
                     "app's project: ios takes coreml, android executorch")
+    ex.add_argument("--apps-dir", metavar="DIR", help="with --app: the apps/ folder of mcq's source tree (default: "
+                    "the checkout's that mcq runs from; an installed mcq needs it)")
 
     _profile_parser(sub, common, fmt)
 
@@ -339,7 +342,7 @@ def _profile_parser(sub, common: argparse.ArgumentParser, fmt) -> None:
     pf.add_argument("--parity-images", type=int, default=8, help="images of each export's parity check (default 8)")
     pf.add_argument("--calib-images", type=int, default=16, help="int8 calibration images (default 16)")
     pf.add_argument("--accuracy", nargs="+", default=[], help="`mcq eval TASK --json` files (default: published mIoU)")
-    pf.add_argument("--baselines", help="published accuracies (default profiles/baselines.json)")
+    pf.add_argument("--baselines", help="published accuracies (default mcq/profile/baselines.json)")
     pf.add_argument("--data", help="images for pre-processing, parity and int8 calibration, in the checkpoints' task "
                     "layout (default: each task's embedded data)")
     pf.add_argument("--out", help="folder for profile.json, report.md, the plot and artifacts/ (default "
@@ -617,7 +620,9 @@ def _export(args: argparse.Namespace) -> int:
 
     kwargs = _export_arguments(args)
     if args.app:
-        _check_app_export(args.app, kwargs["formats"], kwargs["precisions"])
+        _check_app_export(args.app, args.apps_dir, kwargs["formats"], kwargs["precisions"])
+    elif args.apps_dir:
+        raise McqError("--apps-dir goes with --app ios|android")
     evals = {} if args.eval_images is None else {"eval_images": args.eval_images}
     reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain, **evals, **kwargs)
     print(format_parity_table(reports))
@@ -649,12 +654,14 @@ def _export(args: argparse.Namespace) -> int:
         from mcq.apps.install import install_in_app
 
         [report] = [r for r in reports if r["format"] == APPS[args.app].format]
-        print(f"{args.app} app: " + ", ".join(map(str, install_in_app(report["path"], args.app))))
+        print(f"{args.app} app: " + ", ".join(map(str, install_in_app(report["path"], args.app, args.apps_dir))))
     return 0
 
 
-def _check_app_export(app: str, formats: list[str], precisions: list[str | None]) -> None:
-    """``--app`` takes one artifact of the format the app runs: refused before a long export otherwise."""
+def _check_app_export(app: str, apps_dir: str | None, formats: list[str], precisions: list[str | None]) -> None:
+    """``--app`` takes one artifact of the format the app runs, into a project that is there: refused before a long
+    export otherwise."""
+    app_model_path(app, apps_dir)
     fmt = APPS[app].format
     if fmt not in formats:
         raise McqError(f"--app {app} runs {fmt} artifacts: `mcq export {fmt} --app {app}` (or `mcq export all`)")

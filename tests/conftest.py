@@ -93,6 +93,13 @@ def shared(tmp_path_factory, testrun_uid) -> Callable[[str, Callable[[Path], obj
     return once
 
 
+def web_app_absent(why: str) -> None:
+    """Skip a test of the web app for what it lacks here (``why``: no Chromium, no onnxruntime-web from npm); fail
+    instead under ``MCQ_REQUIRE_WEB_APP=1``: CI (.ci/run) installs both, where a skip would hide the test."""
+    (pytest.fail if os.environ.get("MCQ_REQUIRE_WEB_APP") == "1" else pytest.skip)(
+        f"{why} (MCQ_REQUIRE_WEB_APP=1 makes this a failure)")
+
+
 def shared_result(folder: Path):
     """What ``make`` returned for the folder ``shared`` made."""
     return json.loads(folder.with_suffix(".json").read_text())

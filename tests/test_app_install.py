@@ -94,13 +94,16 @@ def test_the_projects_load_what_install_writes():
     assert "McqSegment/McqModel.mlpackage" in ignored and "app/src/main/assets/model.pte.json" in ignored
 
 
-def test_cli_export_app_installs_the_artifact(apps_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("given", [False, True])
+def test_cli_export_app_installs_the_artifact(given, apps_dir, tmp_path, monkeypatch, capsys):
+    """Into the checkout's apps/ by default, into --apps-dir where given (an installed mcq has no apps/)."""
     pte = _artifact(tmp_path, "mci0_fpn_64_fp32.pte", "executorch")
     report = {"artifact": pte.name, "path": str(pte), "format": "executorch", "precision": "fp32", "status": "ok",
               "parity": {"passed": True, "numerics": "compared", "max_abs": 0.0, "max_rel": 0.0, "agreement": 1.0}}
     monkeypatch.setattr("mcq.export.exporter.export_checkpoint", lambda *a, **k: [report])
-    monkeypatch.setattr(install, "APPS_DIR", apps_dir)
-    assert main(["export", "executorch", "--checkpoint", "x.ckpt", "--app", "android"]) == 0
+    monkeypatch.setattr(install, "APPS_DIR", None if given else apps_dir)
+    where = ["--apps-dir", str(apps_dir)] if given else []
+    assert main(["export", "executorch", "--checkpoint", "x.ckpt", "--app", "android", *where]) == 0
     assert f"android app: {apps_dir / 'android/app/src/main/assets/model.pte'}" in capsys.readouterr().out
     assert (apps_dir / "android" / "app" / "src" / "main" / "assets" / "model.pte.json").is_file()
 
@@ -114,3 +117,16 @@ def test_cli_export_app_refuses_before_exporting(argv, why, capsys):
     assert main(["export", *argv, "--checkpoint", "missing.ckpt"]) == 2
     err = capsys.readouterr().err.strip()
     assert why in err and "\n" not in err and "missing.ckpt" not in err
+
+
+def test_an_installed_mcq_asks_for_the_apps_dir_before_exporting(monkeypatch, tmp_path, capsys):
+    """No apps/ beside an installed mcq: `--app` without `--apps-dir` is refused in one line naming it; so are an
+    `--apps-dir` that lacks the app and an `--apps-dir` without `--app`; all before the checkpoint is read."""
+    monkeypatch.setattr(install, "APPS_DIR", None)
+    for argv, why in ((["--app", "android"], "--app android: mcq is installed, not run from its source tree: give "
+                                             "--apps-dir DIR, the apps/ folder of a checkout"),
+                      (["--app", "android", "--apps-dir", str(tmp_path)], f"{tmp_path}/android/app/src/main/assets: "
+                       "the android app is not there (--apps-dir: the apps/ folder of mcq's source tree)"),
+                      (["--apps-dir", str(tmp_path)], "--apps-dir goes with --app ios|android")):
+        assert main(["export", "executorch", "--checkpoint", "missing.ckpt", *argv]) == 2
+        assert capsys.readouterr().err.strip() == f"mcq: error: {why}"

@@ -4,7 +4,6 @@ pre/post-processing and depth colour map with mcq's reference vector; ``mcq prof
 
 import io
 import json
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import web_app_absent
 from mcq.apps.browser import CHROMIUM, MAX_REL, check_in_browser, headless_chromium, open_page
 from mcq.apps.reference import DEPTH_RAMP, colour_depth, postprocess, preprocess, reference_vector, write_reference
 from mcq.apps.web import ORT, WEB_DIR, serve_web_app
@@ -23,17 +23,12 @@ from mcq.export.exporter import export_checkpoint
 from mcq.tasks.schema import read_sidecar
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-REQUIRED = os.environ.get("MCQ_REQUIRE_WEB_APP") == "1"  # CI (.ci/run) installs both: a skip would hide the test
-
-
-def _absent(why: str) -> None:
-    (pytest.fail if REQUIRED else pytest.skip)(f"{why} (MCQ_REQUIRE_WEB_APP=1 makes this a failure)")
 
 
 @pytest.fixture
 def npm_deps() -> None:
     if not (WEB_DIR / ORT).is_file():
-        _absent("onnxruntime-web is not installed: run `npm ci --prefix apps/web`")
+        web_app_absent("onnxruntime-web is not installed: run `npm ci --prefix apps/web`")
 
 
 def _onnx_fp32(checkpoint: Path, data: Path, out: Path, outputs: str = "logits") -> Path:
@@ -145,12 +140,12 @@ def test_depth_colour_map_interpolates_the_ramp():
 @pytest.fixture
 def browser():
     if not Path(CHROMIUM).is_file():
-        _absent("chromium is not installed (apt-get install -y chromium)")
+        web_app_absent("chromium is not installed (apt-get install -y chromium)")
     try:
         with headless_chromium() as b:
             yield b
     except McqError as e:  # playwright missing
-        _absent(str(e))
+        web_app_absent(str(e))
 
 
 def _photo(synth_data: Path) -> bytes:
@@ -245,7 +240,7 @@ def test_browser_maps_depth_like_onnxruntime(npm_deps, browser, depth_artifact, 
 @pytest.mark.parametrize("task", ["seg", "depth"])
 def test_cli_check_runs_the_page_headless(task, npm_deps, request, tmp_path, capsys):
     if not Path(CHROMIUM).is_file():
-        _absent("chromium is not installed (apt-get install -y chromium)")
+        web_app_absent("chromium is not installed (apt-get install -y chromium)")
     model, data, photo_of, says = {
         "seg": ("artifact", "synth_data", _photo, "of pixels agree with onnxruntime in Python"),
         "depth": ("depth_artifact", "synth_depth_data", _depth_photo, "relative (mean "),
@@ -267,7 +262,7 @@ def test_profile_times_the_browser_beside_onnxruntime(trained_ckpt, synth_data, 
 
     missing = web_unavailable("seg")
     if missing:
-        _absent(missing[1])
+        web_app_absent(missing[1])
     rc = main(["profile", "--checkpoint", str(trained_ckpt), "--runtimes", "onnxruntime,web", "--precision", "fp32",
                "--runs", "3", "--warmup", "1", "--threads", "2", "--data", str(synth_data), "--parity-images", "1",
                "--out", str(tmp_path)])

@@ -3,6 +3,9 @@
 The iOS project compiles ``apps/ios/McqSegment/McqModel.mlpackage`` (its metadata is inside the package); the Android
 app loads ``app/src/main/assets/model.pte`` with its sidecar ``model.pte.json``. Fixed names: the projects reference
 them without edits, and a new export replaces the old one.
+
+The projects are source trees, not package data: by default mcq takes the ``apps/`` of the checkout it runs from; an
+installed mcq has none and is given one (``apps_dir``, ``--apps-dir``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from mcq.errors import McqError
 from mcq.tasks.schema import read_sidecar
 
-APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
+SOURCE_TREE = Path(__file__).resolve().parents[2]
+APPS_DIR = SOURCE_TREE / "apps" if (SOURCE_TREE / "pyproject.toml").is_file() else None  # None: an installed mcq
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,25 @@ def _replace(src: Path, dst: Path) -> None:
     (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)
 
 
-def install_in_app(artifact: str | Path, app: str, apps_dir: str | Path | None = None) -> list[Path]:
-    """Copy ``artifact`` (an exported ``.mlpackage`` for ``ios``, ``.pte`` for ``android``, with a valid sidecar) into
-    the app's project under ``apps_dir`` (default: mcq's ``apps/``), replacing the model there; return the paths
-    written."""
+def app_model_path(app: str, apps_dir: str | Path | None = None) -> Path:
+    """Where ``app``'s project under ``apps_dir`` (default: the ``apps/`` of mcq's checkout) takes its model; a
+    one-line error where the project is not there."""
     if app not in APPS:
         raise McqError(f"--app {app}: no such app (choose from {', '.join(APPS)})")
+    if apps_dir is None and APPS_DIR is None:
+        raise McqError(f"--app {app}: mcq is installed, not run from its source tree: give --apps-dir DIR, the apps/ "
+                       "folder of a checkout")
+    dst = Path(apps_dir or APPS_DIR) / APPS[app].model
+    if not dst.parent.is_dir():
+        raise McqError(f"{dst.parent}: the {app} app is not there (--apps-dir: the apps/ folder of mcq's source tree)")
+    return dst
+
+
+def install_in_app(artifact: str | Path, app: str, apps_dir: str | Path | None = None) -> list[Path]:
+    """Copy ``artifact`` (an exported ``.mlpackage`` for ``ios``, ``.pte`` for ``android``, with a valid sidecar) into
+    the app's project under ``apps_dir`` (default: the ``apps/`` of mcq's checkout), replacing the model there;
+    return the paths written."""
+    dst = app_model_path(app, apps_dir)
     slot, artifact = APPS[app], Path(artifact)
     if artifact.suffix != Path(slot.model).suffix:
         raise McqError(f"{artifact}: the {app} app runs {Path(slot.model).suffix} artifacts "
@@ -52,9 +69,6 @@ def install_in_app(artifact: str | Path, app: str, apps_dir: str | Path | None =
     if not artifact.exists():
         raise McqError(f"{artifact}: no such artifact")
     read_sidecar(artifact)  # the contract the app relies on
-    dst = Path(apps_dir or APPS_DIR) / slot.model
-    if not dst.parent.is_dir():
-        raise McqError(f"{dst.parent}: the {app} app is not there (it lives in apps/{app} of mcq's source tree)")
     _replace(artifact, dst)
     written = [dst]
     if slot.sidecar:

@@ -1,5 +1,9 @@
 """``serve_web_app``: the web app (``apps/web``) and one exported model on a local HTTP server.
 
+The app's files are package data: ``mcq/apps/webapp`` is a link to ``apps/web`` in the source tree and a folder of
+the installed package. onnxruntime-web comes from npm into ``node_modules`` there (``npm ci --prefix`` that folder,
+``make setup`` in a checkout); it does not ship in the wheel.
+
 The page runs the model in the browser with onnxruntime-web; its WASM threads need a cross-origin isolated page,
 hence the ``Cross-Origin-Opener-Policy`` and ``Cross-Origin-Embedder-Policy`` headers on every response.
 """
@@ -16,7 +20,7 @@ from urllib.parse import quote, unquote, urlsplit
 from mcq.errors import McqError
 from mcq.tasks.schema import read_sidecar
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "apps" / "web"
+WEB_DIR = (Path(__file__).parent / "webapp").resolve()  # apps/web in a checkout
 ORT = Path("node_modules") / "onnxruntime-web" / "dist" / "ort.wasm.min.mjs"  # ort.webgpu.min.mjs beside it
 WEB_TASKS = ("seg", "depth")  # apps/web/mcq.js TASKS
 ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
@@ -94,7 +98,7 @@ def serve_web_app(model: str | Path, port: int = 8000, host: str = "127.0.0.1",
     model, web_dir = Path(model).resolve(), Path(web_dir)
     check_web_model(model)
     if not (web_dir / "index.html").is_file():
-        raise McqError(f"{web_dir}: the web app is not there (it lives in apps/web of mcq's source tree)")
+        raise McqError(f"{web_dir}: the web app is not there (mcq's package data, apps/web in its source tree)")
     missing = runtime_missing(web_dir)
     if missing:
         raise McqError(missing)

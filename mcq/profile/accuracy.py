@@ -1,4 +1,5 @@
-"""Accuracy beside latency: measured (``mcq eval TASK --json`` files) or published (``profiles/baselines.json``).
+"""Accuracy beside latency: measured (``mcq eval TASK --json`` files) or published (``baselines.json`` beside this
+module, package data).
 
 An eval of an artifact (it names its ``runtime`` and ``precision``) gives the accuracy of that exact cell; an
 eval of a checkpoint gives the PyTorch fp32 figure, used for the other cells of the same model and size that
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from mcq.errors import McqError
 
-BASELINES = Path(__file__).resolve().parents[2] / "profiles" / "baselines.json"
+BASELINES = Path(__file__).with_name("baselines.json")
 
 
 def read_json(path: str | Path, what: str) -> dict | list:

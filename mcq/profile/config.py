@@ -27,7 +27,7 @@ class ProfileConfig:
     runs: int = 20
     warmup: int = 3
     accuracy: list[str] = field(default_factory=list)  # `mcq eval TASK --json` files
-    baselines: str | None = None  # published accuracies (default profiles/baselines.json)
+    baselines: str | None = None  # published accuracies (default mcq/profile/baselines.json)
     data: str | None = None  # images for pre-processing, parity and int8 calibration (default: embedded)
     out: str | None = None  # default profiles/<device>
     parity_images: int = 8
