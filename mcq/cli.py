@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mcq.apps.install import APPS, app_model_path
-from mcq.errors import McqError
+from mcq.errors import McqError, first_line
 from mcq.export.labels import OUTPUTS
 
 _EXAMPLES = {
@@ -115,7 +115,8 @@ _EXAMPLES = {
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show a full traceback on error")
+    common.add_argument("--debug", action="store_true", help="show the full traceback of any error (and of each "
+                        "failed artifact or profile cell whose error was not mcq's own)")
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="mcq", description="CLIP-pretrained mobile encoders for on-device dense prediction.",
                                 parents=[common], formatter_class=fmt, epilog=_EXAMPLES["train"])
@@ -442,6 +443,7 @@ def _profile(args: argparse.Namespace) -> int:
                         accuracy=args.accuracy, baselines=args.baselines, data=args.data, out=args.out,
                         per_op=args.per_op, outputs=args.outputs)
     result = profile(cfg)
+    _tracebacks(args, result["cells"])
     print(format_table(result))
     print("written: " + ", ".join(result["outputs"].values()))
     return 0
@@ -616,6 +618,7 @@ def _export(args: argparse.Namespace) -> int:
     from mcq.export.exporter import export_checkpoint
     from mcq.export.parity import format_parity_table
     from mcq.export.quantization import format_int8
+    from mcq.export.reports import Status
     from mcq.io import write_json
 
     kwargs = _export_arguments(args)
@@ -627,7 +630,7 @@ def _export(args: argparse.Namespace) -> int:
     reports = export_checkpoint(args.checkpoint, out=args.out, data=args.data, explain=args.explain, **evals, **kwargs)
     print(format_parity_table(reports))
     for r in reports:
-        if r["status"].startswith("ok (numerics"):
+        if r["status"] == Status.NOT_RUN:
             print(f"{r['artifact']}: {r['parity']['numerics']}")
         if "delegation" in r:
             print(format_delegation(r["artifact"], r["delegation"]))
@@ -645,7 +648,8 @@ def _export(args: argparse.Namespace) -> int:
             print(f"  error maps: {ex['dir']}/image_*.png")
     if args.json:
         write_json(args.json, reports)
-    failed = [r["artifact"] for r in reports if r["status"] == "failed"]
+    _tracebacks(args, [*reports, *(r["explain"] for r in reports if "explain" in r)])
+    failed = [r["artifact"] for r in reports if r["status"] == Status.FAILED]
     if failed:
         print(f"mcq: error: {len(failed)} artifact(s) failed their check and were not kept: {', '.join(failed)}",
               file=sys.stderr)
@@ -718,6 +722,14 @@ def _app(args: argparse.Namespace) -> int | None:
         app.close()
 
 
+def _tracebacks(args: argparse.Namespace, reports: list[dict]) -> None:
+    """With ``--debug``: the traceback of each failure a report carries that was not one of mcq's own errors."""
+    if args.debug:
+        for r in reports:
+            if "traceback" in r:
+                print(r["traceback"], file=sys.stderr)
+
+
 def _one_line(e: McqError) -> str:
     """The user's message; errors raised in a DataLoader worker arrive wrapped in a traceback text."""
     msg = str(e)
@@ -741,6 +753,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mcq: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # not one of mcq's errors, so a bug or a library's: where, and how to see more
+        if args.debug:
+            raise
+        print(f"mcq {args.command}: unexpected {type(e).__name__}: {first_line(e)} (run again with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
     except SystemExit as e:
         if type(e).__name__ != "SIGTERMException":  # Lightning's, raised with no code (exit status 0) on SIGTERM
             raise

@@ -333,6 +333,38 @@ def test_debug_reraises_with_a_traceback(capsys, tmp_path, tiny_train_argv):
     _no_run_left(out)
 
 
+def test_an_unexpected_error_is_one_line_without_debug_and_a_traceback_with_it(capsys, monkeypatch, tmp_path):
+    """An error that is not mcq's own (a bug) names the command and asks for --debug; --debug raises it."""
+    import mcq.data
+
+    def broken(out, seed=0, n_train=1, n_val=1, size=64):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setitem(mcq.data.SYNTH, "seg", (broken, "ADE20K"))
+    rc, _, err = _cli(capsys, ["data", "synth", "seg", "--out", str(tmp_path / "d")])
+    assert rc == 1 and err.strip().count("\n") == 0, err
+    assert err.strip() == ("mcq data: unexpected TypeError: unsupported operand type(s) for +: 'int' and 'str' (run "
+                           "again with --debug for the traceback)")
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["data", "synth", "seg", "--out", str(tmp_path / "d"), "--debug"])
+
+
+def test_debug_prints_the_traceback_of_a_failed_artifact(capsys, monkeypatch, trained_ckpt, synth_data, tmp_path):
+    """An exporter that breaks fails its artifact only, in one line; with --debug the traceback follows."""
+    from mcq.export import onnx as onnx_format
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in the exporter")
+
+    monkeypatch.setattr(onnx_format, "export", broken)
+    argv = ["export", "onnx", "--checkpoint", str(trained_ckpt), "--data", str(synth_data), "--out", str(tmp_path),
+            "--eval-images", "0"]
+    rc, out, err = _cli(capsys, argv)
+    assert rc == 1 and "a bug in the exporter" in out and "Traceback" not in err, err
+    rc, out, err = _cli(capsys, [*argv, "--debug"])
+    assert rc == 1 and "Traceback (most recent call last)" in err and "TypeError: a bug in the exporter" in err, err
+
+
 def test_train_into_a_finished_run_is_refused(capsys, tiny_train_argv, trained_run, synth_data):
     before = {p: p.stat().st_mtime_ns for p in trained_run.rglob("*")}
     rc, _, err = _train(capsys, tiny_train_argv, synth_data, trained_run)

@@ -1,4 +1,4 @@
-"""The metadata contract: every exported sidecar follows ``mcq/export/metadata.schema.json``; a broken one is refused
+"""The metadata contract: every exported sidecar follows ``mcq/tasks/metadata.schema.json``; a broken one is refused
 with one line naming the file, by ``read_sidecar`` and by the exporter before it writes anything."""
 
 import copy

@@ -1,5 +1,5 @@
 // mcq's pre- and post-processing for a segmentation or depth artifact, read from its metadata sidecar
-// (<artifact>.json, schema: mcq/export/metadata.schema.json). Pure functions on typed arrays: the page uses them,
+// (<artifact>.json, schema: mcq/tasks/metadata.schema.json). Pure functions on typed arrays: the page uses them,
 // and so can Node or a test (the page exposes them as window.mcqPreprocess, window.mcqArgmax, window.mcqClassMask,
 // window.mcqResize, window.mcqColourDepth).
 

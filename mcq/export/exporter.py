@@ -13,13 +13,14 @@ from pathlib import Path
 
 from torch import nn
 
-from mcq.errors import McqError, first_line
+from mcq.errors import McqError, failure
 from mcq.export.accuracy import AccuracyCheck
 from mcq.export.explain import explain_artifact
 from mcq.export.formats import format_module
 from mcq.export.labels import check_outputs, labels_metadata, labels_model
 from mcq.export.parity import parity
 from mcq.export.quantization import QAT_CALIBRATION, Int8Refused
+from mcq.export.reports import ArtifactReport, Status
 from mcq.io import write_json
 from mcq.models.inference import inference_form
 from mcq.runtime.backends import SUFFIXES, backend
@@ -47,12 +48,12 @@ def export_checkpoint(
     explain: bool = False, options: dict[str, dict] | None = None, keep_failed_parity: bool = False,
     target: str | None = None, compute_units: str | None = None, outputs: str = "logits", calibration: str = "auto",
     int8_fallback: str = "auto", eval_images: int | None = EVAL_IMAGES,
-) -> list[dict]:
+) -> list[ArtifactReport]:
     """Export the model of ``checkpoint`` (any task) to every format x precision; each artifact is checked before it
     is kept.
 
-    Returns one report per artifact: ``status`` is ``ok``, ``ok (numerics not run here)`` or ``failed``
-    (with ``why``). A failed artifact is not left on disk; a kept one has a ``<artifact>.json`` sidecar.
+    Returns one report per artifact (``mcq.export.reports``): its ``status`` is a ``Status`` (``failed`` with
+    ``why``). A failed artifact is not left on disk; a kept one has a ``<artifact>.json`` sidecar.
     The input size is ``img_size`` (default: the training size) square, or for depth NYUv2's 4:3 at that height.
     ``data`` (default: the task's embedded dataset) gives the parity images (validation split) and the int8
     calibration images (training split). With ``explain``, every artifact that can run here, failed or not,
@@ -127,7 +128,8 @@ def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, met
     try:
         return explain_artifact(fmt, run, model, images, calib, precision, meta, out)
     except Exception as e:  # noqa: BLE001 - a diagnosis that fails is reported, the artifact stands on its check
-        return {"error": first_line(e)}
+        found = failure(e)
+        return {"error": found.pop("why"), **found}
 
 
 def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
@@ -160,13 +162,13 @@ def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None
 
 def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
                 explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None,
-                accuracy: AccuracyCheck | None = None, fine_tune: str = "") -> dict:
+                accuracy: AccuracyCheck | None = None, fine_tune: str = "") -> ArtifactReport:
     """Export, check and keep one artifact; its report. ``fine_tune`` ends the reason of a refused int8."""
     name = artifact_name(meta, fmt, precision, opts)
     size = meta["input"]["shape"][-2]
     final, staged = out / name, out / f".partial-{name}"
-    report = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
-              "img_size": size} | ({"target": meta["target"]} if "target" in meta else {})
+    report: ArtifactReport = {"artifact": name, "path": str(final), "format": fmt, "precision": precision,
+                              "img_size": size} | ({"target": meta["target"]} if "target" in meta else {})
     meta = {**meta, "format": fmt, "precision": precision}
     net = reference = model
     try:
@@ -199,11 +201,11 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         _remove(final)
         os.replace(staged, final)
         write_json(f"{final}.json", sidecar)
-        report["status"] = ("ok" if run else "ok (numerics not run here)") if passed else "failed"
+        report["status"] = (Status.OK if run else Status.NOT_RUN) if passed else Status.FAILED
         if not passed:
             report.update(why=report["parity"]["why"], kept=True)
     except Exception as e:  # noqa: BLE001 - a failed artifact is reported, not fatal to the others
-        report["status"], report["why"] = "failed", first_line(e)
+        report.update(status=Status.FAILED, **failure(e))
         if isinstance(e, Int8Refused):  # the closest artifact's check and what was tried
             report.update(parity=e.parity, int8=e.facts, why=report["why"] + fine_tune, **e.extra)
         for stale in (final, Path(f"{final}.json")):  # an older artifact of the same name no longer stands

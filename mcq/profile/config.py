@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from mcq.errors import McqError
 from mcq.export.labels import check_outputs
@@ -11,6 +12,15 @@ RUNTIMES = {"torch": None, "onnxruntime": "onnx", "executorch": "executorch", "c
 DEFAULT_RUNTIMES = ("torch", "onnxruntime", "executorch", "coreml")  # web on demand: it starts a browser per cell
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_MODELS = ("mci0", "mci1", "mci2", "vit_b16", "swin_l", "vit_adapter_b")
+
+
+class CellStatus(StrEnum):
+    """A profile cell's outcome; the value is what tables and ``profile.json`` say."""
+
+    RAN = "ran"
+    FAILED = "failed"  # the export, its check or the runtime; ``why`` says which
+    CANNOT_RUN = "cannot run here"  # e.g. Core ML prediction off macOS
+    NOT_SUPPORTED = "not supported"  # e.g. eager PyTorch in int8
 
 
 @dataclass

@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mcq.errors import McqError, first_line
+from mcq.errors import McqError, failure, first_line
 from mcq.export.labels import check_outputs, labels_model
 from mcq.io import write_json
-from mcq.profile.config import RUNTIMES, ProfileConfig
+from mcq.export.reports import Status
+from mcq.profile.config import RUNTIMES, CellStatus, ProfileConfig
 
 # runtime -> the format it runs (None: the checkpoint in eager PyTorch); web: the ONNX artifact in the browser
 SETTINGS = {"coreml": "compute_units", "web": "backend"}  # a runtime timed once per setting: the cell's key for it
-STATUSES = ("ran", "failed", "cannot run here", "not supported")
 TASKS = ("seg", "det", "depth", "cls")
 
 
@@ -198,8 +198,8 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
         if meta.get("source_checkpoint", {}).get("sha256") == sha256(s.checkpoint) and (parity["passed"] or random):
             compared = parity.get("numerics") == "compared"
             report = {"artifact": name, "path": str(path), "parity": parity, "reused": True, "graph": meta.get("graph"),
-                      "status": "ok" if compared else "ok (numerics not run here)"}
-            return report if parity["passed"] else {**report, "status": "failed", "why": parity["why"], "kept": True}
+                      "status": Status.OK if compared else Status.NOT_RUN}
+            return report if parity["passed"] else {**report, "status": Status.FAILED, "why": parity["why"], "kept": True}
     start = time.perf_counter()
     [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
                                  n_images=cfg.parity_images, n_calib=cfg.calib_images, keep_failed_parity=random,
@@ -241,7 +241,7 @@ def _prime(fmt: str | None) -> None:
 def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, cfg: ProfileConfig,
                  setting: str | None = None) -> dict:
     """One cell: ``runtime``, ``precision`` (and its ``setting``: Core ML's ``compute_units``, web's ``backend``),
-    ``status`` (``STATUSES``), ``why`` unless it ran, and the figures."""
+    ``status`` (a ``CellStatus``), ``why`` unless it ran, and the figures."""
     from mcq.profile.measure import path_size_mb
     from mcq.profile.web import measure_in_browser, web_unavailable
 
@@ -250,7 +250,7 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
     if precision != "fp32" and (fmt is None or bench.subject.task == "det"):
         why = ("eager PyTorch runs fp32 here; {p} is measured through the exported formats" if fmt is None
                else "det models export in fp32 only")
-        return {**cell, "status": "not supported", "why": why.format(p=precision)}
+        return {**cell, "status": CellStatus.NOT_SUPPORTED, "why": why.format(p=precision)}
     unavailable = web_unavailable(bench.subject.task) if runtime == "web" else None
     if unavailable:
         return {**cell, "status": unavailable[0], "why": unavailable[1]}
@@ -263,15 +263,16 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
         cell.update({k: report[k] for k in ("artifact", "export_s", "reused", "parity", "graph") if k in report})
         if report.get("kept"):
             cell["parity_failed"] = report["why"]
-        elif report["status"] == "failed":
-            return {**cell, "status": "failed", "why": report["why"]}
+        elif report["status"] == Status.FAILED:
+            return {**cell, "status": CellStatus.FAILED, **{k: report[k] for k in ("why", "traceback") if k in report}}
         path = Path(report["path"])
         cell["size_mb"] = path_size_mb(path)
-        if report["status"] not in ("ok", "failed"):
-            return {**cell, "status": "cannot run here", "why": report["parity"].get("numerics", report["status"])}
+        if report["status"] == Status.NOT_RUN:
+            return {**cell, "status": CellStatus.CANNOT_RUN, "why": report["parity"].get("numerics", report["status"])}
     cell.update(measure_in_browser(path, bench.input.decoded, cfg, setting) if runtime == "web" else
                 _measure_here(bench, fmt, path, cfg, cell))
-    return {**cell, **per_op_of_cell(bench, runtime, path, cfg)} if cfg.per_op and cell["status"] == "ran" else cell
+    return ({**cell, **per_op_of_cell(bench, runtime, path, cfg)} if cfg.per_op and cell["status"] == CellStatus.RAN
+            else cell)
 
 
 def _measure_here(bench: ModelBench, fmt: str | None, path: Path, cfg: ProfileConfig, cell: dict) -> dict:
@@ -290,8 +291,9 @@ def _measure_here(bench: ModelBench, fmt: str | None, path: Path, cfg: ProfileCo
             times = time_calls(lambda: run(bench.x), cfg.runs, cfg.warmup)
         post = time_calls(lambda: bench.input.post(outputs, cell.get("graph") or ""), cfg.runs, 1)
     except Exception as e:  # noqa: BLE001 - a runtime that breaks is a failed cell, not a failed profile
-        return {"status": "failed", "why": f"{cell['runtime']}: {first_line(e)}"}
-    return {"status": "ran", "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
+        found = failure(e)
+        return {"status": CellStatus.FAILED, **found, "why": f"{cell['runtime']}: {found['why']}"}
+    return {"status": CellStatus.RAN, "load_ms": load_ms, "first_run_ms": first_ms, "peak_mem_mb": mem["peak_mb"],
             "post_ms": summarize(post)["median_ms"], **summarize(times)}
 
 

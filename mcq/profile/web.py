@@ -16,15 +16,13 @@ from __future__ import annotations
 import io
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from mcq.errors import first_line
+from mcq.errors import failure
+from mcq.profile.config import CellStatus, ProfileConfig
 from mcq.profile.measure import summarize
 
-if TYPE_CHECKING:
-    from mcq.profile.config import ProfileConfig
 
 BACKENDS = ("wasm", "webgpu")
 
@@ -35,9 +33,9 @@ def web_unavailable(task: str) -> tuple[str, str] | None:
     from mcq.apps.web import WEB_TASKS, runtime_missing
 
     if task not in WEB_TASKS:
-        return "not supported", f"the web app shows {' and '.join(WEB_TASKS)} models, not {task}"
+        return CellStatus.NOT_SUPPORTED, f"the web app shows {' and '.join(WEB_TASKS)} models, not {task}"
     why = browser_missing() or runtime_missing()
-    return ("cannot run here", why) if why else None
+    return (CellStatus.CANNOT_RUN, why) if why else None
 
 
 def measure_in_browser(path: Path, image: Image.Image, cfg: ProfileConfig, backend: str) -> dict:
@@ -50,9 +48,10 @@ def measure_in_browser(path: Path, image: Image.Image, cfg: ProfileConfig, backe
     try:
         got = benchmark_in_browser(path, png.getvalue(), cfg.runs, cfg.warmup, cfg.threads, backend)
     except Exception as e:  # noqa: BLE001 - a browser that breaks is a failed cell, not a failed profile
-        return {"status": "failed", "why": f"web: {first_line(e)}"}
+        found = failure(e)
+        return {"status": CellStatus.FAILED, **found, "why": f"web: {found['why']}"}
     if "unavailable" in got:
-        return {"status": "cannot run here", "why": got["unavailable"]}
-    return {"status": "ran", "load_ms": got["loadMs"], "first_run_ms": got["firstRunMs"], "threads": got["threads"],
+        return {"status": CellStatus.CANNOT_RUN, "why": got["unavailable"]}
+    return {"status": CellStatus.RAN, "load_ms": got["loadMs"], "first_run_ms": got["firstRunMs"], "threads": got["threads"],
             "pre_ms": statistics.median(got["preMs"]), "post_ms": statistics.median(got["postMs"]),
             **summarize(got["runsMs"])}

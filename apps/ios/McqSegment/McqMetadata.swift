@@ -1,7 +1,7 @@
 import CoreML
 import Foundation
 
-/// The part of an mcq artifact's metadata the app uses (mcq/export/metadata.schema.json; the field names are the
+/// The part of an mcq artifact's metadata the app uses (mcq/tasks/metadata.schema.json; the field names are the
 /// schema's). `mcq export coreml` stores the whole metadata as JSON under the creator-defined key "mcq" of the model.
 struct McqMetadata: Decodable {
     struct Input: Decodable {

@@ -3,7 +3,7 @@ package dev.mcq.segment
 import org.json.JSONObject
 
 /**
- * The part of an mcq artifact's metadata sidecar (`<artifact>.json`, contract: mcq/export/metadata.schema.json; the
+ * The part of an mcq artifact's metadata sidecar (`<artifact>.json`, contract: mcq/tasks/metadata.schema.json; the
  * keys are the schema's) the app uses. ExecuTorch programs carry no metadata inside, so the app reads the sidecar
  * shipped beside the `.pte`.
  */
