@@ -333,6 +333,28 @@ def test_debug_reraises_with_a_traceback(capsys, tmp_path, tiny_train_argv):
     _no_run_left(out)
 
 
+def test_a_bad_init_is_refused_before_the_embedded_data_is_written(capsys, monkeypatch, tmp_path, tiny_train_argv):
+    """Without --data, training writes the embedded dataset first; an --init that does not fit is refused before."""
+    import timm
+
+    monkeypatch.setenv("MCQ_HOME", str(tmp_path / "home"))
+    init = tmp_path / "fastvit_mci1.pt"
+    torch.save(timm.create_model("fastvit_mci1", pretrained=False).state_dict(), init)
+    out = tmp_path / "run"
+    rc, _, err = _cli(capsys, ["train", "seg", *tiny_train_argv, "--out", out, "--init", init])
+    _assert_one_line_error(rc, err, init, "mci0")
+    assert not (tmp_path / "home").exists()
+    _no_run_left(out)
+
+
+def test_a_profile_refused_before_any_cell_leaves_no_folder(capsys, tmp_path):
+    out = tmp_path / "prof"
+    rc, _, err = _cli(capsys, ["profile", "--checkpoint", tmp_path / "missing.ckpt", "--runtimes", "torch",
+                               "--precision", "fp32", "--out", out])
+    _assert_one_line_error(rc, err, "missing.ckpt")
+    assert not out.exists()
+
+
 def test_an_unexpected_error_is_one_line_without_debug_and_a_traceback_with_it(capsys, monkeypatch, tmp_path):
     """An error that is not mcq's own (a bug) names the command and asks for --debug; --debug raises it."""
     import mcq.data

@@ -127,7 +127,7 @@ def test_mobileclip_layout_backbone_imports_too(capsys, mmseg_run, tmp_path):
 
 @pytest.mark.parametrize("head", ["fpn", "upernet"])
 def test_mcq_checkpoint_goes_to_mmseg_and_back_bit_for_bit(capsys, tmp_path, head):
-    hparams = {"model": SegModelConfig("mci0", 4, head).to_dict(), "class_names": CLASSES[:4],
+    hparams = {"model": asdict(SegModelConfig("mci0", 4, head)), "class_names": CLASSES[:4],
                "optim": asdict(load_recipe("seg", head))}
     model = randomize_(task_spec("seg").build_model(hparams["model"]), seed=5).eval()
     src = write_checkpoint(tmp_path / "mcq.ckpt", model, hparams)

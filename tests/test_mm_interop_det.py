@@ -123,7 +123,7 @@ def test_imported_detector_exports_to_onnx_with_parity(mmdet_run, synth_det_data
 
 def test_mcq_detector_goes_to_mmdet_and_back_with_the_same_detections(capsys, tmp_path):
     cfg = DetModelConfig("mci0", len(CLASSES), img_size=128)
-    task = DetTask(cfg.to_dict(), CLASSES, [1, 2, 3], asdict(load_recipe("det", "maskrcnn")))
+    task = DetTask(asdict(cfg), CLASSES, [1, 2, 3], asdict(load_recipe("det", "maskrcnn")))
     randomize_(task.model, seed=6).eval()
     src = tmp_path / "mcq.ckpt"
     torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, src)

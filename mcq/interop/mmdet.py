@@ -106,7 +106,7 @@ def import_mmdet(path: str | Path, out: str | Path, backbone: str | None = None,
                          fpn.shape[0] if fpn is not None else recipe.fpn_channels, recipe.roi_batch_size,
                          **{k: written.get(k, "mmdet") for k in MMDET_FLAVOUR}, input_norm=norm)
     optim = {**asdict(recipe), "img_size": cfg.img_size}  # what `mcq eval det` evaluates at
-    hparams = {"model": cfg.to_dict(), "class_names": names, "category_ids": list(range(1, num_classes + 1)),
+    hparams = {"model": asdict(cfg), "class_names": names, "category_ids": list(range(1, num_classes + 1)),
                "optim": optim, "palette": state.palette}
     model = task_spec("det").build_model(hparams["model"])
     layout, mapped = to_mcq(bb, model.encoder)

@@ -56,7 +56,7 @@ def import_mmseg(path: str | Path, out: str | Path, backbone: str | None = None,
     recipe = load_recipe("seg", head)
     norm = ckpt.input_norm(encoder)
     cfg = SegModelConfig(encoder, num_classes, head, input_norm=norm)
-    hparams = {"model": cfg.to_dict(), "class_names": names, "optim": asdict(recipe), "palette": ckpt.palette}
+    hparams = {"model": asdict(cfg), "class_names": names, "optim": asdict(recipe), "palette": ckpt.palette}
     model = task_spec("seg").build_model(hparams["model"])
     layout, mapped = to_mcq(bb, model.encoder)
     mapped = {"encoder." + k: v for k, v in mapped.items()}

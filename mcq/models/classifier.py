@@ -7,7 +7,7 @@ is the trunk's own last-block tokens (the ViTDet pyramid of the dense tasks is n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -23,9 +23,6 @@ class ClsModelConfig:
     num_classes: int
     linear_probe: bool = False
     drop_path: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ClsModel(nn.Module):

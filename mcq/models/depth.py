@@ -7,7 +7,7 @@ convs, and ``sigmoid * max_depth``. For a stride-32 encoder this is the paper's 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -25,9 +25,6 @@ class DepthModelConfig:
     drop_path: float = 0.0
     num_deconv: int = 3
     num_filters: int = 32
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _bn_relu(conv: nn.Module, channels: int) -> list[nn.Module]:

@@ -15,7 +15,7 @@ is ``img_size`` (padding the batch to a multiple of 32), and returns losses (tra
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -53,9 +53,6 @@ class DetModelConfig:
         for field, choices in (("roi_align", ROI_POOLS), ("anchors", ANCHORS), ("mask_paste", MASK_PASTES)):
             if getattr(self, field) not in choices:
                 raise McqError(f"{field} {getattr(self, field)!r}: give {' or '.join(choices)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class MMDetRoIAlign(MultiScaleRoIAlign):

@@ -3,7 +3,7 @@ decode head, logits upsampled to the input; the auxiliary head (UperNet's) runs 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,9 +30,6 @@ class SegModelConfig:
         self.head = self.head or encoder_info(self.encoder).default_head
         if self.head not in HEADS:
             raise McqError(f"unknown head {self.head!r}; known: {', '.join(HEADS)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class SegModel(nn.Module):
@@ -72,10 +69,6 @@ class SegModel(nn.Module):
     def _upsample(self, logits: torch.Tensor) -> torch.Tensor:
         """The decode head's logits (at the finest level's stride) at input resolution."""
         return F.interpolate(logits, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
-
-    def check_input_size(self, height: int, width: int) -> None:
-        """Raise a one-line error unless the model can take an image of this size."""
-        self.encoder.check_input_size(height, width)
 
 
 def create_seg_model(encoder: str, num_classes: int, head: str = "", drop_path: float = 0.0,

@@ -104,8 +104,15 @@ def profile(cfg: ProfileConfig) -> dict:
     device = describe_device(cfg.threads)
     out = Path(cfg.out or Path("profiles") / device_slug(device))
     artifacts = out / "artifacts"
+    made = [p for p in (out, artifacts) if not p.exists()]
     artifacts.mkdir(parents=True, exist_ok=True)
-    subjects = _subjects(cfg, artifacts)
+    try:
+        subjects = _subjects(cfg, artifacts)
+    except BaseException:  # nothing measured: no empty folders left behind
+        for folder in reversed(made):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     jobs = [(s, size, runtime, precision, setting) for s in subjects for size in (cfg.img_sizes or [s.img_size])
             for runtime in cfg.runtimes for precision in cfg.precisions for setting in _settings(runtime, cfg)]
     cells, bench, partial = [], None, out / "profile.partial.json"

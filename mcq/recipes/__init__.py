@@ -16,21 +16,18 @@ from mcq.errors import McqError
 
 @dataclass(frozen=True)
 class Recipe:
-    """What every task's recipe has: optimizer, schedule, augmentation, stochastic depth."""
+    """What every task's recipe has: AdamW's settings, schedule, augmentation, stochastic depth."""
 
     source: str
     task: str
     img_size: int
     batch_size: int
-    optimizer: str
     lr: float
-    lr_sweep: list[float]
     betas: list[float]
     weight_decay: float
     schedule: str  # "poly", "cosine", "half_cycle" or "step" (see mcq.train.module.lr_multiplier)
     min_lr: float
     drop_path: float
-    drop_path_sweep: list[float]
     crop_scale: list[float]
     crop_ratio: list[float]
     max_steps: int | None

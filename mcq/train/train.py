@@ -21,7 +21,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from mcq.errors import McqError
 from mcq.io import write_json
-from mcq.models.clip_init import load_clip_init
+from mcq.models.clip_init import LoadReport, load_clip_init
+from mcq.models.encoders import create_encoder
 from mcq.recipes import Recipe
 from mcq.tasks.checkpoint import is_task_checkpoint, read_checkpoint
 from mcq.train.config import CLIP_OPTIONS, TrainConfig
@@ -126,23 +127,35 @@ def train(cfg: TrainConfig, callbacks: list | None = None) -> tuple[Path, dict]:
     ``cfg.qat``: quantization-aware fine-tuning of the model in ``cfg.init`` (``mcq.train.qat``), whose encoder
     replaces ``cfg.backbone``."""
     train_spec(cfg.task)
-    whole = None  # an mcq checkpoint of the task given as --init: that whole model is fine-tuned
+    whole = clip = None  # --init: an mcq checkpoint of the task (that whole model is fine-tuned), or CLIP weights
     if cfg.qat and cfg.init and not cfg.resume:
         cfg = replace(cfg, backbone=qat_recipe(cfg.init, cfg.task)[0])
     elif cfg.init and not cfg.resume and is_task_checkpoint(cfg.init, cfg.task):
         whole = train_spec(cfg.task).module_of(read_checkpoint(cfg.init, cfg.task))
         model = whole.model.cfg
         cfg = replace(cfg, backbone=model.encoder, head=getattr(model, "head", cfg.head))
+    elif cfg.init and not cfg.resume:
+        clip = _clip_init(cfg)
     run, created = _prepare_run(cfg)
     try:
-        return _train(cfg, run, callbacks or [], whole)
+        return _train(cfg, run, callbacks or [], whole, clip)
     except BaseException:
         if created and not any((run / "checkpoints").glob("*.ckpt")):
             shutil.rmtree(run, ignore_errors=True)
         raise
 
 
-def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | None = None) -> tuple[Path, dict]:
+def _clip_init(cfg: TrainConfig) -> tuple[LoadReport, dict[str, torch.Tensor]]:
+    """The CLIP weights of ``--init`` that fit the encoder's trunk, and the load report: read and checked before
+    anything is written (no embedded dataset made, no run directory left for a file that does not fit)."""
+    encoder = create_encoder(cfg.backbone)
+    report = load_clip_init(encoder, cfg.init, allow_partial=cfg.init_partial)
+    state = encoder.trunk.state_dict()
+    return report, {k: state[k] for k in report.matched}
+
+
+def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | None = None,
+           clip: tuple[LoadReport, dict[str, torch.Tensor]] | None = None) -> tuple[Path, dict]:
     if cfg.resume:
         saved = json.loads((run / "config.json").read_text())
         cfg = replace(TrainConfig(**saved["train"]), resume=True, out=str(run),
@@ -167,8 +180,9 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
     else:
         task = spec.build(cfg, recipe, train_ds)
         spec.task.check_input_size(task.model, recipe.img_size)
-    if cfg.init and not cfg.resume and not cfg.qat and whole is None:
-        report = load_clip_init(task.model.encoder, cfg.init, allow_partial=cfg.init_partial)
+    if clip is not None:
+        report, weights = clip
+        task.model.encoder.trunk.load_state_dict(weights, strict=False)
         if is_rank_zero():
             print(report.summary())
     if is_rank_zero():
