@@ -15,7 +15,8 @@ from mcq.tasks.detection import letterbox
 from mcq.tasks.specs import task_spec
 
 
-def dataset_images(data: str | Path | None, split: str, size: int, backbone: str, n: int, task: str = "seg") -> torch.Tensor:
+def dataset_images(data: str | Path | None, split: str, size: int, backbone: str, n: int,
+                   task: str = "seg") -> torch.Tensor:
     """The first ``n`` images of ``split`` (default data: the embedded dataset of ``task``), preprocessed as the
     artifact expects them."""
     spec = task_spec(task)

@@ -77,7 +77,8 @@ class ResumableSampler(DistributedSampler):
 
     def __iter__(self):
         world, rank = self._group()
-        order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(seed_of(self.seed, self.epoch)))
+        shuffled = torch.Generator().manual_seed(seed_of(self.seed, self.epoch))
+        order = torch.randperm(len(self.dataset), generator=shuffled)
         start, self._skip = self._skip, 0
         for step in range(start, self.steps()):
             first = (step * world + rank) * self.batch_size
