@@ -206,8 +206,9 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
             compared = parity.get("numerics") == "compared"
             report = {"artifact": name, "path": str(path), "parity": parity, "reused": True, "graph": meta.get("graph"),
                       "status": Status.OK if compared else Status.NOT_RUN}
-            failed = {"status": Status.FAILED, "why": parity["why"], "kept": True}
-            return report if parity["passed"] else {**report, **failed}
+            if parity["passed"]:
+                return report
+            return {**report, "status": Status.FAILED, "why": parity["why"], "kept": True}
     start = time.perf_counter()
     [report] = export_checkpoint(s.checkpoint, [fmt], [precision], folder, bench.size, cfg.data,
                                  n_images=cfg.parity_images, n_calib=cfg.calib_images, keep_failed_parity=random,
