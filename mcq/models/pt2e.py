@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 from collections import Counter
 
 import torch
@@ -117,56 +116,12 @@ def calibrate(graph: torch.fx.GraphModule, calib: torch.Tensor) -> None:
             graph(x[None])
 
 
-def _pattern_key(pattern, example_inputs: tuple, is_cuda: bool, kwargs: dict) -> tuple:
-    """What a traced torchao pattern depends on: its code, what its closure holds, and its inputs' shapes and dtypes
-    (their values are placeholders' in the graph), keyword inputs included."""
-    def fact(x):
-        return (tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else x
-
-    from torchao.quantization.pt2e.export_utils import WrapperModule
-
-    fn = pattern.fn if type(pattern) is WrapperModule else pattern  # a module of no state around the function
-    if not inspect.isfunction(fn):
-        raise TypeError(f"not a function: {type(fn).__name__}")
-    cells = tuple(c.cell_contents for c in fn.__closure__ or ())
-    return (fn.__code__, cells, tuple(fact(x) for x in example_inputs), is_cuda,
-            tuple(sorted((k, fact(v)) for k, v in kwargs.items())))
-
-
-def _keep_traced_patterns() -> None:
-    """Trace each of torchao's conv + batch-norm patterns once per process. torchao 0.18 traces every pattern with
-    ``torch.export`` on each call of ``prepare_qat_pt2e`` and ``convert_pt2e`` of a graph that holds batch norms (a
-    quantization-aware one): 132 traces in each QAT int8 conversion. The patterns never change, so a copy of the
-    first trace stands in for the others: a second conversion of an MCi0 SemanticFPN at 64 px took 13.5 s against
-    27.4 s (2-core Xeon), with the same int8 model."""
-    from torchao.quantization.pt2e import qat_utils, utils
-
-    trace = utils._get_aten_graph_module_for_pattern
-    if getattr(trace, "keeps_traces", False):
-        return
-    traced: dict[tuple, torch.fx.GraphModule] = {}
-
-    def kept(pattern, example_inputs, is_cuda=False, **kwargs):
-        try:
-            key = _pattern_key(pattern, example_inputs, is_cuda, kwargs)
-            hash(key)
-        except TypeError:  # a pattern whose closure cannot be a key: traced as torchao does
-            return trace(pattern, example_inputs, is_cuda, **kwargs)
-        if key not in traced:
-            traced[key] = trace(pattern, example_inputs, is_cuda, **kwargs)
-        return copy.deepcopy(traced[key])
-
-    kept.keeps_traces = True
-    qat_utils._get_aten_graph_module_for_pattern = utils._get_aten_graph_module_for_pattern = kept
-
-
 def _qat_prepared(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """``graph`` with the XNNPACK quantizer's fake quantizers, in train mode."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    _keep_traced_patterns()
     graph = prepare_qat_pt2e(graph, XNNPACKQuantizer().set_global(_config(None)))
     allow_exported_model_train_eval(graph)
     graph.train()  # returns None once allowed
