@@ -29,7 +29,6 @@ from mcq.train.config import CLIP_OPTIONS, TrainConfig
 from mcq.train.distributed import is_rank_zero
 from mcq.train.module import TaskModule
 from mcq.train.qat import qat_recipe, qat_task
-from mcq.train.sampling import ExactResume, ResumableSampler
 from mcq.train.specs import train_spec
 
 
@@ -207,7 +206,6 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
             _LastCheckpoint(run / "checkpoints" / "last.ckpt", val_every),
             _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
-            *([ExactResume(train_dl.sampler, cfg.seed)] if isinstance(train_dl.sampler, ResumableSampler) else []),
             *spec.callbacks(recipe),
             *callbacks,
         ],
@@ -221,8 +219,7 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
     trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)
     if task.metrics is None or trainer.global_step % val_every:
         trainer.validate(task, val_dl, verbose=False)
-    metrics = {"step": trainer.global_step, **spec.task.describe(task.hparams), "img_size": recipe.img_size,
-               **task.metrics}
+    metrics = {"step": trainer.global_step, **spec.task.describe(task.hparams), "img_size": recipe.img_size, **task.metrics}
     if trainer.is_global_zero:
         metrics.update(spec.finish(task, run, trainer))
         write_json(run / "metrics.json", metrics)
