@@ -219,7 +219,8 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
     trainer.fit(task, train_dl, val_dl, ckpt_path=ckpt, weights_only=True if ckpt else None)
     if task.metrics is None or trainer.global_step % val_every:
         trainer.validate(task, val_dl, verbose=False)
-    metrics = {"step": trainer.global_step, **spec.task.describe(task.hparams), "img_size": recipe.img_size, **task.metrics}
+    metrics = {"step": trainer.global_step, **spec.task.describe(task.hparams), "img_size": recipe.img_size,
+               **task.metrics}
     if trainer.is_global_zero:
         metrics.update(spec.finish(task, run, trainer))
         write_json(run / "metrics.json", metrics)
