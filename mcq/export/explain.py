@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from mcq.tasks.processing import colourize, labels_at
+from mcq.tasks.specs import task_spec
 from mcq.export.formats import format_module
 from mcq.export.quantization import QAT_CALIBRATION
 from mcq.io import staged_dir, write_json
@@ -178,7 +179,7 @@ def explain_artifact(fmt: str, run: Callable[[np.ndarray], np.ndarray], model: n
     """Error maps for ``images`` (segmentation) and the layer drift on the first of them, written to the folder
     ``out`` (``image_NN.png``, ``layers.json``); returns the summary that goes into the export report."""
     with staged_dir(out) as tmp:
-        maps = error_maps(run, model, images, meta, tmp) if meta["task"] == "seg" else []
+        maps = error_maps(run, model, images, meta, tmp) if task_spec(meta["task"]).error_maps else []
         int8 = meta.get("int8", {})
         calibration = int8.get("calibration")
         if calibration == QAT_CALIBRATION:  # its ranges are its training's: the tapped model has none to repeat

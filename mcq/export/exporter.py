@@ -24,12 +24,11 @@ from mcq.export.reports import ArtifactReport, Status
 from mcq.io import write_json
 from mcq.models.inference import inference_form
 from mcq.runtime.backends import SUFFIXES, backend
-from mcq.tasks import detection
 from mcq.tasks.checkpoint import read_checkpoint
 from mcq.tasks.metadata import task_metadata
 from mcq.tasks.processing import dataset_images
 from mcq.tasks.schema import validate_metadata
-from mcq.tasks.specs import task_spec
+from mcq.tasks.specs import TASKS, TaskSpec, task_spec
 
 
 EVAL_IMAGES = 100  # validation images each seg artifact's mIoU is measured on by default (ADE20K has 2,000)
@@ -87,7 +86,7 @@ def export_checkpoint(
     model = inference_form(task.model, tuple(images.shape[-2:]))
     calib = None
     meta = task_metadata(task, tuple(images.shape[-2:]), checkpoint) | ({"target": target} if target else {})
-    accuracy = AccuracyCheck(model, meta, data, eval_images) if spec.name == "seg" and eval_images != 0 else None
+    accuracy = AccuracyCheck(model, meta, data, eval_images) if spec.artifact_accuracy and eval_images != 0 else None
     fine_tune = (f"; or fine-tune it for int8 at this size: mcq train {spec.name} --qat --init {checkpoint} "
                  f"--img-size {size}") if qat is None and spec.qat else ""  # named when int8 is refused
     out = Path(out)
@@ -96,15 +95,15 @@ def export_checkpoint(
     for fmt in formats:
         module = format_module(fmt)
         for precision in precisions:
-            precision = precision or ("fp32" if spec.name == "det" else module.DEFAULT_PRECISION)
+            precision = precision or (spec.precisions or (module.DEFAULT_PRECISION,))[0]
             if precision == "int8" and calib is None:
                 calib = dataset_images(data, spec.splits[0], size, backbone, n_calib, spec.name)
             opts = (options or {}).get(fmt, {})
             units = {"compute_units": compute_units} if compute_units and fmt == "coreml" else {}
             quant = _quant_options(module, precision, calibration, int8_fallback, qat)
             form = labels_metadata(meta, fmt) if outputs == "labels" else meta
-            reports.append(_export_one(module, fmt, model, images, calib, precision, {**form, **opts, **units}, out,
-                                       explain, opts, keep_failed_parity, quant, accuracy, fine_tune))
+            reports.append(_export_one(spec, module, fmt, model, images, calib, precision, {**form, **opts, **units},
+                                       out, explain, opts, keep_failed_parity, quant, accuracy, fine_tune))
     return reports
 
 
@@ -119,35 +118,18 @@ def _quant_options(module, precision: str, calibration: str, int8_fallback: str,
     return {"calibration": calibration, "int8_fallback": int8_fallback}
 
 
-def _explain(fmt: str, run, model: nn.Module, images, calib, precision: str, meta: dict, out: Path) -> dict:
+def _explain(spec: TaskSpec, fmt: str, run, model: nn.Module, images, calib, precision: str, meta: dict,
+             out: Path) -> dict:
     """``explain_artifact``, or why it did not run; its own failure does not fail the artifact."""
     if run is None:
         return {"skipped": "the artifact cannot run on this machine"}
-    if meta["task"] == "det":
-        return {"skipped": "--explain is for seg, depth and cls models"}
+    if not spec.explained:
+        return {"skipped": f"--explain is for {', '.join(n for n, s in TASKS.items() if s.explained)} models"}
     try:
         return explain_artifact(fmt, run, model, images, calib, precision, meta, out)
     except Exception as e:  # noqa: BLE001 - a diagnosis that fails is reported, the artifact stands on its check
         found = failure(e)
         return {"error": found.pop("why"), **found}
-
-
-def _det_form(fmt: str, model: nn.Module, precision: str, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
-    """For det: the graph ``fmt`` takes (``mcq.tasks.detection``), the full graph that is the reference of the
-    parity check, and the metadata of the graph."""
-    if precision != "fp32":
-        raise McqError(f"det models export in fp32 only so far ({precision} requested)")
-    graph = detection.GRAPHS[fmt]
-    meta = {**meta, **detection.graph_metadata(model, graph, tuple(meta["input"]["shape"][-2:]))}
-    return detection.graph_module(model, graph), detection.graph_module(model, "full"), meta
-
-
-def _det_runner(runtime, path: Path, model: nn.Module, meta: dict):
-    """The artifact's outputs as detections (post-processed in Python for a ``features`` graph), or None where it
-    cannot run here."""
-    run = runtime.run_all(path)
-    size = tuple(meta["input"]["shape"][-2:])
-    return None if run is None else lambda x: detection.detections(model, meta["graph"], run(x), size)
 
 
 def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None) -> str:
@@ -156,12 +138,12 @@ def artifact_name(meta: dict, fmt: str, precision: str, opts: dict | None = None
     labels = meta.get("output", {}).get("name") == "labels"
     tags = "".join(f"-{v}" for v in (opts or {}).values()) + "-labels" * labels
     size = meta["input"]["shape"][-2]  # the height: --img-size (depth artifacts are 4:3 wide)
-    kind = meta["head"] if meta["task"] == "seg" else meta["task"]
+    kind = task_spec(meta["task"]).artifact_kind(meta)
     return f"{meta['encoder']}_{kind}_{size}_{precision}{tags}{SUFFIXES[fmt]}"
 
 
-def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict, out: Path,
-                explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None,
+def _export_one(spec: TaskSpec, module, fmt: str, model: nn.Module, images, calib, precision: str, meta: dict,
+                out: Path, explain: bool, opts: dict, keep_failed_parity: bool = False, quant: dict | None = None,
                 accuracy: AccuracyCheck | None = None, fine_tune: str = "") -> ArtifactReport:
     """Export, check and keep one artifact; its report. ``fine_tune`` ends the reason of a refused int8."""
     name = artifact_name(meta, fmt, precision, opts)
@@ -173,10 +155,12 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
     net = reference = model
     try:
         _remove(staged)
-        if meta["task"] == "det":
-            net, reference, meta = _det_form(fmt, model, precision, meta)
-            report["graph"] = meta["graph"]
-        elif meta["output"]["name"] == "labels":
+        if spec.precisions and precision not in spec.precisions:
+            raise McqError(f"{spec.name} models export in {', '.join(spec.precisions)} only so far ({precision} "
+                           "requested)")
+        net, reference, meta = spec.artifact_graph(fmt, model, meta)
+        report.update({"graph": meta["graph"]} if "graph" in meta else {})
+        if meta.get("output", {}).get("name") == "labels":
             net = reference = labels_model(model, fmt, len(meta["class_names"]))
         if quant and "qat" not in quant and not keep_failed_parity:  # each int8 candidate's check, on validation images
             quant = {**quant, "check": lambda run: parity(run, reference, images, precision, meta["task"])}
@@ -185,11 +169,11 @@ def _export_one(module, fmt: str, model: nn.Module, images, calib, precision: st
         meta = {**meta, **facts}
         units = {"compute_units": meta["compute_units"]} if "compute_units" in meta else {}
         runtime = backend(fmt)
-        run = _det_runner(runtime, staged, model, meta) if meta["task"] == "det" else runtime.runner(staged, **units)
+        run = spec.artifact_run(runtime.run_all(staged, **units), model, meta)
         report["parity"] = (parity(run, reference, images, precision, meta["task"]) if run
                             else runtime.inspect(staged, meta))
         if explain:
-            report["explain"] = _explain(fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
+            report["explain"] = _explain(spec, fmt, run, model, images, calib, precision, meta, out / f"{name}.explain")
         passed = report["parity"]["passed"]
         if not passed and not keep_failed_parity:
             raise McqError(report["parity"]["why"])

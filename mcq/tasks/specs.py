@@ -26,6 +26,7 @@ from mcq.models.detector import DetModel, DetModelConfig
 from mcq.models.encoders import normalization
 from mcq.models.segmentor import SegModel, SegModelConfig
 from mcq.recipes import Recipe
+from mcq.tasks import detection
 from mcq.tasks.metrics import (
     format_clip_table, format_cls_table, format_depth_table, format_det_table, format_seg_table,
 )
@@ -44,10 +45,26 @@ class TaskSpec:
     default_data: Callable[[], Path]
     format_table: Callable[[dict], str]
     qat: bool = False  # whether quantization-aware training (``mcq train --qat``) is offered
+    precisions: tuple[str, ...] | None = None  # what its artifacts export in (None: each format's precisions)
+    explained: bool = True  # whether ``mcq export --explain`` diagnoses its artifacts
+    error_maps: bool = False  # whether that diagnosis draws where the artifact's class map differs from PyTorch's
+    artifact_accuracy: bool = False  # whether an export measures each artifact's accuracy against the checkpoint's
 
     def build_model(self, model: dict) -> nn.Module:
         """A model of the config ``model`` (a checkpoint's ``hyper_parameters["model"]``), randomly initialised."""
         raise NotImplementedError
+
+    def artifact_kind(self, meta: dict) -> str:
+        """What an artifact's file name calls the model after its encoder."""
+        return self.name
+
+    def artifact_graph(self, fmt: str, model: nn.Module, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
+        """The module a ``fmt`` artifact holds, the module its parity check compares it with, and its metadata."""
+        return model, model, meta
+
+    def artifact_run(self, run_all: Callable | None, model: nn.Module, meta: dict) -> Callable | None:
+        """What an artifact's check compares, from its runtime's ``run_all`` (None where it cannot run here)."""
+        return None if run_all is None else lambda x: run_all(x)[0]
 
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
         transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
@@ -81,10 +98,13 @@ class SegSpec(TaskSpec):
     collate = staticmethod(collate_seg)
     default_data = staticmethod(default_seg_data)
     format_table = staticmethod(format_seg_table)
-    qat = True
+    qat, artifact_accuracy, error_maps = True, True, True
 
     def build_model(self, model: dict) -> SegModel:
         return SegModel(SegModelConfig(**model))
+
+    def artifact_kind(self, meta: dict) -> str:
+        return meta["head"]
 
     def check_eval_data(self, val_set: ADE20K, hparams: dict, data: Path, checkpoint: str | Path) -> None:
         check_classes(val_set.class_names, hparams["class_names"], data, checkpoint, "the same objectInfo150.txt")
@@ -133,9 +153,22 @@ class DetSpec(TaskSpec):
     collate = staticmethod(collate_det)
     default_data = staticmethod(default_det_data)
     format_table = staticmethod(format_det_table)
+    precisions, explained = ("fp32",), False
 
     def build_model(self, model: dict) -> DetModel:
         return DetModel(DetModelConfig(**model))
+
+    def artifact_graph(self, fmt: str, model: DetModel, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
+        """The graph ``fmt`` takes (``mcq.tasks.detection``: the full Mask R-CNN or its features), checked against
+        the full graph."""
+        graph = detection.GRAPHS[fmt]
+        meta = {**meta, **detection.graph_metadata(model, graph, tuple(meta["input"]["shape"][-2:]))}
+        return detection.graph_module(model, graph), detection.graph_module(model, "full"), meta
+
+    def artifact_run(self, run_all: Callable | None, model: DetModel, meta: dict) -> Callable | None:
+        """The artifact's outputs as detections (post-processed in Python for a ``features`` graph)."""
+        size = tuple(meta["input"]["shape"][-2:])
+        return None if run_all is None else lambda x: detection.detections(model, meta["graph"], run_all(x), size)
 
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> COCODetection:
         return COCODetection(data, "train", DetTransform(recipe.img_size, True, recipe.crop_scale))
@@ -159,6 +192,7 @@ class ClipSpec(TaskSpec):
     """CLIP pretraining on image-text shards (DataCompDR layout); see ``mcq.train.clip_module``."""
 
     name, title = "clip", "CLIP"
+    explained = False  # nothing of it is exported
     default_data = staticmethod(default_clip_data)
     format_table = staticmethod(format_clip_table)
     default_model = "MobileCLIP2-S0"
