@@ -30,9 +30,10 @@ from tqdm import tqdm
 
 from mcq.errors import McqError, failure, first_line
 from mcq.export.labels import check_outputs, labels_model
-from mcq.io import write_json
 from mcq.export.reports import Status
+from mcq.io import write_json
 from mcq.profile.config import RUNTIMES, CellStatus, ProfileConfig
+from mcq.tasks.specs import task_spec
 
 # runtime -> the format it runs (None: the checkpoint in eager PyTorch); web: the ONNX artifact in the browser
 SETTINGS = {"coreml": "compute_units", "web": "backend"}  # a runtime timed once per setting: the cell's key for it
@@ -160,7 +161,6 @@ class ModelBench:
     """What is measured once per model and size: parameters, FLOPs, pre-processing, the input image."""
 
     def __init__(self, subject: Subject, size: int, cfg: ProfileConfig):
-        from mcq.tasks import detection
         from mcq.tasks.checkpoint import read_checkpoint
         from mcq.models.inference import inference_form
         from mcq.profile.inputs import task_input
@@ -173,8 +173,8 @@ class ModelBench:
         self.model.encoder.fix_input_size(*self.input.x.shape[-2:])
         self.x = self.input.x
         labels = cfg.outputs == "labels"
-        self.torch_form = (detection.graph_module(self.model, "full") if subject.task == "det" else
-                           labels_model(self.model, "torch", self.model.cfg.num_classes) if labels else self.model)
+        self.torch_form = (labels_model(self.model, "torch", self.model.cfg.num_classes) if labels
+                           else task_spec(subject.task).reference_graph(self.model))
         pre = time_calls(self.input.pre, cfg.runs, 1)
         self.weights_mb = state_size_mb(self.model)
         self.facts = {
@@ -256,10 +256,13 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
 
     cell: dict = {"runtime": runtime, "precision": precision, **({SETTINGS[runtime]: setting} if setting else {})}
     fmt = RUNTIMES[runtime]
-    if precision != "fp32" and (fmt is None or bench.subject.task == "det"):
-        why = ("eager PyTorch runs fp32 here; {p} is measured through the exported formats" if fmt is None
-               else "det models export in fp32 only")
-        return {**cell, "status": CellStatus.NOT_SUPPORTED, "why": why.format(p=precision)}
+    exported = task_spec(bench.subject.task).precisions
+    if precision != "fp32" and fmt is None:
+        why = f"eager PyTorch runs fp32 here; {precision} is measured through the exported formats"
+        return {**cell, "status": CellStatus.NOT_SUPPORTED, "why": why}
+    if exported and precision not in exported:
+        why = f"{bench.subject.task} models export in {', '.join(exported)} only"
+        return {**cell, "status": CellStatus.NOT_SUPPORTED, "why": why}
     unavailable = web_unavailable(bench.subject.task) if runtime == "web" else None
     if unavailable:
         return {**cell, "status": unavailable[0], "why": unavailable[1]}

@@ -58,9 +58,14 @@ class TaskSpec:
         """What an artifact's file name calls the model after its encoder."""
         return self.name
 
+    def reference_graph(self, model: nn.Module) -> nn.Module:
+        """The module in PyTorch that every artifact of ``model`` is checked against and that profiles time as
+        ``torch``."""
+        return model
+
     def artifact_graph(self, fmt: str, model: nn.Module, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
         """The module a ``fmt`` artifact holds, the module its parity check compares it with, and its metadata."""
-        return model, model, meta
+        return model, self.reference_graph(model), meta
 
     def artifact_run(self, run_all: Callable | None, model: nn.Module, meta: dict) -> Callable | None:
         """What an artifact's check compares, from its runtime's ``run_all`` (None where it cannot run here)."""
@@ -158,12 +163,15 @@ class DetSpec(TaskSpec):
     def build_model(self, model: dict) -> DetModel:
         return DetModel(DetModelConfig(**model))
 
+    def reference_graph(self, model: DetModel) -> nn.Module:
+        return detection.graph_module(model, "full")
+
     def artifact_graph(self, fmt: str, model: DetModel, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
         """The graph ``fmt`` takes (``mcq.tasks.detection``: the full Mask R-CNN or its features), checked against
         the full graph."""
         graph = detection.GRAPHS[fmt]
         meta = {**meta, **detection.graph_metadata(model, graph, tuple(meta["input"]["shape"][-2:]))}
-        return detection.graph_module(model, graph), detection.graph_module(model, "full"), meta
+        return detection.graph_module(model, graph), self.reference_graph(model), meta
 
     def artifact_run(self, run_all: Callable | None, model: DetModel, meta: dict) -> Callable | None:
         """The artifact's outputs as detections (post-processed in Python for a ``features`` graph)."""
