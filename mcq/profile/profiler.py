@@ -33,7 +33,6 @@ from mcq.export.labels import check_outputs, labels_model
 from mcq.export.reports import Status
 from mcq.io import write_json
 from mcq.profile.config import RUNTIMES, CellStatus, ProfileConfig
-from mcq.tasks.specs import task_spec
 
 # runtime -> the format it runs (None: the checkpoint in eager PyTorch); web: the ONNX artifact in the browser
 SETTINGS = {"coreml": "compute_units", "web": "backend"}  # a runtime timed once per setting: the cell's key for it
@@ -162,6 +161,7 @@ class ModelBench:
 
     def __init__(self, subject: Subject, size: int, cfg: ProfileConfig):
         from mcq.tasks.checkpoint import read_checkpoint
+        from mcq.tasks.specs import task_spec
         from mcq.models.inference import inference_form
         from mcq.profile.inputs import task_input
         from mcq.profile.measure import gflops, params_m, state_size_mb, summarize, time_calls
@@ -253,6 +253,7 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
     ``status`` (a ``CellStatus``), ``why`` unless it ran, and the figures."""
     from mcq.profile.measure import path_size_mb
     from mcq.profile.web import measure_in_browser, web_unavailable
+    from mcq.tasks.specs import task_spec
 
     cell: dict = {"runtime": runtime, "precision": precision, **({SETTINGS[runtime]: setting} if setting else {})}
     fmt = RUNTIMES[runtime]
