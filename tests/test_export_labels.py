@@ -9,7 +9,7 @@ from torch import nn
 
 from mcq.cli import main
 from mcq.tasks.checkpoint import read_checkpoint
-from mcq.tasks.processing import labels_at
+from mcq.tasks.classmaps import labels_at
 from mcq.errors import McqError
 from mcq.export import executorch as et_format, onnx as onnx_format
 from mcq.tasks.processing import dataset_images

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from mcq.tasks.processing import is_labels
+from mcq.tasks.classmaps import is_labels
 from mcq.errors import McqError
 from mcq.io import atomic_path
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from mcq.tasks.processing import colourize, labels_at
+from mcq.tasks.classmaps import colourize, labels_at
 from mcq.tasks.specs import task_spec
 from mcq.export.formats import format_module
 from mcq.export.quantization import QAT_CALIBRATION

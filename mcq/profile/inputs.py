@@ -1,8 +1,8 @@
 """What ``mcq profile`` feeds a model of each task and times around it, as an app on the device would do it.
 
 The input is the first validation image of the task's data, pre-processed as the artifact expects it
-(``mcq.export.exporter.dataset_images``). Pre-processing (timed on the decoded image) and post-processing (timed on
-each cell's own outputs) per task:
+(``mcq.tasks.processing.dataset_images``). Pre-processing (timed on the decoded image) and post-processing (timed on
+each cell's own outputs) are the task's (``app_steps`` in ``mcq.tasks.specs``):
 
 - seg: resize + normalise; the logits upsampled (bilinear) to the image and argmax, or the labels of a model
   that outputs labels (``mcq.export.labels``) resized to the image (nearest).
@@ -20,15 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
-from mcq.models.encoders import normalization
-from mcq.tasks import detection
-from mcq.tasks.processing import dataset_images, labels_at
+from mcq.tasks.processing import dataset_images
 from mcq.tasks.specs import task_spec
 
 Outputs = list  # every output of one run, numpy arrays or tensors, in the artifact's order
@@ -49,22 +44,7 @@ def task_input(task: str, model: nn.Module, size: int, data: str | Path | None) 
     """The profile's input for ``model`` (the inference form of a ``task`` checkpoint) at ``size``."""
     spec = task_spec(task)
     root = Path(data) if data else spec.default_data()
-    backbone = model.cfg.encoder
-    x = dataset_images(root, spec.splits[1], size, backbone, 1, task)
+    x = dataset_images(root, spec.splits[1], size, model.cfg.encoder, 1, task)
     image = spec.dataset(root, spec.splits[1])[0][0]  # decoded, untransformed
-    w, h = image.size
-    if task == "det":
-        pixels = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
-        pre = lambda: detection.letterbox(pixels(image), size, *normalization(backbone))  # noqa: E731
-        input_hw = tuple(x.shape[-2:])
-        post = lambda outs, graph: detection.detections(model, graph, outs, input_hw)  # noqa: E731
-    else:
-        transform = spec.eval_set(root, spec.splits[1], size, backbone).transform
-        pre = (lambda: transform(image)) if task == "cls" else (lambda: transform.image_only(image))
-        post = {
-            "seg": lambda outs, _: labels_at(np.asarray(outs[0]), h, w),
-            "depth": lambda outs, _: F.interpolate(torch.as_tensor(outs[0]), size=(h, w), mode="bilinear",
-                                                   align_corners=False),
-            "cls": lambda outs, _: torch.as_tensor(outs[0]).softmax(-1).topk(5),
-        }[task]
-    return TaskInput(x.numpy(), pre, post, f"{w}x{h}", image)
+    pre, post = spec.app_steps(model, image, size, root, tuple(x.shape[-2:]))
+    return TaskInput(x.numpy(), pre, post, f"{image.width}x{image.height}", image)

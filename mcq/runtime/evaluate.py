@@ -15,7 +15,7 @@ from mcq.data import ADE20K, IGNORE_INDEX, SegTransform, default_seg_data
 from mcq.io import write_json
 from mcq.runtime.artifacts import open_model
 from mcq.tasks.metrics import seg_metrics
-from mcq.tasks.processing import labels_at
+from mcq.tasks.classmaps import labels_at
 from mcq.tasks.specs import check_classes
 
 

@@ -12,7 +12,7 @@ from mcq.data import SegTransform
 from mcq.data.ade20k import read_image
 from mcq.io import atomic_path
 from mcq.runtime.artifacts import open_model
-from mcq.tasks.processing import colourize, labels_at
+from mcq.tasks.classmaps import colourize, labels_at
 
 
 def predict_seg(images: list[str | Path], model: str | Path, out: str | Path, threads: int | None = None) -> list[dict]:

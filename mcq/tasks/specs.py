@@ -7,9 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import open_clip
+import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
 from mcq.data import (
     ADE20K, ClsTransform, COCODetection, DepthTransform, DetTransform, ImageFolder, NYUv2, SegTransform, collate_det,
@@ -27,6 +32,7 @@ from mcq.models.encoders import normalization
 from mcq.models.segmentor import SegModel, SegModelConfig
 from mcq.recipes import Recipe
 from mcq.tasks import detection
+from mcq.tasks.classmaps import labels_at
 from mcq.tasks.metrics import (
     format_clip_table, format_cls_table, format_depth_table, format_det_table, format_seg_table,
 )
@@ -82,6 +88,18 @@ class TaskSpec:
         """``split`` of ``data`` with the evaluation transform (no augmentation)."""
         return self.dataset(data, split, self.transform(img_size, False, *normalization(backbone)))
 
+    def app_steps(self, model: nn.Module, image: Image.Image, size: int, data: Path,
+                  input_hw: tuple[int, int]) -> tuple[Callable[[], object], Callable[[list, str], object]]:
+        """What an app does around ``model`` (an inference form) for the decoded ``image``: its pre-processing (the
+        image -> the model's input at ``size``, ``input_hw`` high and wide) and its post-processing (one run's
+        outputs, and the artifact's det graph or "" -> the answer)."""
+        transform = self.eval_set(data, self.splits[1], size, model.cfg.encoder).transform
+        return lambda: transform.image_only(image), lambda outs, graph: self.answer(outs, image.height, image.width)
+
+    def answer(self, outputs: list, height: int, width: int) -> object:
+        """A run's outputs as an app shows them for an image of ``height`` x ``width``."""
+        raise NotImplementedError
+
     def check_input_size(self, model: nn.Module, img_size: int) -> None:
         """Refuse a size the model cannot take."""
         model.encoder.check_input_size(img_size, img_size)
@@ -111,6 +129,11 @@ class SegSpec(TaskSpec):
     def artifact_kind(self, meta: dict) -> str:
         return meta["head"]
 
+    def answer(self, outputs: list, height: int, width: int) -> np.ndarray:
+        """Class indices at the image's size: logits upsampled (bilinear) and argmax, or a labels model's output
+        resized (nearest)."""
+        return labels_at(np.asarray(outputs[0]), height, width)
+
     def check_eval_data(self, val_set: ADE20K, hparams: dict, data: Path, checkpoint: str | Path) -> None:
         check_classes(val_set.class_names, hparams["class_names"], data, checkpoint, "the same objectInfo150.txt")
 
@@ -128,6 +151,10 @@ class DepthSpec(TaskSpec):
     def build_model(self, model: dict) -> DepthModel:
         return DepthModel(DepthModelConfig(**model))
 
+    def answer(self, outputs: list, height: int, width: int) -> torch.Tensor:
+        """The depth map upsampled (bilinear) to the image."""
+        return F.interpolate(torch.as_tensor(outputs[0]), size=(height, width), mode="bilinear", align_corners=False)
+
     def eval_set(self, data: Path, split: str, img_size: int, backbone: str) -> Dataset:
         """Frames resized to ``img_size`` high and NYUv2's 4:3 wide, the width a multiple of 64 (every
         encoder's stride; 480 -> 480x640, NYUv2's own size)."""
@@ -144,6 +171,12 @@ class ClsSpec(TaskSpec):
 
     def build_model(self, model: dict) -> ClsModel:
         return ClsModel(ClsModelConfig(**model))
+
+    def app_steps(self, model: nn.Module, image: Image.Image, size: int, data: Path,
+                  input_hw: tuple[int, int]) -> tuple[Callable[[], object], Callable[[list, str], object]]:
+        """Resize, centre crop and normalise; softmax and the top 5."""
+        transform = self.eval_set(data, self.splits[1], size, model.cfg.encoder).transform
+        return lambda: transform(image), lambda outs, graph: torch.as_tensor(outs[0]).softmax(-1).topk(5)
 
     def check_eval_data(self, val_set: ImageFolder, hparams: dict, data: Path, checkpoint: str | Path) -> None:
         check_classes(val_set.classes, hparams["class_names"], data, checkpoint, "the same class folders")
@@ -165,6 +198,16 @@ class DetSpec(TaskSpec):
 
     def reference_graph(self, model: DetModel) -> nn.Module:
         return detection.graph_module(model, "full")
+
+    def app_steps(self, model: DetModel, image: Image.Image, size: int, data: Path,
+                  input_hw: tuple[int, int]) -> tuple[Callable[[], object], Callable[[list, str], object]]:
+        """Letterbox (long side to ``size``, normalise, pad); what the artifact's graph leaves to the app
+        (``mcq.tasks.detection.detections``): for a ``features`` graph the RPN's proposal decoding and NMS, RoIAlign,
+        the box and mask heads, NMS per class and mask pasting, in Python; for the ``full`` graph nothing."""
+        pixels = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
+        mean, std = normalization(model.cfg.encoder)
+        return (lambda: detection.letterbox(pixels(image), size, mean, std),
+                lambda outs, graph: detection.detections(model, graph, outs, input_hw))
 
     def artifact_graph(self, fmt: str, model: DetModel, meta: dict) -> tuple[nn.Module, nn.Module, dict]:
         """The graph ``fmt`` takes (``mcq.tasks.detection``: the full Mask R-CNN or its features), checked against
