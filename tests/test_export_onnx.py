@@ -92,13 +92,14 @@ def test_int8_export_line_shows_its_miou_drop(trained_ckpt, synth_data, tmp_path
 
 def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_path, monkeypatch):
     """The exporter's check, common to every format: an artifact that does not match PyTorch is not kept."""
-    real = onnx_rt.runner
+    real = onnx_rt.run_all
 
     def corrupt(path, threads=None):
         run = real(path, threads)
-        return lambda x: np.roll(run(x), 1, axis=1) + np.random.default_rng(0).normal(0, 1, (1,)).astype(np.float32)
+        noise = np.random.default_rng(0).normal(0, 1, (1,)).astype(np.float32)
+        return lambda x: [np.roll(run(x)[0], 1, axis=1) + noise]
 
-    monkeypatch.setattr(onnx_rt, "runner", corrupt)
+    monkeypatch.setattr(onnx_rt, "run_all", corrupt)
     (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["fp32"], out=tmp_path, data=synth_data, n_images=2)
     assert report["status"] == "failed" and "parity" in report, report
     assert not report["parity"]["passed"]
