@@ -67,7 +67,7 @@ def variants(fused: SegModel, size: int, calib: torch.Tensor, tmp: Path, precisi
             paths[f"{fmt} int8 qat"] = path
         if checked_on is not None and "int8" in precisions:
             path = tmp / f"{fused.cfg.encoder}_{size}_int8_auto{suffix}"
-            check = lambda run: parity(run, fused, checked_on, "int8")  # noqa: E731
+            check = lambda run: parity(run, fused, checked_on, "int8", "seg")  # noqa: E731
             try:
                 facts = module.export(fused, example, path, "int8", calib, {}, check=check)["int8"]
             except McqError as e:
@@ -163,7 +163,7 @@ def main() -> None:
             for t in threads:
                 runs = runners(eager, paths, t)
                 if args.checkpoint and agreement is None:  # the same artifacts at every thread count
-                    agreement = {k: parity(r, fused, images, "int8" if "int8" in k else "fp32")["agreement"]
+                    agreement = {k: parity(r, fused, images, "int8" if "int8" in k else "fp32", "seg")["agreement"]
                                  for k, r in runs.items()}
                 times = measure(runs, x, args.rounds, args.warmup)
                 print(report(f"{model.cfg.encoder} SemanticFPN at {args.img_size} px, {t} threads", times, agreement))

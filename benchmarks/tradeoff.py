@@ -52,7 +52,7 @@ def matmul_gmacs(threads: int, n: int = 1024, runs: int = 10) -> float:
 def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> tuple[dict, Callable[[], object]]:
     """A random-init segmentation model of encoder ``name``: its facts and a runner of one image on ``runtime``."""
     from mcq.export.formats import format_module
-    from mcq.runtime.backends import SUFFIXES, backend
+    from mcq.runtime.backends import SUFFIXES, runner
 
     torch.manual_seed(0)
     model = inference_form(create_seg_model(name, 150), (size, size))
@@ -70,8 +70,8 @@ def prepare(name: str, size: int, runtime: str, threads: int, folder: Path) -> t
     start = time.perf_counter()
     module.export(model, x, path, "fp32", None, {})
     facts["export_s"] = time.perf_counter() - start
-    runner, xn = backend(fmt).runner(path, threads), x.numpy()
-    return facts, lambda: runner(xn)
+    run, xn = runner(fmt, path, threads), x.numpy()
+    return facts, lambda: run(xn)
 
 
 def measure_pair(runs: dict, blocks: int, n: int, warmup: int) -> dict[str, list[float]]:

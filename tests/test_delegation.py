@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mcq.models.delegation import delegation, for_xnnpack
-from mcq.runtime import executorch as et_rt
+from mcq.runtime.backends import runner
 
 aten = torch.ops.aten
 
@@ -130,7 +130,7 @@ def test_a_shared_conv_weight_is_copied_per_conv_and_the_int8_program_loads(tmp_
     facts = et_format.export(model, x, tmp_path / "m.pte", "int8", torch.randn(4, 3, 12, 12), {})
     assert facts["delegation"]["segments"] == 1 and facts["delegation"]["ops_outside"] == {}, facts
     assert facts["delegation"]["rewrites"]["unshared_weights"] == 2 and facts["delegation"]["rewrites"]["pad"] == 1
-    out = et_rt.runner(tmp_path / "m.pte")(x.numpy())  # XNNPACK 1.5.1 refused a shared quantized weight here
+    out = runner("executorch", tmp_path / "m.pte")(x.numpy())  # XNNPACK 1.5.1 refused a shared quantized weight here
     assert out.shape == (1, 3, 12, 12) and float(abs(out - model(x).detach().numpy()).max()) < 0.2
 
 

@@ -12,10 +12,11 @@ from mcq.export import onnx as onnx_format
 from mcq.tasks import detection
 from mcq.export.exporter import export_checkpoint
 from mcq.models.inference import inference_form
-from mcq.export.parity import THRESHOLDS, parity
+from mcq.export.parity import parity
 from mcq.models.detector import DetModel, DetModelConfig
 from mcq.models.encoders import normalization
 from mcq.tasks.schema import read_sidecar
+from mcq.tasks.specs import task_spec
 from mcq.runtime import onnx as onnx_rt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -105,7 +106,7 @@ def test_det_parity_counts_detections_that_move_or_vanish(model):
     assert not moved["passed"] and moved["max_abs"] == pytest.approx(0.5, abs=1e-4) and "max abs error" in moved["why"]
     dropped = parity(lambda x: run(x, drop=1), full, images, "fp32", "det")
     assert dropped["agreement"] < 1.0 and dropped["max_abs"] == 0
-    assert dropped["passed"] == (dropped["agreement"] >= THRESHOLDS["det"]["fp32"]["agreement"])
+    assert dropped["passed"] == (dropped["agreement"] >= task_spec("det").parity_thresholds["fp32"]["agreement"])
 
 
 def test_det_in_fp16_is_refused_in_one_line(trained_det_ckpt, synth_det_data, tmp_path):

@@ -14,6 +14,7 @@ from mcq.runtime.backends import SUFFIXES, format_for
 from mcq.runtime.artifacts import open_model
 from mcq.tasks.schema import read_sidecar
 from mcq.runtime import coreml as coreml_rt
+from mcq.runtime.backends import runner
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -73,7 +74,7 @@ def test_open_model_says_core_ml_needs_macos(exported, tmp_path):
     pkg = out / reports["fp16"]["artifact"]
     with pytest.raises(McqError, match="needs macOS"):
         open_model(pkg)
-    assert coreml_rt.runner(pkg) is None and format_for(str(pkg)) == "coreml"
+    assert runner("coreml", pkg) is None and format_for(str(pkg)) == "coreml"
 
 
 @pytest.mark.parametrize("mean,std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),

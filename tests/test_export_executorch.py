@@ -12,6 +12,7 @@ from mcq.tasks.metadata import sha256
 from mcq.runtime.artifacts import open_model
 from mcq.tasks.schema import read_sidecar
 from mcq.runtime import executorch as et_rt
+from mcq.runtime.backends import runner
 
 
 def test_fp32_passes_and_carries_its_sidecar(executorch_seg, trained_ckpt, synth_data):
@@ -33,7 +34,6 @@ def test_fp32_passes_and_carries_its_sidecar(executorch_seg, trained_ckpt, synth
     assert {"scaled_dot_product_attention", "upsample_nearest2d"} <= set(fp32["delegation"]["rewrites"])
     opened = open_model(path)
     assert opened.runtime == "executorch"
-    enc = sidecar["input"]
     x = dataset_images(synth_data, "validation", 64, "mci0", 1).numpy()
     logits = opened.run(x)
     assert logits.shape == (1, len(ckpt_classes), 64, 64) and np.isfinite(logits).all()
@@ -68,7 +68,7 @@ def test_coreml_delegate_is_lowered_and_inspected(trained_ckpt, synth_data, tmp_
     assert report["artifact"].endswith("_fp32-coreml.pte") and report["status"] == "ok (numerics not run here)", report
     path = tmp_path / report["artifact"]
     assert et_rt.delegates(path) == ["CoreMLBackend"]
-    assert et_rt.runner(path) is None
+    assert runner("executorch", path) is None
     assert "CoreMLBackend is not in this ExecuTorch runtime" in report["parity"]["numerics"]
     assert json.loads(path.with_name(path.name + ".json").read_text())["backend"] == "coreml"
     with pytest.raises(ValueError, match="Core ML delegate"):

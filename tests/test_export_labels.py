@@ -17,8 +17,7 @@ from mcq.models.inference import inference_form
 from mcq.export.labels import Labels, check_outputs
 from mcq.export.parity import parity
 from mcq.tasks.schema import read_sidecar
-from mcq.runtime import executorch as et_rt
-from mcq.runtime import onnx as onnx_rt
+from mcq.runtime.backends import runner
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -38,7 +37,7 @@ def test_labels_artifact_gives_pytorchs_classes(labels_seg, fmt, trained_ckpt, s
     x = dataset_images(synth_data, "validation", 64, "mci0", 2)
     with torch.no_grad():
         want = inference_form(read_checkpoint(trained_ckpt).model)(x).argmax(1).numpy()
-    run = (onnx_rt if fmt == "onnx" else et_rt).runner(out / r["artifact"])
+    run = runner(fmt, out / r["artifact"])
     got = np.concatenate([run(image[None].numpy()) for image in x])
     assert got.dtype == np.uint8 and got.shape == (2, 64, 64) and np.array_equal(got, want)
 
@@ -52,7 +51,7 @@ def test_onnx_takes_the_argmax_as_topk_on_logits_made_classes_last_before_upsamp
     assert consts[graph.node[-4].input[2]].tolist() == [1, 4, 4, 1]  # upsampled in NHWC
     assert [o.name for o in graph.output] == ["labels"]
     assert graph.output[0].type.tensor_type.elem_type == onnx_format.onnx.TensorProto.UINT8
-    run = onnx_rt.runner(out / reports["onnx"]["artifact"])
+    run = runner("onnx", out / reports["onnx"]["artifact"])
     assert run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 64, 64)  # the batch stays dynamic
 
 
@@ -60,7 +59,7 @@ def test_argmax_as_topk_keeps_the_first_of_equal_maxima(tmp_path):
     ties = torch.tensor([[[[1.0]], [[3.0]], [[3.0]], [[0.0]]]]).expand(1, 4, 2, 2).contiguous()  # classes 1, 2 tie
     onnx_format.export(Labels(nn.Identity(), "uint8", True), ties, tmp_path / "t.onnx", "fp32", None,
                        {"output": {"name": "labels"}})
-    assert onnx_rt.runner(tmp_path / "t.onnx")(ties.numpy()).tolist() == [[[1, 1], [1, 1]]]
+    assert runner("onnx", tmp_path / "t.onnx")(ties.numpy()).tolist() == [[[1, 1], [1, 1]]]
 
 
 def test_executorch_runs_the_argmax_after_the_delegate(labels_seg):
@@ -108,9 +107,9 @@ def test_labels_parity_is_the_share_of_equal_classes():
     images = torch.zeros(2, 4, 4, 4)  # two "images" of 4 x 4 logits of 4 classes
     images[:, 1] = torch.eye(4)  # pixel (i, j): class 1 where i == j, else 0
     flip_one = lambda x: np.where(np.arange(4) == 0, 1 - x.argmax(1), x.argmax(1)).astype(np.uint8)  # noqa: E731
-    result = parity(flip_one, model, images, "fp32")
+    result = parity(flip_one, model, images, "fp32", "seg")
     assert result["agreement"] == 0.75 and not result["passed"] and "agreement 75.00% < 99.9%" in result["why"]
-    assert parity(lambda x: x.argmax(1), model, images, "fp32")["passed"]
+    assert parity(lambda x: x.argmax(1), model, images, "fp32", "seg")["passed"]
 
 
 def test_half_programs_keep_integer_outputs():
@@ -129,10 +128,9 @@ def test_onnx_int8_keeps_the_upsampling_and_the_argmax_float(tmp_path):
 
 
 @pytest.mark.parametrize("task, says", [
-    ("depth", "--outputs labels is for segmentation models, not depth (a depth artifact returns depth at input size "
-              "already): leave --outputs out"),
-    ("cls", "--outputs labels is for segmentation models, not cls: leave --outputs out"),
-    ("det", "not det"),
+    ("depth", "--outputs labels is for segmentation models, not depth: leave --outputs out"),
+    ("cls", "--outputs labels is for segmentation models, not classification: leave --outputs out"),
+    ("det", "not detection"),
 ])
 def test_other_tasks_refuse_labels(task, says):
     with pytest.raises(McqError, match=says.replace("(", r"\(").replace(")", r"\)")):

@@ -13,7 +13,9 @@ from mcq.export import onnx as onnx_format
 from mcq.export.exporter import export_checkpoint
 from mcq.tasks.metadata import sha256
 from mcq.tasks.schema import read_sidecar
+from mcq.tasks.specs import task_spec
 from mcq.runtime import onnx as onnx_rt
+from mcq.runtime.backends import runner
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +71,9 @@ def test_int8_export_line_shows_its_miou_drop(trained_ckpt, synth_data, tmp_path
     """`mcq export --precision int8 --eval-images N`: the report, the sidecar and the artifact's line give its mIoU on
     the first N validation images against the checkpoint's on the same images."""
     from mcq.runtime.evaluate import seg_eval_set, seg_figures
-    from mcq.export.parity import THRESHOLDS
     from mcq.runtime.artifacts import open_model
 
-    monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", 0.0)  # kept whatever its agreement
+    monkeypatch.setitem(task_spec("seg").parity_thresholds["int8"], "agreement", 0.0)  # kept whatever its agreement
     out = tmp_path / "x"
     assert main(["export", "onnx", "--checkpoint", str(trained_ckpt), "--data", str(synth_data), "--out", str(out),
                  "--precision", "int8", "--calibration", "minmax", "--int8-fallback", "off", "--eval-images", "2",
@@ -108,7 +109,7 @@ def test_a_wrong_artifact_is_refused_and_removed(trained_ckpt, synth_data, tmp_p
 
 def test_dynamic_batch(exported):
     out, reports = exported
-    run = onnx_rt.runner(out / reports[0]["artifact"])
+    run = runner("onnx", out / reports[0]["artifact"])
     assert run(np.zeros((2, 3, 64, 64), np.float32)).shape[:2] == (2, 8)
 
 

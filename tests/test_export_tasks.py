@@ -10,6 +10,7 @@ from mcq.export.parity import parity
 from mcq.tasks.schema import read_sidecar
 from mcq.runtime import coreml as coreml_rt
 from mcq.runtime import onnx as onnx_rt
+from mcq.runtime.backends import runner
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -42,7 +43,7 @@ def test_onnx_output_is_named_for_the_task(exported):
     path = out / reports["onnx"]["artifact"]
     assert [o.name for o in onnx_format.onnx.load(str(path)).graph.output] == [TASKS[task][1]]
     assert onnx_rt.read_metadata(path)["task"] == task
-    run = onnx_rt.runner(path)
+    run = runner("onnx", path)
     assert run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, *TASKS[task][2][1:])  # batch is dynamic
 
 

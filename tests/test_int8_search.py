@@ -9,6 +9,7 @@ from torch import nn
 from mcq.export.exporter import export_checkpoint
 from mcq.export.quantization import confirmed_search, format_int8, search, units
 from mcq.models.pt2e import keeps_float
+from mcq.tasks.specs import task_spec
 
 
 def _model() -> nn.Module:
@@ -167,7 +168,6 @@ def test_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_
     ExecuTorch; eight for onnxruntime, where at four no unit of the demo-sized model was worth keeping float, 99.84%
     at every trial.)"""
     from mcq.export import executorch, quantization
-    from mcq.export.parity import THRESHOLDS
 
     monkeypatch.setattr(quantization, "UNITS", 8 if fmt == "onnx" else 4)
     (plain,) = export_checkpoint(trained_ckpt, [fmt], ["int8"], out=tmp_path / "a", data=synth_data, n_images=3,
@@ -176,7 +176,7 @@ def test_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_
     assert plain["int8"]["float_modules"] == [] and agreement < 1.0, plain
     assert plain["status"] == "ok" or plain["why"].startswith("no int8 kept its accuracy: calibrations tried: minmax")
     bar = agreement + (1 - agreement) / 4
-    monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", bar)
+    monkeypatch.setitem(task_spec("seg").parity_thresholds["int8"], "agreement", bar)
     (report,) = export_checkpoint(trained_ckpt, [fmt], ["int8"], out=tmp_path / "b", data=synth_data, n_images=3,
                                   n_calib=4, calibration="minmax")
     assert report["status"] == "ok" and report["parity"]["agreement"] >= bar, report
@@ -191,9 +191,8 @@ def test_int8_keeps_modules_float_until_it_passes(trained_ckpt, synth_data, tmp_
 def test_a_refused_int8_names_the_fine_tune_that_could_keep_it(trained_ckpt, synth_data, tmp_path, monkeypatch):
     """The refusal names what was tried and, for a task that trains quantization-aware, the fine-tune at the export
     size (what kept docs/export.md's 5-class model at 512 px); nothing is left on disk."""
-    from mcq.export.parity import THRESHOLDS
 
-    monkeypatch.setitem(THRESHOLDS["seg"]["int8"], "agreement", 1.01)  # no artifact can pass
+    monkeypatch.setitem(task_spec("seg").parity_thresholds["int8"], "agreement", 1.01)  # no artifact can pass
     (report,) = export_checkpoint(trained_ckpt, ["onnx"], ["int8"], out=tmp_path, data=synth_data, n_images=2,
                                   n_calib=2, img_size=96, calibration="minmax", int8_fallback="off", eval_images=0)
     why = report["why"]

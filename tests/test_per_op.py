@@ -7,7 +7,6 @@ import contextlib
 import csv
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

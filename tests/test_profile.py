@@ -16,6 +16,7 @@ from mcq.profile import ProfileConfig, profile
 from mcq.profile.compare import compare, parse_fail_on
 from mcq.profile.frontier import pareto_front
 from mcq.runtime import coreml as coreml_rt
+from mcq.tasks.specs import task_spec
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +104,10 @@ def test_failed_and_not_supported(monkeypatch, synth_data, tmp_path):
 def test_on_random_weights_an_artifact_failing_parity_is_timed_and_marked(monkeypatch, synth_data, tmp_path):
     """Random weights: the artifact that fails parity is kept, timed, reused and marked (status, plot, not on the
     front). (A trained checkpoint's is refused and removed: test_export_onnx.py, test_a_wrong_artifact_is_refused...)"""
-    from mcq.export import parity
     from mcq.profile.frontier import front_cells
     from mcq.profile.report import status_text
 
-    monkeypatch.setitem(parity.THRESHOLDS["seg"], "fp32", {"agreement": 1.01})  # no artifact can pass
+    monkeypatch.setitem(task_spec("seg").parity_thresholds, "fp32", {"agreement": 1.01})  # no artifact can pass
     cfg = dict(runtimes=["onnxruntime"], precisions=["fp32"], runs=1, warmup=0, data=str(synth_data),
                parity_images=1, out=str(tmp_path))
     prof = profile(ProfileConfig(models=["mci0"], img_sizes=[64], **cfg))
@@ -378,7 +378,7 @@ def test_an_artifact_eval_beside_its_checkpoint_eval_shows_the_drop(tmp_path):
         return load_eval(path)
 
     def cells(*evals: dict) -> list[dict]:
-        out = [{"model": "mci0+fpn", "encoder": "mci0", "head": "fpn", "img_size": 64, "runtime": r, "precision": p,
+        out = [{"model": "mci0+fpn", "task": "seg", "encoder": "mci0", "head": "fpn", "img_size": 64, "runtime": r, "precision": p,
                 "status": "ran", "median_ms": 1.0, "params_m": 11.0}
                for r, p in [("torch", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp32")]]
         attach_accuracy(out, list(evals), [])

@@ -18,7 +18,7 @@ from mcq.export.exporter import export_checkpoint
 from mcq.tasks.processing import dataset_images
 from mcq.models.pt2e import qat_int8
 from mcq.models.inference import inference_form
-from mcq.runtime import executorch as et_rt
+from mcq.runtime.backends import runner
 
 QAT = dict(qat=True, max_steps=2, val_every=2, batch_size=2, workers=0, accelerator="cpu")
 
@@ -104,7 +104,7 @@ def test_int8_exports_of_a_qat_checkpoint_take_its_learnt_ranges(qat_ckpt, synth
     assert len(lowered) > 20 and all(np.abs(learnt - s).min() <= 2e-3 * s for s in lowered)
 
     images = dataset_images(synth_data, "validation", 64, "mci0", 3)
-    run = et_rt.runner(reports[1]["path"])
+    run = runner("executorch", reports[1]["path"])
     program = np.concatenate([run(x[None].numpy()) for x in images])
     with torch.no_grad():
         simulated = _fake_quantized(qat_ckpt)(images).numpy()

@@ -12,7 +12,7 @@ import torch
 from mcq.models import create_encoder
 from mcq.models.segmentor import SegModel, SegModelConfig
 from mcq.models.vit_adapter import MSDeformAttn, ms_deform_attn, reference_points
-from mcq.runtime import executorch as et_rt
+from mcq.runtime.backends import runner
 
 # ViT-Adapter's structure at toy widths: 4 ViT blocks, one per interaction
 TINY = dict(embed_dim=48, depth=4, num_heads=3, interaction_indexes=((0, 0), (1, 1), (2, 2), (3, 3)),
@@ -127,7 +127,7 @@ def test_ms_deform_attn_executorch_matches_eager(tmp_path):
     torch.manual_seed(0)
     model, x = _Attn().eval(), torch.randn(1, 20, 16)
     et_format.export(model, x, tmp_path / "attn.pte", "fp32", None, {})
-    out = et_rt.runner(tmp_path / "attn.pte", 1)(x.numpy())
+    out = runner("executorch", tmp_path / "attn.pte", 1)(x.numpy())
     with torch.no_grad():
         np.testing.assert_allclose(out, model(x).numpy(), atol=1e-5, rtol=1e-5)
 

@@ -121,13 +121,14 @@ def load_vit_trunk(path: str | Path) -> tuple[VisionTransformer, str]:
     """The timm ViT trunk (eval mode) and its name from an mcq run's ``.ckpt`` (any task, or a CLIP run) or an
     OpenCLIP checkpoint (see ``mcq.models.clip_init``)."""
     from mcq.tasks.checkpoint import read_checkpoint
+    from mcq.tasks.specs import task_spec
 
     path = Path(path)
     raw = load_state(path)
     if isinstance(raw, dict) and "hyper_parameters" in raw:
         trained = read_checkpoint(path)
         model = trained.model
-        if trained.task == "clip":  # open_clip's model; a timm image tower keeps its trunk in visual.trunk
+        if task_spec(trained.task).image_text:  # open_clip's model; a timm image tower keeps its trunk in visual.trunk
             vision = trained.hparams["model"]["cfg"]["vision_cfg"]
             trunk, name = getattr(model.visual, "trunk", model.visual), vision.get(
                 "timm_model_name", trained.hparams["model"]["name"])

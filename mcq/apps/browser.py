@@ -20,7 +20,7 @@ from PIL import Image
 from mcq.apps.reference import postprocess, preprocess
 from mcq.apps.web import serve_web_app
 from mcq.errors import McqError
-from mcq.runtime import onnx as onnx_runtime
+from mcq.runtime.backends import runner
 from mcq.tasks.schema import read_sidecar
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -91,8 +91,8 @@ def check_in_browser(model: str | Path, image: str | Path | bytes, screenshot: s
             page.close()
     finally:
         app.close()
-    output = onnx_runtime.runner(model)(preprocess(Image.open(io.BytesIO(data)), meta))
-    if meta["task"] == "seg":
+    output = runner("onnx", model)(preprocess(Image.open(io.BytesIO(data)), meta))
+    if "mask" in result:  # the app drew a class map (seg), else a depth map
         expected, mask = postprocess(output), np.array(result["mask"], np.uint8).reshape(result["shape"])
         agreement = float((mask == expected).mean())
         return {**result, "mask": mask, "expected": expected, "agreement": agreement,

@@ -38,7 +38,7 @@ from mcq.export.quantization import (
     Check, Int8Refused, Quantize, confirmed_search, full_int8, methods_for, qat_facts, speed_cost,
 )
 from mcq.runtime.artifacts import torch_runner
-from mcq.runtime.executorch import runner
+from mcq.runtime.backends import runner
 
 DEFAULT_PRECISION = "fp32"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -134,7 +134,8 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             shutil.move(made, path)
             return {"delegation": lowered[made], "int8": {"calibration": method, "float_modules": list(float_modules)}}
         found = confirmed_search((convert, lambda graph: check(torch_runner(graph))), lower,
-                                 lambda made: check(runner(made)), methods, model, int8_fallback == "auto", STAND_IN)
+                                 lambda made: check(runner("executorch", made)), methods, model,
+                                 int8_fallback == "auto", STAND_IN)
         if not found.best.parity["passed"]:
             raise Int8Refused(found, {"delegation": lowered[found.best.artifact]})
         facts = found.facts()
@@ -142,8 +143,8 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
             fp32, full = Path(tmp) / "fp32.pte", full_int8(found).artifact
             _lower(model, Counter(), example, fp32, backend, rewrite)
             full = full if isinstance(full, Path) else lower(full)
-            facts["latency_ms"] = speed_cost({"fp32": runner(fp32), "int8": runner(full),
-                                              "this": runner(found.best.artifact)}, example)
+            runs = {"fp32": fp32, "int8": full, "this": found.best.artifact}
+            facts["latency_ms"] = speed_cost({k: runner("executorch", v) for k, v in runs.items()}, example)
         shutil.move(found.best.artifact, path)
     return {"delegation": lowered[found.best.artifact], "int8": facts}
 

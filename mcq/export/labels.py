@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mcq.errors import McqError
+from mcq.tasks.specs import task_spec
 
 OUTPUTS = ("logits", "labels")  # what a seg artifact returns; other tasks return their head's output as it is
 # per format (and eager PyTorch, for ``mcq profile``): the labels' dtype up to 256 classes (int32 beyond) and whether
@@ -49,9 +50,9 @@ def check_outputs(task: str, outputs: str, source: str | Path = "") -> None:
     where = f"{source}: " if source else ""
     if outputs not in OUTPUTS:
         raise McqError(f"{where}--outputs {outputs}: not one of {', '.join(OUTPUTS)}")
-    if outputs == "labels" and task != "seg":
-        already = " (a depth artifact returns depth at input size already)" if task == "depth" else ""
-        raise McqError(f"{where}--outputs labels is for segmentation models, not {task}{already}: leave --outputs out")
+    if outputs == "labels" and not task_spec(task).labels:
+        raise McqError(f"{where}--outputs labels is for segmentation models, not {task_spec(task).title}: leave "
+                       "--outputs out")
 
 
 def labels_dtype(fmt: str, classes: int) -> str:

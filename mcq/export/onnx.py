@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from mcq.models.pt2e import keeps_float, qat_int8
-from mcq.runtime.onnx import runner
+from mcq.runtime.backends import runner
 from mcq.export.quantization import (
     Check, Int8Refused, full_int8, methods_for, qat_facts, search, speed_cost,
 )
@@ -248,7 +248,8 @@ def _int8(fp32: Path, tmp: Path, calib: torch.Tensor) -> Callable[[str, tuple[st
             warnings.simplefilter("ignore")
             quantize_static(str(pre), str(q), _Calibration(calib), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=output + kept, calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[method]),
+                            nodes_to_exclude=output + kept,
+                            calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[method]),
                             calibration_cache_path=tmp / f"ranges-{method}.json",
                             # the tensors of one image at a time, merged into the ranges or histograms: onnxruntime
                             # otherwise keeps every image's tensors until the end
@@ -296,13 +297,14 @@ def export(model, example: torch.Tensor, path: Path, precision: str, calib: torc
                 q = quantize(methods[0], float_modules)
                 facts = {"int8": {"calibration": methods[0], "float_modules": list(float_modules)}}
             else:
-                found = search(quantize, lambda made: check(runner(made)), methods, model, int8_fallback == "auto")
+                found = search(quantize, lambda made: check(runner("onnx", made)), methods, model,
+                               int8_fallback == "auto")
                 if not found.best.parity["passed"]:
                     raise Int8Refused(found)
                 q, facts = found.best.artifact, {"int8": found.facts()}
                 if found.best.float_modules:
-                    facts["int8"]["latency_ms"] = speed_cost(
-                        {"fp32": runner(fp32), "int8": runner(full_int8(found).artifact), "this": runner(q)}, example)
+                    runs = {"fp32": fp32, "int8": full_int8(found).artifact, "this": q}
+                    facts["int8"]["latency_ms"] = speed_cost({k: runner("onnx", v) for k, v in runs.items()}, example)
             proto = onnx.load(q)
         else:
             raise ValueError(f"ONNX precision {precision!r} not supported (fp32, fp16, int8)")

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from mcq.errors import McqError
+from mcq.tasks.specs import TASKS
 
 BASELINES = Path(__file__).with_name("baselines.json")
 
@@ -30,25 +31,25 @@ def read_json(path: str | Path, what: str) -> dict | list:
 
 
 def load_baselines(path: str | Path | None = None) -> list[dict]:
-    """The published entries (``encoder``, ``head``, ``value``, ``img_size``, ``source``, ...)."""
+    """The published entries (``encoder``, ``head``, ``value``, ``img_size``, ``source``, ...), each with the file's
+    ``metric``."""
     path = Path(path or BASELINES)
     data = read_json(path, "baselines")
     entries = data.get("entries") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"encoder", "head", "value", "source"} <= set(e)
-                                                for e in entries):
-        raise McqError(f"{path}: not a baselines file (needs 'entries': [{{encoder, head, value, source}}, ...])")
-    return entries
+    metrics = [s.headline[1] for s in TASKS.values() if s.headline]
+    if (not isinstance(entries, list) or data.get("metric") not in metrics
+            or not all(isinstance(e, dict) and {"encoder", "head", "value", "source"} <= set(e) for e in entries)):
+        raise McqError(f"{path}: not a baselines file (needs 'metric', one of {', '.join(metrics)}, and 'entries': "
+                       "[{encoder, head, value, source}, ...])")
+    return [{**e, "metric": data["metric"]} for e in entries]
 
 
-# the headline figure of each task's `mcq eval TASK --json`: (task, key path, metric name, scale to report)
-HEADLINES = (("seg", ("mIoU",), "mIoU", 100), ("det", ("bbox", "AP"), "box AP", 100),
-             ("cls", ("top1",), "top-1", 100), ("depth", ("rmse",), "RMSE m", 1))
 LOWER_IS_BETTER = {"RMSE m"}
 
 
 def _headline(m: dict) -> tuple[str, str, float] | None:
     """(task, metric, value as reported) of an eval result, or None when it has no headline figure."""
-    for task, keys, metric, scale in HEADLINES:
+    for task, (keys, metric, scale) in ((s.name, s.headline) for s in TASKS.values() if s.headline):
         value = m
         for k in keys:
             value = value.get(k) if isinstance(value, dict) else None
@@ -75,13 +76,14 @@ def attach_accuracy(cells: list[dict], measured: list[dict], published: list[dic
     """Set each cell's ``accuracy`` (``{"metric", "value", "source", "note"}``) from ``load_eval`` results and
     ``load_baselines`` entries (ADE20K mIoU), or leave it out where none is known."""
     for cell in cells:
-        task = cell.get("task", "seg")
+        task = cell["task"]
         same = [e for e in measured if (e["task"], e["encoder"], e["img_size"]) == (task, cell["encoder"],
                                                                                     cell["img_size"])
                 and e["head"] in ("", cell["head"])]
         exact = [e for e in same if (e["runtime"], e["precision"]) == (cell["runtime"], cell["precision"])]
         torch_fp32 = [e for e in same if (e["runtime"], e["precision"]) == ("torch", "fp32")]
-        paper = [b for b in published if task == "seg" and (b["encoder"], b["head"]) == (cell["encoder"], cell["head"])]
+        paper = [b for b in published if b["metric"] == TASKS[task].headline[1]
+                 and (b["encoder"], b["head"]) == (cell["encoder"], cell["head"])]
         if exact:
             acc = {"metric": exact[-1]["metric"], "value": exact[-1]["value"], "source": "measured",
                    "note": exact[-1]["file"]}
@@ -93,7 +95,7 @@ def attach_accuracy(cells: list[dict], measured: list[dict], published: list[dic
                    "source": "measured (torch fp32)", "note": torch_fp32[-1]["file"]}
         elif paper:
             size = f" at {paper[0]['img_size']} px" if paper[0].get("img_size") else ""
-            acc = {"metric": "mIoU", "value": paper[0]["value"], "source": "published",
+            acc = {"metric": paper[0]["metric"], "value": paper[0]["value"], "source": "published",
                    "note": f"{paper[0]['source']}{size}, {paper[0].get('init', '')} init"}
         else:
             continue

@@ -72,7 +72,7 @@ def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
 
 
 def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
-    from mcq.tasks.checkpoint import load_state
+    from mcq.tasks.checkpoint import load_state, task_of
 
     subjects = []
     for name in cfg.models:
@@ -81,7 +81,7 @@ def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
         subjects.append(Subject(ckpt, "seg", name, hp["model"]["head"], "random init", hp["optim"]["img_size"]))
     for ckpt in map(Path, cfg.checkpoints):
         hp = load_state(ckpt).get("hyper_parameters") or {}
-        task = (hp.get("optim") or {}).get("task", "seg")
+        task = task_of(hp) if isinstance(hp.get("optim"), dict) else None
         if task not in TASKS or "model" not in hp:
             raise McqError(f"{ckpt}: not an mcq {', '.join(TASKS)} checkpoint; `mcq profile` measures those")
         check_outputs(task, cfg.outputs, ckpt)
@@ -270,7 +270,7 @@ def profile_cell(bench: ModelBench, runtime: str, precision: str, folder: Path, 
     if fmt is None:
         path = bench.subject.checkpoint
         cell.update(artifact=path.name, size_mb=bench.weights_mb, parity="reference",
-                    **({"graph": "full"} if bench.subject.task == "det" else {}))
+                    **({"graph": name} if (name := task_spec(bench.subject.task).reference_name) else {}))
     else:
         report = _artifact(bench, fmt, precision, folder, cfg)
         cell.update({k: report[k] for k in ("artifact", "export_s", "reused", "parity", "graph") if k in report})

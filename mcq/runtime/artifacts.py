@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -12,9 +11,10 @@ import torch
 
 from mcq.errors import McqError
 from mcq.models.inference import inference_form
-from mcq.runtime.backends import RUNTIMES, backend, format_for
+from mcq.runtime.backends import RUNTIMES, format_for, runner
 from mcq.tasks.checkpoint import read_checkpoint
 from mcq.tasks.metadata import task_metadata
+from mcq.tasks.schema import read_sidecar
 
 
 @dataclass
@@ -29,9 +29,8 @@ class OpenedModel:
 def open_model(path: str | Path, threads: int | None = None, task: str | None = None) -> OpenedModel:
     """The model at ``path`` ready to run; with ``task``, a one-line error unless it is a model of that task."""
     opened = _open(Path(path), threads)
-    found = opened.meta.get("task", "seg")
-    if task and found != task:
-        raise McqError(f"{path}: a {found} model, not a {task} one")
+    if task and opened.meta["task"] != task:
+        raise McqError(f"{path}: a {opened.meta['task']} model, not a {task} one")
     return opened
 
 
@@ -53,11 +52,8 @@ def _open(path: Path, threads: int | None) -> OpenedModel:
         meta = task_metadata(task, (task.recipe["img_size"],) * 2, path)
         return OpenedModel(torch_runner(inference_form(task.model)), meta, "torch")
     fmt = format_for(str(path))
-    sidecar = Path(f"{path}.json")
-    if not sidecar.is_file():
-        raise McqError(f"{path}: its metadata {sidecar.name} is missing; re-export with `mcq export`")
-    meta = json.loads(sidecar.read_text())
-    run = backend(fmt).runner(path, threads)
+    meta = read_sidecar(path)
+    run = runner(fmt, path, threads)
     if run is None:
         raise McqError(f"{path}: {fmt} models cannot run on this machine (Core ML prediction needs macOS)")
     return OpenedModel(run, meta, RUNTIMES[fmt])

@@ -5,15 +5,19 @@ A backend module provides:
     run_all(path, threads=None) -> Callable[[np.ndarray], list[np.ndarray]] | None
         run one batch through the format's own runtime (``threads`` intra-op threads where it has the setting) and
         return every output, or None where it cannot run on this machine
-    runner(path, threads=None)                         the same, returning the first output
     read_metadata(path) -> dict                        the metadata stored inside the artifact (ONNX, Core ML)
-    inspect(path, meta) -> dict                        (only where runner can be None) the checks that can run
+    inspect(path, meta) -> dict                        (only where run_all can be None) the checks that can run
+``runner`` (below) runs any format's artifact for its first output.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from types import ModuleType
+from typing import Callable
+
+import numpy as np
 
 from mcq.errors import McqError
 
@@ -28,6 +32,14 @@ def backend(fmt: str) -> ModuleType:
     if fmt not in BACKENDS:
         raise McqError(f"unknown export format {fmt!r}; known: {', '.join(BACKENDS)}")
     return import_module(BACKENDS[fmt])
+
+
+def runner(fmt: str, path: str | Path, threads: int | None = None,
+           **settings) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The first output of ``fmt``'s ``run_all`` (``settings``: e.g. Core ML's ``compute_units``), or None where
+    the artifact cannot run on this machine."""
+    run = backend(fmt).run_all(Path(path), threads, **settings)
+    return None if run is None else lambda x: run(x)[0]
 
 
 def format_for(path: str) -> str:

@@ -59,12 +59,6 @@ def run_all(path: Path, threads: int | None = None,
     return run
 
 
-def runner(path: Path, threads: int | None = None, compute_units: str = "all") -> Callable[[np.ndarray], np.ndarray] | None:
-    """``run_all``'s first output."""
-    run = run_all(path, threads, compute_units)
-    return None if run is None else lambda x: run(x)[0]
-
-
 def _ops(spec) -> list[str]:
     """Every op type in the ML program's main function (nested blocks included)."""
     types = []

@@ -73,6 +73,3 @@ def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], li
     return run
 
 
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-    run = run_all(path, threads)
-    return None if run is None else lambda x: run(x)[0]

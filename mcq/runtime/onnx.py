@@ -22,11 +22,6 @@ def run_all(path: Path, threads: int | None = None) -> Callable[[np.ndarray], li
     return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})
 
 
-def runner(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    run = run_all(path, threads)
-    return lambda x: run(x)[0]
-
-
 def read_metadata(path: Path) -> dict:
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     return json.loads(props["mcq"])

@@ -36,6 +36,7 @@ from mcq.tasks.classmaps import labels_at
 from mcq.tasks.metrics import (
     format_clip_table, format_cls_table, format_depth_table, format_det_table, format_seg_table,
 )
+from mcq.tasks.parity import Run, det_parity, output_parity
 
 
 class TaskSpec:
@@ -55,6 +56,13 @@ class TaskSpec:
     explained: bool = True  # whether ``mcq export --explain`` diagnoses its artifacts
     error_maps: bool = False  # whether that diagnosis draws where the artifact's class map differs from PyTorch's
     artifact_accuracy: bool = False  # whether an export measures each artifact's accuracy against the checkpoint's
+    labels: bool = False  # whether its artifacts can return class indices (``mcq export --outputs labels``)
+    parity_thresholds: dict[str, dict[str, float]] = {}  # per precision, what an artifact's parity check must meet
+    parity_measure = "agreement"  # what ``parity`` measures besides the max error (``mcq.tasks.parity``)
+    # the headline figure of its `mcq eval --json`: (key path, metric name, scale to report), None for CLIP
+    headline: tuple[tuple[str, ...], str, float] | None = None
+    reference_name: str | None = None  # what reports call its reference graph, where it has several (det)
+    image_text = False  # whether it learns from image-text shards (CLIP): --captions and the CLIP options apply
 
     def build_model(self, model: dict) -> nn.Module:
         """A model of the config ``model`` (a checkpoint's ``hyper_parameters["model"]``), randomly initialised."""
@@ -76,6 +84,11 @@ class TaskSpec:
     def artifact_run(self, run_all: Callable | None, model: nn.Module, meta: dict) -> Callable | None:
         """What an artifact's check compares, from its runtime's ``run_all`` (None where it cannot run here)."""
         return None if run_all is None else lambda x: run_all(x)[0]
+
+    def parity(self, run: Run, model: nn.Module, images: torch.Tensor, precision: str) -> dict:
+        """``run`` (an artifact, one image at a time) against ``model`` (its reference graph) on ``images``, judged
+        by the thresholds of ``precision``."""
+        return output_parity(run, model, images, precision, self.parity_thresholds, self.parity_measure)
 
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
         transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
@@ -121,7 +134,10 @@ class SegSpec(TaskSpec):
     collate = staticmethod(collate_seg)
     default_data = staticmethod(default_seg_data)
     format_table = staticmethod(format_seg_table)
-    qat, artifact_accuracy, error_maps = True, True, True
+    qat, artifact_accuracy, error_maps, labels = True, True, True, True
+    headline = ("mIoU",), "mIoU", 100
+    parity_thresholds = {"fp32": {"agreement": 0.999, "max_rel": 1e-3}, "fp16": {"agreement": 0.99},
+                         "int8": {"agreement": 0.99}}
 
     def build_model(self, model: dict) -> SegModel:
         return SegModel(SegModelConfig(**model))
@@ -147,6 +163,10 @@ class DepthSpec(TaskSpec):
     collate = staticmethod(collate_seg)  # depth maps stay a list: test frames keep their own size
     default_data = staticmethod(default_depth_data)
     format_table = staticmethod(format_depth_table)
+    parity_thresholds = {"fp32": {"mean_rel": 1e-4, "max_rel": 1e-3}, "fp16": {"mean_rel": 1e-2},
+                         "int8": {"mean_rel": 5e-2}}
+    parity_measure = "mean_rel"
+    headline = ("rmse",), "RMSE m", 1
 
     def build_model(self, model: dict) -> DepthModel:
         return DepthModel(DepthModelConfig(**model))
@@ -168,6 +188,9 @@ class ClsSpec(TaskSpec):
     default_data = staticmethod(default_cls_data)
     format_table = staticmethod(format_cls_table)
     qat = True
+    headline = ("top1",), "top-1", 100
+    parity_thresholds = {"fp32": {"agreement": 1.0, "max_rel": 1e-3}, "fp16": {"agreement": 0.95},
+                         "int8": {"agreement": 0.9}}
 
     def build_model(self, model: dict) -> ClsModel:
         return ClsModel(ClsModelConfig(**model))
@@ -192,12 +215,15 @@ class DetSpec(TaskSpec):
     default_data = staticmethod(default_det_data)
     format_table = staticmethod(format_det_table)
     precisions, explained = ("fp32",), False
+    headline = ("bbox", "AP"), "box AP", 100
+    reference_name = "full"
+    parity_thresholds = {"fp32": {"agreement": 0.99, "max_rel": 1e-3, "score_abs": 1e-3, "mask_agreement": 0.999}}
 
     def build_model(self, model: dict) -> DetModel:
         return DetModel(DetModelConfig(**model))
 
     def reference_graph(self, model: DetModel) -> nn.Module:
-        return detection.graph_module(model, "full")
+        return detection.graph_module(model, self.reference_name)
 
     def app_steps(self, model: DetModel, image: Image.Image, size: int, data: Path,
                   input_hw: tuple[int, int]) -> tuple[Callable[[], object], Callable[[list, str], object]]:
@@ -221,6 +247,10 @@ class DetSpec(TaskSpec):
         size = tuple(meta["input"]["shape"][-2:])
         return None if run_all is None else lambda x: detection.detections(model, meta["graph"], run_all(x), size)
 
+    def parity(self, run: Callable[[np.ndarray], dict], model: nn.Module, images: torch.Tensor,
+               precision: str) -> dict:
+        return det_parity(run, model, images, precision, self.parity_thresholds)
+
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> COCODetection:
         return COCODetection(data, "train", DetTransform(recipe.img_size, True, recipe.crop_scale))
 
@@ -243,7 +273,7 @@ class ClipSpec(TaskSpec):
     """CLIP pretraining on image-text shards (DataCompDR layout); see ``mcq.train.clip_module``."""
 
     name, title = "clip", "CLIP"
-    explained = False  # nothing of it is exported
+    explained, image_text = False, True  # nothing of it is exported
     default_data = staticmethod(default_clip_data)
     format_table = staticmethod(format_clip_table)
     default_model = "MobileCLIP2-S0"

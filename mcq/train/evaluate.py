@@ -22,7 +22,7 @@ def evaluate(
     clip: image<->text recall@1/5 (the training run's validation) on the held-back shards, for the caption kinds
     ``captions`` (default: those the model was trained on)."""
     spec = train_spec(task)
-    if captions and task != "clip":
+    if captions and not spec.task.image_text:
         raise McqError(f"--captions is for clip; {task} has no captions")
     module = spec.module_of(read_checkpoint(checkpoint, task))
     if captions:

@@ -82,11 +82,6 @@ class TaskModule(L.LightningModule):
     metrics: dict | None = None  # the last validation's figures
     _tick: float | None = None
 
-    @property
-    def task_name(self) -> str:
-        """"seg", "depth" or "cls": the task of the recipe this module was trained with."""
-        return self.hparams.optim.get("task", "seg")
-
     def log_train_step(self, loss: torch.Tensor, batch_size: int) -> None:
         """Log the loss, the peak lr (the head's, under layer-wise decay) and the global images/s of this step."""
         now = time.perf_counter()

@@ -35,7 +35,8 @@ from mcq.train.specs import train_spec
 def resolve_recipe(cfg: TrainConfig) -> Recipe:
     """The task's recipe with the user's overrides applied (the recipe file is untouched)."""
     defaults = TrainConfig.__dataclass_fields__
-    if cfg.task != "clip" and (given := [k for k in CLIP_OPTIONS if getattr(cfg, k) != defaults[k].default]):
+    given = [k for k in CLIP_OPTIONS if getattr(cfg, k) != defaults[k].default]
+    if given and not train_spec(cfg.task).task.image_text:
         raise McqError(f"--{given[0].replace('_', '-')} is for clip; {cfg.task} takes --backbone and --data")
     if cfg.qat and not cfg.init:
         raise McqError("--qat fine-tunes a trained model: pass its checkpoint with --init")
