@@ -397,3 +397,21 @@ def test_an_artifact_eval_beside_its_checkpoint_eval_shows_the_drop(tmp_path):
     assert "(+-x): against the checkpoint's torch fp32 eval" in table
     assert "| 41.7 (-0.3) mIoU |" in format_markdown(prof, None)
     assert "(+-x)" not in format_table({**prof, "cells": cells(int8)})
+
+
+def test_published_figures_go_to_the_cells_of_their_metric(tmp_path):
+    """A baselines file names its metric; its entries go only to cells whose task reports that metric, and a file
+    that does not say which metric it holds is refused in one line naming it."""
+    from mcq.profile.accuracy import attach_accuracy, load_baselines
+
+    entry = {"encoder": "mci0", "head": "fpn", "value": 48.1, "source": "paper"}
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps({"metric": "mIoU", "entries": [entry]}))
+    cells = [{"task": t, "encoder": "mci0", "head": "fpn", "img_size": 64, "runtime": "torch", "precision": "fp32"}
+             for t in ("seg", "depth")]
+    attach_accuracy(cells, [], load_baselines(path))
+    assert cells[0]["accuracy"]["value"] == 48.1 and cells[0]["accuracy"]["metric"] == "mIoU"
+    assert "accuracy" not in cells[1]
+    path.write_text(json.dumps({"entries": [entry]}))
+    with pytest.raises(McqError, match=f"{path}: not a baselines file \\(needs 'metric', one of mIoU, "):
+        load_baselines(path)
