@@ -103,6 +103,16 @@ def check_in_browser(model: str | Path, image: str | Path | bytes, screenshot: s
             "passed": float(rel.max()) <= MAX_REL}
 
 
+
+def format_check(model: str | Path, image: str | Path, result: dict, screenshot: str | Path | None = None) -> str:
+    """``check_in_browser``'s ``result`` in one line: agreement with onnxruntime in Python, time, backend."""
+    r = result
+    versus = (f"{r['agreement']:.4%} of pixels agree with onnxruntime in Python" if "agreement" in r else
+              f"depth within {r['max_rel']:.2e} relative (mean {r['mean_rel']:.2e}) of onnxruntime in Python")
+    return (f"{model} on {image} in headless Chromium: {versus}; {r['timeMs']:.1f} ms per image "
+            f"({r['backend']}, {r['threads']} threads; first run {r['firstRunMs']:.1f} ms)"
+            + (f"; screenshot {screenshot}" if screenshot else ""))
+
 @contextmanager
 def _given(browser) -> Iterator:
     yield browser

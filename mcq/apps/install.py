@@ -75,3 +75,21 @@ def install_in_app(artifact: str | Path, app: str, apps_dir: str | Path | None =
         shutil.copyfile(f"{artifact}.json", f"{dst}.json")
         written.append(Path(f"{dst}.json"))
     return written
+
+
+def check_app_export(app: str, apps_dir: str | Path | None, formats: list[str], precisions: list[str | None]) -> None:
+    """``mcq export --app``: one artifact of the format the app runs, into a project that is there; refused before a
+    long export otherwise."""
+    app_model_path(app, apps_dir)
+    fmt = APPS[app].format
+    if fmt not in formats:
+        raise McqError(f"--app {app} runs {fmt} artifacts: `mcq export {fmt} --app {app}` (or `mcq export all`)")
+    if len(precisions) > 1:
+        raise McqError(f"--app {app} takes one artifact: give one --precision")
+
+
+def install_export(reports: list[dict], app: str, apps_dir: str | Path | None = None) -> list[Path]:
+    """Install the artifact of the format ``app`` runs, out of one export's ``reports`` (``check_app_export``'d);
+    return the paths written."""
+    [report] = [r for r in reports if r["format"] == APPS[app].format]
+    return install_in_app(report["path"], app, apps_dir)

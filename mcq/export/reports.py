@@ -1,9 +1,16 @@
-"""What ``export_checkpoint`` returns per artifact: an ``ArtifactReport``, whose ``status`` is a ``Status``."""
+"""What ``export_checkpoint`` returns per artifact: an ``ArtifactReport``, whose ``status`` is a ``Status``; the
+reports as text (``format_report``)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import TypedDict
+
+from mcq.export.accuracy import format_accuracy
+from mcq.export.explain import format_drift
+from mcq.export.parity import format_parity_table
+from mcq.export.quantization import format_int8
+from mcq.models.delegation import format_delegation
 
 
 class Status(StrEnum):
@@ -34,3 +41,31 @@ class ArtifactReport(TypedDict, total=False):
     int8: dict  # how int8 was reached (``mcq.export.quantization``)
     delegation: dict  # ExecuTorch: what the XNNPACK delegate took
     explain: dict  # ``--explain``: error maps and layer drift
+
+
+def format_report(reports: list[ArtifactReport]) -> str:
+    """The parity table, then what each artifact's report holds beyond it: numerics not run here, the delegate's
+    share, how int8 was reached, the mIoU drop and ``--explain``'s findings (``mcq export``)."""
+    lines = [format_parity_table(reports)]
+    for r in reports:
+        if r["status"] == Status.NOT_RUN:
+            lines.append(f"{r['artifact']}: {r['parity']['numerics']}")
+        if "delegation" in r:
+            lines.append(format_delegation(r["artifact"], r["delegation"]))
+        if "int8" in r:
+            lines.append(format_int8(r["artifact"], r["int8"]))
+        if "accuracy" in r:
+            lines.append(format_accuracy(r["artifact"], r["accuracy"]))
+        ex = r.get("explain", {})
+        if "drift" in ex:
+            lines.append(format_drift(r["artifact"], ex["drift"]))
+        lines += [f"{r['artifact']}: explain {key.replace('_', ' ')}: {ex[key]}"
+                  for key in ("drift_skipped", "skipped", "error") if key in ex]
+        if "dir" in ex:
+            lines.append(f"  error maps: {ex['dir']}/image_*.png")
+    return "\n".join(lines)
+
+
+def failed_artifacts(reports: list[ArtifactReport]) -> list[str]:
+    """The artifacts that failed their check (and were not kept)."""
+    return [r["artifact"] for r in reports if r["status"] == Status.FAILED]

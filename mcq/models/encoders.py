@@ -227,3 +227,13 @@ def describe_encoders() -> list[dict]:
         rows.append({**vars(info), "params_m": sum(p.numel() for p in enc.parameters()) / 1e6,
                      "channels": enc.channels, "strides": enc.strides})
     return rows
+
+
+def format_encoders(rows: list[dict]) -> str:
+    """``describe_encoders``' rows as a table (``mcq models``)."""
+    w = max(len(r["name"]) for r in rows)
+    lines = [f"{'name':<{w}} {'params(M)':>9}  {'head':<8} {'strides':<19} {'channels':<29} timm model"]
+    for r in rows:
+        lines.append(f"{r['name']:<{w}} {r['params_m']:>9.1f}  {r['default_head']:<8} {str(r['strides']):<19} "
+                     f"{str(r['channels']):<29} {r['timm_name']}")
+    return "\n".join(lines)

@@ -76,3 +76,22 @@ def compare_params() -> list[dict]:
                            explained_pct=100 * ((mcq - paper.explained / 1e6) / paper.params_m - 1))
             rows.append(row)
     return rows
+
+
+def format_params(rows: list[dict]) -> str:
+    """``compare_params``' rows as a table (``mcq models --params``), each known gap's reason as a numbered note."""
+
+    def pct(v: float | None) -> str:
+        return "" if v is None else f"{v:+.2f}%"
+
+    lines = [f"{'model':<28} {'mcq (M)':>8} {'paper (M)':>9} {'diff':>7} {'explained':>9}  source"]
+    notes: list[str] = []
+    for r in rows:
+        paper = "" if r["paper_m"] is None else f"{r['paper_m']:.1f}"
+        explained = pct(r["explained_pct"]) if r["why"] else ""
+        if r["why"] and r["why"] not in notes:
+            notes.append(r["why"])
+        mark = f" [{notes.index(r['why']) + 1}]" if r["why"] else ""
+        lines.append(f"{r['encoder'] + ' + ' + HEAD_NAMES[r['head']]:<28} {r['mcq_m']:>8.2f} {paper:>9} "
+                     f"{pct(r['diff_pct']):>7} {explained:>9}  {r['source']}{mark}".rstrip())
+    return "\n".join([*lines, *(f"[{i}] {why}" for i, why in enumerate(notes, 1))])
