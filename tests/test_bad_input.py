@@ -396,12 +396,12 @@ def test_train_into_a_finished_run_is_refused(capsys, tiny_train_argv, trained_r
 
 def test_a_run_stopped_by_sigterm_does_not_exit_0(capsys, monkeypatch):
     """Lightning stops a run on SIGTERM with a SystemExit of no code; mcq answers 143, as a shell does for SIGTERM."""
-    import mcq.cli
+    import mcq.cli.models
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     def stopped(args):
         raise SIGTERMException()
 
-    monkeypatch.setattr(mcq.cli, "_models", stopped)
+    monkeypatch.setattr(mcq.cli.models, "run", stopped)
     assert main(["models"]) == 143
     assert "mcq: terminated (SIGTERM)" in capsys.readouterr().err

@@ -124,9 +124,10 @@ def test_flags_override_the_target():
     (["onnx"], "logits"), (["onnx", "--outputs", "labels"], "labels"),
 ])
 def test_the_outputs_flag_overrides_the_target(argv, outputs):
-    from mcq.cli import _export_arguments, _parser
+    from mcq.cli import parser
+    from mcq.cli.export import export_kwargs
 
-    assert _export_arguments(_parser().parse_args(["export", *argv, "--checkpoint", "c.ckpt"]))["outputs"] == outputs
+    assert export_kwargs(parser().parse_args(["export", *argv, "--checkpoint", "c.ckpt"]))["outputs"] == outputs
 
 
 def test_onnx_export_through_a_target_file(capsys, tmp_path, trained_ckpt, synth_data):

@@ -1,0 +1,5 @@
+import sys
+
+from mcq.cli import main
+
+sys.exit(main())
