@@ -362,7 +362,7 @@ def test_an_unexpected_error_is_one_line_without_debug_and_a_traceback_with_it(c
     def broken(out, seed=0, n_train=1, n_val=1, size=64):
         raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
 
-    monkeypatch.setitem(mcq.data.SYNTH, "seg", (broken, "ADE20K"))
+    monkeypatch.setitem(mcq.data.synthetic.SYNTH, "seg", mcq.data.synthetic.Synth(broken, "ADE20K"))
     rc, _, err = _cli(capsys, ["data", "synth", "seg", "--out", str(tmp_path / "d")])
     assert rc == 1 and err.strip().count("\n") == 0, err
     assert err.strip() == ("mcq data: unexpected TypeError: unsupported operand type(s) for +: 'int' and 'str' (run "

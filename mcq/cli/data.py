@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 
 from mcq.cli.common import add_command, add_group
-from mcq.errors import McqError
 
 EXAMPLES = (
     "examples:\n"
@@ -32,16 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from mcq.data import SYNTH
+    from mcq.data import synthesize
 
-    write, layout = SYNTH[args.task]
-    given = dict(n_train=args.train, n_val=args.val, size=args.size)
-    if args.noise is not None:
-        if args.task != "clip":
-            raise McqError("--noise is for clip")
-        given["noise"] = args.noise
-    n = {k: v if v is not None else inspect.signature(write).parameters[k].default for k, v in given.items()}
-    out = write(args.out, seed=args.seed, **n)
-    val = "test" if args.task == "depth" else "validation"
-    per_class = " per class" if args.task == "cls" else ""
-    print(f"wrote {n['n_train']} training + {n['n_val']} {val} images{per_class} to {out} ({layout} layout)")
+    print(synthesize(args.task, args.out, args.seed, n_train=args.train, n_val=args.val, size=args.size,
+                     noise=args.noise))

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     if args.zero_shot:
         return _zero_shot(args)
     if args.model:
-        if args.task != "seg":
+        if not task_spec(args.task).artifact_accuracy:  # the tasks whose artifacts mcq scores (seg)
             raise McqError(f"--model evaluates exported segmentation models; use --checkpoint for {args.task}")
         metrics = evaluate_seg_model(args.model, args.data, args.json, args.threads)
         print(f"{args.model} through {metrics['runtime']} ({metrics['precision']}, {metrics['img_size']} px)")
@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _zero_shot(args: argparse.Namespace) -> None:
+    from mcq.tasks.specs import task_spec
     from mcq.train.zero_shot import format_zero_shot_table, zero_shot
 
-    if args.task != "clip" or not args.checkpoint:
+    if not task_spec(args.task).image_text or not args.checkpoint:
         raise McqError("--zero-shot is for clip, with --checkpoint")
     metrics = zero_shot(args.checkpoint, args.zero_shot, args.templates, args.class_names, args.img_size,
                         args.batch_size, args.workers, args.json)

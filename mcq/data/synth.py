@@ -373,10 +373,3 @@ def default_det_data() -> Path:
         synth_det(root)
     return root
 
-
-SYNTH = {  # task: (writer, the layout it writes)
-    "seg": (synth_seg, "ADE20K"),
-    "depth": (synth_depth, "NYUv2 (BTS)"),
-    "cls": (synth_cls, "ImageNet folder"),
-    "det": (synth_det, "COCO"),
-}

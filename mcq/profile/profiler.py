@@ -36,7 +36,6 @@ from mcq.profile.config import RUNTIMES, CellStatus, ProfileConfig
 
 # runtime -> the format it runs (None: the checkpoint in eager PyTorch); web: the ONNX artifact in the browser
 SETTINGS = {"coreml": "compute_units", "web": "backend"}  # a runtime timed once per setting: the cell's key for it
-TASKS = ("seg", "det", "depth", "cls")
 
 
 @dataclass
@@ -73,7 +72,9 @@ def random_checkpoint(encoder: str, folder: Path, seed: int = 0) -> Path:
 
 def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
     from mcq.tasks.checkpoint import load_state, task_of
+    from mcq.tasks.specs import TASKS
 
+    exported = [s.name for s in TASKS.values() if s.exported]
     subjects = []
     for name in cfg.models:
         ckpt = random_checkpoint(name, artifacts, cfg.seed)
@@ -82,8 +83,8 @@ def _subjects(cfg: ProfileConfig, artifacts: Path) -> list[Subject]:
     for ckpt in map(Path, cfg.checkpoints):
         hp = load_state(ckpt).get("hyper_parameters") or {}
         task = task_of(hp) if isinstance(hp.get("optim"), dict) else None
-        if task not in TASKS or "model" not in hp:
-            raise McqError(f"{ckpt}: not an mcq {', '.join(TASKS)} checkpoint; `mcq profile` measures those")
+        if task not in exported or "model" not in hp:
+            raise McqError(f"{ckpt}: not an mcq {', '.join(exported)} checkpoint; `mcq profile` measures those")
         check_outputs(task, cfg.outputs, ckpt)
         subjects.append(Subject(ckpt, task, hp["model"]["encoder"], hp["model"].get("head", ""), str(ckpt),
                                 hp["optim"]["img_size"]))

@@ -53,6 +53,7 @@ class TaskSpec:
     format_table: Callable[[dict], str]
     qat: bool = False  # whether quantization-aware training (``mcq train --qat``) is offered
     precisions: tuple[str, ...] | None = None  # what its artifacts export in (None: each format's precisions)
+    exported: bool = True  # whether its models are exported (and profiled)
     explained: bool = True  # whether ``mcq export --explain`` diagnoses its artifacts
     error_maps: bool = False  # whether that diagnosis draws where the artifact's class map differs from PyTorch's
     artifact_accuracy: bool = False  # whether an export measures each artifact's accuracy against the checkpoint's
@@ -273,7 +274,7 @@ class ClipSpec(TaskSpec):
     """CLIP pretraining on image-text shards (DataCompDR layout); see ``mcq.train.clip_module``."""
 
     name, title = "clip", "CLIP"
-    explained, image_text = False, True  # nothing of it is exported
+    exported, explained, image_text = False, False, True
     default_data = staticmethod(default_clip_data)
     format_table = staticmethod(format_clip_table)
     default_model = "MobileCLIP2-S0"
