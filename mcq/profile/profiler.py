@@ -220,14 +220,11 @@ def _artifact(bench: ModelBench, fmt: str, precision: str, folder: Path, cfg: Pr
 def _open_all(bench: ModelBench, fmt: str | None, path: Path, threads: int,
               compute_units: str | None = None) -> Callable[[np.ndarray], list]:
     """Every output of one run of the model (the checkpoint in eager PyTorch when ``fmt`` is None)."""
-    if fmt is None:
-        def run(x: np.ndarray) -> list:
-            with torch.no_grad():
-                out = bench.torch_form(torch.from_numpy(x))
-            return list(out) if isinstance(out, tuple) else [out]
-
-        return run
+    from mcq.runtime.artifacts import torch_run_all
     from mcq.runtime.backends import backend
+
+    if fmt is None:
+        return torch_run_all(bench.torch_form)
 
     run_all = backend(fmt).run_all(path, threads, **({"compute_units": compute_units} if compute_units else {}))
     if run_all is None:

@@ -34,14 +34,21 @@ def open_model(path: str | Path, threads: int | None = None, task: str | None = 
     return opened
 
 
-def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    """``model`` (in eval mode) as a runtime's ``run``: a float32 NCHW batch in, its output as an array."""
+def torch_run_all(model: torch.nn.Module) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``model`` (in eval mode) as a runtime's ``run_all``: a float32 NCHW batch in, every output as an array."""
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
+            out = model(torch.from_numpy(x))
+        return [o.numpy() for o in out] if isinstance(out, tuple) else [out.numpy()]
 
     return run
+
+
+def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """``model`` (in eval mode) as a runtime's ``run``: its first output."""
+    run = torch_run_all(model)
+    return lambda x: run(x)[0]
 
 
 def _open(path: Path, threads: int | None) -> OpenedModel:
