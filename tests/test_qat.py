@@ -69,13 +69,14 @@ def test_a_qat_run_fine_tunes_the_trained_model_with_a_share_of_its_recipe(qat_c
 
 
 def _activation_scales(state: dict) -> np.ndarray:
-    """The int8 scale of each per-tensor fake quantizer's learnt range (symmetric: the larger bound over 127.5), and
-    the scale it trained with (the same, where the range is not below the quantizer's smallest scale)."""
+    """The int8 scale of each per-tensor fake quantizer's learnt range as ``convert_pt2e`` takes it: the XNNPACK
+    quantizer's activations are affine (-128..127), so the range widened to hold 0, over 255. (Not the scale it
+    trained with, floored at 2**-14: ``mcq.models.pt2e``.)"""
     ranges = [(state[f"{k[:-len('scale')]}activation_post_process.min_val"],
-               state[f"{k[:-len('scale')]}activation_post_process.max_val"], v)
+               state[f"{k[:-len('scale')]}activation_post_process.max_val"])
               for k, v in state.items() if k.startswith("activation_post_process") and k.endswith(".scale")
               and v.numel() == 1]
-    return np.array([float(torch.maximum(-lo, hi)) / 127.5 for lo, hi, _ in ranges] + [float(s) for *_, s in ranges])
+    return np.array([float(hi.clamp(min=0) - lo.clamp(max=0)) / 255 for lo, hi in ranges])
 
 
 @pytest.mark.slow
