@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 from mcq.export.exporter import export_checkpoint
-from mcq.export.quantization import confirmed_search, format_int8, search, units
+from mcq.export.quantization import Unmade, confirmed_search, format_int8, search, units
 from mcq.models.pt2e import keeps_float
 from mcq.tasks.specs import task_spec
 
@@ -114,6 +114,27 @@ def test_a_search_on_stand_ins_makes_only_the_artifact_it_keeps(tmp_path, real_b
         assert facts["trials_ran_on"] == "stand-ins" and facts["float_modules"] == ["0.stem.0"] and real.made == 1
         assert format_int8("m.pte", facts).endswith("kept float after 15 trials: 0.stem.0 (trials on stand-ins)")
         assert facts["fallback_trials"] and stand.made > 10
+
+
+def test_a_candidate_the_format_cannot_make_is_a_failed_trial(tmp_path):
+    """Where the kept stand-in cannot be made (executorch 1.5.1's XNNPACK refuses some mixes of int8 and float), the
+    search runs again on real artifacts, counts each one it cannot make as a failed trial, and keeps another."""
+    (tmp_path / "stand").mkdir(), (tmp_path / "real").mkdir()
+    gains = {"0.stem.0": 0.009}
+    stand = Fake(tmp_path / "stand", {"minmax": 0.982}, gains)
+    real = Fake(tmp_path / "real", {"minmax": 0.982}, gains)
+
+    def make(stand_in):
+        if stand_in.stem.endswith("-0.stem.0"):
+            raise Unmade("XNNPACK lowering failed: Attempting to convert non-NHWC compatible node to NHWC")
+        return real.make(stand_in)
+
+    found = confirmed_search((stand.quantize, stand.check), make, real.check, ["minmax"], _model(), fallback=True,
+                             name="stand-ins")
+    facts = found.facts()
+    assert found.best.parity["passed"] and facts["float_modules"] == ["0.stem"] and "trials_ran_on" not in facts
+    unmade = [t for t in facts["fallback_trials"] if t["measure"] == "not made"]
+    assert [t["float"] for t in unmade] == [["0.stem.0"]] and not unmade[0]["passed"]
 
 
 def _dataset(root, classes: int, size: int, seed: int):

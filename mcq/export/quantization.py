@@ -18,6 +18,7 @@ six modules float alone gave 98.78-98.86% agreement against 98.83% for full int8
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -50,13 +51,23 @@ Quantize = Callable[[str, tuple[str, ...]], Any]  # (method, float_modules) -> a
 Judge = Callable[[Any], dict]  # an artifact's parity: its runner's ``Check``
 
 
+class Unmade(McqError):
+    """A candidate the format could not make (``quantize`` raises it): in a search a failed trial, not a failed
+    export."""
+
+
 def score(parity: dict) -> float:
-    """The task's own measure, higher is better: agreement (seg, cls) or minus the mean relative error (depth)."""
-    return parity["agreement"] if "agreement" in parity else -parity["mean_rel"]
+    """The task's own measure, higher is better: agreement (seg, cls) or minus the mean relative error (depth); a
+    candidate that could not be made scores below any."""
+    if "agreement" in parity:
+        return parity["agreement"]
+    return -parity["mean_rel"] if "mean_rel" in parity else -math.inf
 
 
 def measure(parity: dict) -> str:
-    return f"{100 * parity['agreement']:.2f}%" if "agreement" in parity else f"rel {parity['mean_rel']:.1e}"
+    if "agreement" in parity:
+        return f"{100 * parity['agreement']:.2f}%"
+    return f"rel {parity['mean_rel']:.1e}" if "mean_rel" in parity else "not made"
 
 
 def _parameters(module: nn.Module) -> int:
@@ -159,8 +170,7 @@ def confirmed_search(stand_in: tuple[Quantize, Judge], make: Callable[[Any], Any
     (``check``): that artifact is ``best``. Where it fails although its stand-in passed, ``search`` again, every
     trial's stand-in made into an artifact."""
     found = search(*stand_in, methods, model, fallback)
-    artifact = make(found.best.artifact)
-    made = Trial(found.best.method, found.best.float_modules, artifact, check(artifact))
+    made = _trial(lambda *_: make(found.best.artifact), check, found.best.method, found.best.float_modules)
     if made.parity["passed"] or not found.best.parity["passed"]:
         found.best, found.stand_in = made, name
         return found
@@ -183,7 +193,10 @@ def _prune(found: Search) -> None:
 
 
 def _trial(quantize: Quantize, check: Judge, method: str, float_modules: tuple[str, ...]) -> Trial:
-    artifact = quantize(method, float_modules)
+    try:
+        artifact = quantize(method, float_modules)
+    except Unmade as e:
+        return Trial(method, float_modules, None, {"passed": False, "why": f"not made: {e}"})
     return Trial(method, float_modules, artifact, check(artifact))
 
 
