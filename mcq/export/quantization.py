@@ -167,15 +167,25 @@ def confirmed_search(stand_in: tuple[Quantize, Judge], make: Callable[[Any], Any
                      model: nn.Module, fallback: bool, name: str) -> Search:
     """``search`` on stand-ins for the artifacts (``stand_in``: their quantize and check; ``name`` says what they
     are), then the artifact of the trial it keeps made from that trial's stand-in (``make``) and checked
-    (``check``): that artifact is ``best``. Where it fails although its stand-in passed, ``search`` again, every
-    trial's stand-in made into an artifact."""
-    found = search(*stand_in, methods, model, fallback)
-    made = _trial(lambda *_: make(found.best.artifact), check, found.best.method, found.best.float_modules)
-    if made.parity["passed"] or not found.best.parity["passed"]:
-        found.best, found.stand_in = made, name
-        return found
-    _discard(made)
+    (``check``): that artifact is ``best``. Where the format cannot make it (``Unmade``), the other trials that
+    passed are made instead, latest first. Where a made artifact fails although its stand-in passed, ``search``
+    again, every trial's stand-in made into an artifact."""
     quantize = stand_in[0]
+    found = search(*stand_in, methods, model, fallback)
+    chosen = found.best
+    # where the format cannot make the kept trial, the other passing ones, latest (narrowest) first
+    others = [t for t in reversed(found.fallback) if t.parity["passed"] and t is not chosen] if chosen.parity["passed"] \
+        else []
+    for trial in (chosen, *others):
+        made = _trial(lambda *_: make(quantize(trial.method, trial.float_modules) if trial.artifact is None else trial.artifact), check,
+                      trial.method, trial.float_modules)
+        if made.parity["passed"] or not chosen.parity["passed"]:
+            found.best, found.stand_in = made, name
+            return found
+        if made.artifact is not None:
+            _discard(made)
+            break  # made, but it fails where its stand-in passed
+        found.fallback.append(made)  # not made: on to the next
     return search(lambda method, floats: make(quantize(method, floats)), check, methods, model, fallback)
 
 
