@@ -173,12 +173,10 @@ def confirmed_search(stand_in: tuple[Quantize, Judge], make: Callable[[Any], Any
     quantize = stand_in[0]
     found = search(*stand_in, methods, model, fallback)
     chosen = found.best
-    # where the format cannot make the kept trial, the other passing ones, latest (narrowest) first
-    others = [t for t in reversed(found.fallback) if t.parity["passed"] and t is not chosen] if chosen.parity["passed"] \
-        else []
-    for trial in (chosen, *others):
-        made = _trial(lambda *_: make(quantize(trial.method, trial.float_modules) if trial.artifact is None else trial.artifact), check,
-                      trial.method, trial.float_modules)
+    others = [t for t in reversed(found.fallback) if t.parity["passed"] and t is not chosen]
+    for trial in (chosen, *others):  # a kept trial that failed its stand-in returns at once, made or not
+        stand = trial.artifact if trial.artifact is not None else quantize(trial.method, trial.float_modules)
+        made = _trial(lambda *_: make(stand), check, trial.method, trial.float_modules)
         if made.parity["passed"] or not chosen.parity["passed"]:
             found.best, found.stand_in = made, name
             return found
