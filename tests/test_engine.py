@@ -16,24 +16,30 @@ from mcq.train.train import train
 TINY = dict(backbone="mci0", img_size=64, batch_size=2, workers=0, accelerator="cpu")
 
 
-@pytest.mark.parametrize("task, data, extra", [
-    ("seg", "synth_data", {}), ("cls", "synth_cls_data", {}),
-    ("det", "synth_det_data", dict(fpn_channels=16, roi_batch_size=8)),
+@pytest.mark.parametrize("task, data, extra, killed", [
+    ("seg", "synth_data", {}, True), ("depth", "synth_depth_data", {}, True), ("cls", "synth_cls_data", {}, False),
+    ("det", "synth_det_data", dict(fpn_channels=16, roi_batch_size=8), True),
 ])
-def test_interrupted_run_resumes_where_it_stopped(request, tmp_path, task, data, extra):
+def test_a_resumed_run_ends_as_the_uninterrupted_one(request, tmp_path, task, data, extra, killed):
+    """A run stopped after step 3, then resumed, ends with the metrics of the same run uninterrupted: from
+    ``interrupted.ckpt`` (step 3; Ctrl-C), or, ``killed``, from ``last.ckpt`` alone (step 2, mid-epoch), which is
+    what a SIGKILL leaves. The resumed run takes the batches, augmentations and random draws the uninterrupted one
+    takes (``mcq.train.sampling``)."""
+    cfg = dict(task=task, data=str(request.getfixturevalue(data)), max_steps=5, val_every=2, seed=3, **TINY, **extra)
+    _, whole = train(TrainConfig(out=str(tmp_path / "whole"), **cfg))
     run = tmp_path / "run"
-    cfg = TrainConfig(task=task, data=str(request.getfixturevalue(data)), max_steps=4, val_every=4, out=str(run), **TINY,
-                      **extra)
     with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
-        train(cfg, callbacks=[StopAt(2)])
+        train(TrainConfig(out=str(run), **cfg), callbacks=[StopAt(3)])
     assert not (run / "metrics.json").exists(), "an interrupted run must not look finished"
-    saved = torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)
-    assert saved["global_step"] == 2
+    assert torch.load(run / "checkpoints" / "interrupted.ckpt", weights_only=True)["global_step"] == 3
+    if killed:
+        (run / "checkpoints" / "interrupted.ckpt").unlink()
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
 
     _, metrics = train(TrainConfig(out=str(run), resume=True, accelerator="cpu"))  # task and all else from config.json
-    assert metrics["step"] == 4
-    assert json.loads((run / "metrics.json").read_text())["step"] == 4
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert metrics == whole
+    assert json.loads((run / "metrics.json").read_text())["step"] == 5
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
     assert not (run / "checkpoints" / "interrupted.ckpt").exists()
 
 

@@ -30,6 +30,7 @@ from mcq.train.det_module import DetTask
 from mcq.train.distributed import is_rank_zero
 from mcq.train.ema import ema
 from mcq.train.module import TaskModule
+from mcq.train.sampling import ResumableSampler, Seeded
 from mcq.train.seg_module import SegTask
 
 
@@ -69,9 +70,10 @@ class TrainSpec:
             raise McqError(f"{data}: {len(train_ds)} training images, fewer than one batch of {recipe.batch_size}; "
                            "lower --batch-size")
         kw = dict(num_workers=cfg.workers, persistent_workers=cfg.workers > 0, collate_fn=self.task.collate)
+        order = ResumableSampler(train_ds, per_process, cfg.seed)  # what a resumed run continues exactly
         return (
             train_ds,
-            DataLoader(train_ds, per_process, shuffle=True, drop_last=True, **kw),
+            DataLoader(Seeded(train_ds), per_process, sampler=order, drop_last=True, **kw),
             DataLoader(val_ds, max(1, per_process // 2), shuffle=False, **kw),
             len(train_ds) // recipe.batch_size,
         )

@@ -29,6 +29,7 @@ from mcq.train.config import CLIP_OPTIONS, TrainConfig
 from mcq.train.distributed import is_rank_zero
 from mcq.train.module import TaskModule
 from mcq.train.qat import qat_recipe, qat_task
+from mcq.train.sampling import ExactResume, ResumableSampler
 from mcq.train.specs import train_spec
 
 
@@ -207,6 +208,7 @@ def _train(cfg: TrainConfig, run: Path, callbacks: list, whole: TaskModule | Non
             _LastCheckpoint(run / "checkpoints" / "last.ckpt", val_every),
             _InterruptedCheckpoint(run / "checkpoints" / "interrupted.ckpt"),
             TQDMProgressBar(refresh_rate=1),
+            *([ExactResume(train_dl.sampler, cfg.seed)] if isinstance(train_dl.sampler, ResumableSampler) else []),
             *spec.callbacks(recipe),
             *callbacks,
         ],
