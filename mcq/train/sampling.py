@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
@@ -35,13 +36,13 @@ def reseed(seed: int) -> None:
 class Seeded(Dataset):
     """``dataset`` indexed by ``(index, seed)``: each sample is read and augmented after ``reseed(seed)``."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]):
+    def __getitem__(self, key: tuple[int, int]) -> object:
         index, seed = key
         reseed(seed)
         return self.dataset[index]
@@ -53,9 +54,9 @@ class ResumableSampler(DistributedSampler):
     process group is read when iterating (Lightning starts it after the loaders are made). ``skip(n)`` leaves out the
     first ``n`` batches of the next epoch iterated."""
 
-    def __init__(self, dataset: Dataset, batch_size: int, seed: int):  # not super().__init__: it needs the group
+    def __init__(self, dataset: Dataset, batch_size: int, seed: int) -> None:  # no super().__init__: needs the group
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
-        self.epoch, self.shuffle, self._skip = 0, True, 0
+        self.epoch, self._skip = 0, 0
 
     def _group(self) -> tuple[int, int]:
         if dist.is_available() and dist.is_initialized():
@@ -75,7 +76,7 @@ class ResumableSampler(DistributedSampler):
     def skip(self, batches: int) -> None:
         self._skip = batches
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         world, rank = self._group()
         shuffled = torch.Generator().manual_seed(seed_of(self.seed, self.epoch))
         order = torch.randperm(len(self.dataset), generator=shuffled)
@@ -90,7 +91,7 @@ class ExactResume(L.Callback):
     """Seeds each step's randomness from ``(seed, step, rank)``, and on ``--resume`` makes ``sampler`` skip the
     batches of the current epoch that the checkpoint's run had taken."""
 
-    def __init__(self, sampler: ResumableSampler, seed: int):
+    def __init__(self, sampler: ResumableSampler, seed: int) -> None:
         self.sampler, self.seed = sampler, seed
 
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
