@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from mcq.errors import McqError
+from mcq.models.pt2e import keeps_float
 
 class Int8Refused(McqError):
     """No int8 artifact passed its check; carries the closest one's parity, what was tried (``Search.facts``) and
@@ -103,10 +104,11 @@ class Trial:
     float_modules: tuple[str, ...]
     artifact: Any
     parity: dict
+    confirming: bool = False  # the artifact made from a stand-in that passed (``confirmed_search``)
 
     def row(self) -> dict:
         return {"method": self.method, "float": list(self.float_modules), "measure": measure(self.parity),
-                "passed": self.parity["passed"]}
+                "passed": self.parity["passed"]} | ({"confirming": True} if self.confirming else {})
 
 
 @dataclass
@@ -167,23 +169,24 @@ def confirmed_search(stand_in: tuple[Quantize, Judge], make: Callable[[Any], Any
                      model: nn.Module, fallback: bool, name: str) -> Search:
     """``search`` on stand-ins for the artifacts (``stand_in``: their quantize and check; ``name`` says what they
     are), then the artifact of the trial it keeps made from that trial's stand-in (``make``) and checked
-    (``check``): that artifact is ``best``. Where the format cannot make it (``Unmade``), the other trials that
-    passed are made instead, latest first. Where a made artifact fails although its stand-in passed, ``search``
+    (``check``): that artifact is ``best``. Where the format cannot make it (``Unmade``) or it fails although its
+    stand-in passed, the trials it was narrowed from that passed (each keeps float what it keeps, and more) are made
+    instead, narrowest first; those given up are listed as ``confirming`` trials. Where none passes, ``search``
     again, every trial's stand-in made into an artifact."""
     quantize = stand_in[0]
     found = search(*stand_in, methods, model, fallback)
     chosen = found.best
-    others = [t for t in reversed(found.fallback) if t.parity["passed"] and t is not chosen]
-    for trial in (chosen, *others):  # a kept trial that failed its stand-in returns at once, made or not
+    wider = [t for t in reversed(found.fallback) if t.parity["passed"] and t is not chosen
+             and all(keeps_float(m, t.float_modules) for m in chosen.float_modules)]
+    for trial in (chosen, *wider):  # a kept trial that failed its stand-in returns at once, made or not
         stand = trial.artifact if trial.artifact is not None else quantize(trial.method, trial.float_modules)
         made = _trial(lambda *_: make(stand), check, trial.method, trial.float_modules)
         if made.parity["passed"] or not chosen.parity["passed"]:
             found.best, found.stand_in = made, name
             return found
-        if made.artifact is not None:
-            _discard(made)
-            break  # made, but it fails where its stand-in passed
-        found.fallback.append(made)  # not made: on to the next
+        _discard(made)
+        made.confirming = True
+        found.fallback.append(made)
     return search(lambda method, floats: make(quantize(method, floats)), check, methods, model, fallback)
 
 
