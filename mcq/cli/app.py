@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mcq.apps.browser import MAX_REL, MIN_AGREEMENT
 from mcq.cli.common import add_command, add_group
 
 EXAMPLES = (
@@ -24,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     web.add_argument("--port", type=int, default=8000, help="port on localhost (default %(default)s; 0: any free port)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     web.add_argument("--check", metavar="IMAGE", help="instead of serving: run the page on IMAGE in headless Chromium, "
-                     "print its agreement with onnxruntime in Python and its time; exit 1 below 99.9%% of pixels "
-                     "(seg) or beyond 1e-3 relative error (depth)")
+                     "print its agreement with onnxruntime in Python and its time; exit 1 below "
+                     f"{100 * MIN_AGREEMENT:g}%% of pixels (seg) or beyond {MAX_REL:g} relative error (depth)")
     web.add_argument("--screenshot", metavar="PNG", help="with --check: a screenshot of the page")
     ref = add_command(app, "reference", "write the reference vector an app checks its pre- and post-processing "
                       "against", EXAMPLES)

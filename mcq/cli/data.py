@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mcq.cli.common import add_command, add_group
+from mcq.tasks.specs import TASKS
 
 EXAMPLES = (
     "examples:\n"
@@ -19,7 +20,7 @@ EXAMPLES = (
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     # the defaults are the writers' (mcq.data.SYNTH), named here, not repeated: the command prints what it wrote
     p = add_command(add_group(subparsers, "data", "datasets"), "synth", "write an embedded synthetic dataset", EXAMPLES)
-    p.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
+    p.add_argument("task", choices=list(TASKS))
     p.add_argument("--out", required=True, help="folder to write (in the task's dataset layout)")
     p.add_argument("--train", type=int, help="training images; cls: per class (default: the task's)")
     p.add_argument("--val", type=int, help="validation (depth: test) images; cls: per class (default: the task's)")

@@ -6,6 +6,7 @@ import argparse
 
 from mcq.cli.common import add_command, lightning_logs_to_stdout
 from mcq.errors import McqError
+from mcq.tasks.specs import TASKS
 
 EXAMPLES = (
     "examples:\n"
@@ -23,7 +24,7 @@ EXAMPLES = (
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = add_command(subparsers, "eval", "evaluate a checkpoint", EXAMPLES)
-    p.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
+    p.add_argument("task", choices=list(TASKS))
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a run's checkpoints/best.ckpt or last.ckpt (evaluated with Lightning)")
     which.add_argument("--model", help="seg: an exported .onnx / .pte (or a .ckpt), run by its own runtime")

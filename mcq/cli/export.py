@@ -10,6 +10,7 @@ from pathlib import Path
 from mcq.apps.install import APPS
 from mcq.cli.common import add_command, print_tracebacks
 from mcq.errors import McqError
+from mcq.export.exporter import EVAL_IMAGES
 from mcq.export.labels import OUTPUTS
 
 EXAMPLES = (
@@ -54,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", help="also write the export report to this JSON file")
     p.add_argument("--eval-images", type=int, metavar="N", help="seg: the mIoU of each artifact "
                    "that runs here and of the checkpoint in PyTorch (and the drop) on the first N validation images "
-                   "of --data (default 100; 0: not measured)")
+                   f"of --data (default {EVAL_IMAGES}; 0: not measured)")
     p.add_argument("--explain", action="store_true", help="write error maps (ARTIFACT.explain/image_NN.png) and "
                    "find the first layer that drifts from PyTorch (ARTIFACT.explain/layers.json)")
     p.add_argument("--calibration", help="int8 calibration: auto (default: the target's, else auto: each of the "

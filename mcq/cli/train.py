@@ -6,6 +6,7 @@ import argparse
 
 from mcq.cli.common import add_command, lightning_logs_to_stdout
 from mcq.recipes import load_recipe, quantization_aware
+from mcq.tasks.specs import TASKS
 from mcq.train.config import TrainConfig
 
 EXAMPLES = (
@@ -40,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     qat = quantization_aware(fpn)
     c = TrainConfig
     p = add_command(subparsers, "train", "train a task model", EXAMPLES)
-    p.add_argument("task", choices=["seg", "depth", "cls", "det", "clip"])
+    p.add_argument("task", choices=list(TASKS))
     p.add_argument("--backbone", default=c.backbone, help="encoder name (see `mcq models`; default %(default)s)")
     p.add_argument("--head", default=c.head, help="seg: fpn or upernet (default: the encoder's, as in the paper)")
     p.add_argument("--linear-probe", action="store_true",

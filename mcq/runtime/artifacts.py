@@ -14,6 +14,7 @@ from mcq.models.inference import inference_form
 from mcq.runtime.backends import RUNTIMES, format_for, runner
 from mcq.tasks.checkpoint import read_checkpoint
 from mcq.tasks.metadata import task_metadata
+from mcq.tasks.parity import first_output
 from mcq.tasks.schema import read_sidecar
 
 
@@ -47,8 +48,7 @@ def torch_run_all(model: torch.nn.Module) -> Callable[[np.ndarray], list[np.ndar
 
 def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     """``model`` (in eval mode) as a runtime's ``run``: its first output."""
-    run = torch_run_all(model)
-    return lambda x: run(x)[0]
+    return first_output(torch_run_all(model))
 
 
 def _open(path: Path, threads: int | None) -> OpenedModel:

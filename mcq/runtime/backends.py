@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from mcq.errors import McqError
+from mcq.tasks.parity import first_output
 
 BACKENDS = {"onnx": "mcq.runtime.onnx", "executorch": "mcq.runtime.executorch", "coreml": "mcq.runtime.coreml"}
 # the artifact suffix of each format, known without importing its module (and runtime) to tell what a path is
@@ -38,8 +39,7 @@ def runner(fmt: str, path: str | Path, threads: int | None = None,
            **settings) -> Callable[[np.ndarray], np.ndarray] | None:
     """The first output of ``fmt``'s ``run_all`` (``settings``: e.g. Core ML's ``compute_units``), or None where
     the artifact cannot run on this machine."""
-    run = backend(fmt).run_all(Path(path), threads, **settings)
-    return None if run is None else lambda x: run(x)[0]
+    return first_output(backend(fmt).run_all(Path(path), threads, **settings))
 
 
 def format_for(path: str) -> str:

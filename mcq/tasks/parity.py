@@ -18,6 +18,12 @@ from mcq.tasks.detection import DETECTIONS
 
 MATCH_IOU = 0.5
 Run = Callable[[np.ndarray], np.ndarray]  # one NCHW float32 image -> the artifact's output
+RunAll = Callable[[np.ndarray], list[np.ndarray]]  # ... -> every output, as a runtime's ``run_all`` gives them
+
+
+def first_output(run_all: RunAll | None) -> Run | None:
+    """``run_all`` as a ``Run`` of its first output (None stays None: an artifact that cannot run here)."""
+    return None if run_all is None else lambda x: run_all(x)[0]
 
 
 def output_parity(run: Run, model: torch.nn.Module, images: torch.Tensor, precision: str, thresholds: dict,

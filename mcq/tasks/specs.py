@@ -36,7 +36,7 @@ from mcq.tasks.classmaps import labels_at
 from mcq.tasks.metrics import (
     format_clip_table, format_cls_table, format_depth_table, format_det_table, format_seg_table,
 )
-from mcq.tasks.parity import Run, det_parity, output_parity
+from mcq.tasks.parity import Run, det_parity, first_output, output_parity
 
 
 class TaskSpec:
@@ -84,7 +84,7 @@ class TaskSpec:
 
     def artifact_run(self, run_all: Callable | None, model: nn.Module, meta: dict) -> Callable | None:
         """What an artifact's check compares, from its runtime's ``run_all`` (None where it cannot run here)."""
-        return None if run_all is None else lambda x: run_all(x)[0]
+        return first_output(run_all)
 
     def parity(self, run: Run, model: nn.Module, images: torch.Tensor, precision: str) -> dict:
         """``run`` (an artifact, one image at a time) against ``model`` (its reference graph) on ``images``, judged
@@ -92,7 +92,8 @@ class TaskSpec:
         return output_parity(run, model, images, precision, self.parity_thresholds, self.parity_measure)
 
     def train_set(self, data: Path, recipe: Recipe, backbone: str) -> Dataset:
-        transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale, recipe.crop_ratio)
+        transform = self.transform(recipe.img_size, True, *normalization(backbone), recipe.crop_scale,
+                                   recipe.crop_ratio)
         return self.dataset(data, self.splits[0], transform)
 
     def val_set(self, data: Path, img_size: int, backbone: str) -> Dataset:
