@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_make_demo_reaches_miou_0_6(tmp_path):
     demo = tmp_path / "demo"
     # the Makefile's own recipe, with this interpreter's environment and the set-up step taken as done, trained for
-    # a quarter of the steps (50, held to mIoU 60%; 200 reached 89.79% in a fresh clone on 2026-12-06, with mmseg's
-    # heads) to keep the suite's longest test short
+    # a quarter of the steps (50, held to mIoU 60%; 200 reached 89.14% in a fresh clone on 2026-12-07, with mmseg's
+    # heads and exact-resume sampling) to keep the suite's longest test short
     cmd = ["make", "-C", str(ROOT), "-o", ".venv/.installed", "demo", f"DEMO={demo}", f"BIN={Path(sys.executable).parent}",
            "DEMO_STEPS=50"]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
