@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 
 from mcq.models.delegation import delegation, for_xnnpack
+from mcq.models.export_speed import faster_passes
 from mcq.models.pt2e import CALIBRATIONS, calibrate, for_quantization, observers, prepared, qat_int8
 from mcq.export.quantization import (
     Check, Int8Refused, Quantize, Unmade, confirmed_search, full_int8, methods_for, qat_facts, speed_cost,
@@ -89,13 +90,14 @@ def _lower(model: torch.nn.Module, before: Counter, example: torch.Tensor, path:
     """Lower ``model`` (float, half or PT2E int8) to ``backend`` and write the program; its delegation facts."""
     from executorch.exir import to_edge_transform_and_lower
 
-    if backend == "xnnpack" and rewrite:
-        ep, rewrites = for_xnnpack(model, example)
-    else:
-        ep, rewrites = torch.export.export(model, (example,)), Counter()
-    edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend))
-    info = {**delegation(edge.exported_program().graph_module), "rewrites": dict(before + rewrites)}
-    Path(path).write_bytes(edge.to_executorch().buffer)
+    with faster_passes():
+        if backend == "xnnpack" and rewrite:
+            ep, rewrites = for_xnnpack(model, example)
+        else:
+            ep, rewrites = torch.export.export(model, (example,)), Counter()
+        edge = to_edge_transform_and_lower(ep, partitioner=_partitioners(backend))
+        info = {**delegation(edge.exported_program().graph_module), "rewrites": dict(before + rewrites)}
+        Path(path).write_bytes(edge.to_executorch().buffer)
     return info
 
 
@@ -169,7 +171,8 @@ def _int8_trials(model: torch.nn.Module, example: torch.Tensor, calib: torch.Ten
         trial = prepared(graph, method, float_modules)
         for name, observer in observers(trial).items():
             observer.load_state_dict(calibrated[method][name].state_dict())
-        return convert_pt2e(trial)
+        with faster_passes():
+            return convert_pt2e(trial)
 
     def lower(graph: torch.fx.GraphModule) -> Path:
         out = tmp / f"int8-{len(lowered)}.pte"

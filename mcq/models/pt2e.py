@@ -22,6 +22,7 @@ from collections import Counter
 import torch
 
 from mcq.models.delegation import IDENTITIES, rewrite_graph, unshare_weights
+from mcq.models.export_speed import faster_passes
 
 # torchao's activation observers for the XNNPACK quantizer, in order of cost (histogram is the quantizer's default);
 # weights are per-channel min-max in each
@@ -100,7 +101,8 @@ def prepared(graph: torch.fx.GraphModule, method: str, float_modules: tuple[str,
     quantizer = XNNPACKQuantizer().set_global(_config(method))
     if float_modules:
         quantizer.set_filter_function(lambda node: not keeps_float(_scope(node), float_modules))
-    return prepare_pt2e(copy.deepcopy(graph), quantizer)
+    with faster_passes():
+        return prepare_pt2e(copy.deepcopy(graph), quantizer)
 
 
 def observers(graph: torch.fx.GraphModule) -> dict[str, torch.nn.Module]:
@@ -122,7 +124,8 @@ def _qat_prepared(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
 
-    graph = prepare_qat_pt2e(graph, XNNPACKQuantizer().set_global(_config(None)))
+    with faster_passes():
+        graph = prepare_qat_pt2e(graph, XNNPACKQuantizer().set_global(_config(None)))
     allow_exported_model_train_eval(graph)
     graph.train()  # returns None once allowed
     return graph
@@ -170,7 +173,8 @@ def qat_int8(model: torch.nn.Module, state: dict[str, torch.Tensor], example: to
     if found.unexpected_keys or [k for k in found.missing_keys if not k.endswith("num_batches_tracked")]:
         raise ValueError(f"the quantization-aware state does not fit the model's graph ({len(found.missing_keys)} "
                          f"missing, {len(found.unexpected_keys)} unexpected)")
-    converted = convert_pt2e(move_exported_model_to_eval(graph))
+    with faster_passes():
+        converted = convert_pt2e(move_exported_model_to_eval(graph))
     for module in converted.modules():  # its ops are in eval form already; exported models refuse ``eval()``
         module.training = False
     return converted, done
