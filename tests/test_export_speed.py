@@ -79,6 +79,7 @@ def test_a_pattern_closing_over_a_tensor_or_a_list_is_not_reused():
     example = (torch.zeros(2),)
     assert _pattern_key(over((1,)), example, False, {}) is not None
     assert _pattern_key(over(torch.ones(1)), example, False, {}) is None
+    assert _pattern_key(over((torch.ones(1),)), example, False, {}) is None
     assert _pattern_key(over([1]), example, False, {}) is None
     assert _pattern_key(over((1,)), example, False, {}) != _pattern_key(over((2,)), example, False, {})
     assert _pattern_key(over((1,)), example, False, {}) != _pattern_key(over((1,)), (torch.zeros(3),), False, {})

@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable
 
 import torch
 from torch.fx.traceback import NodeSource
+from torch.utils._pytree import tree_leaves
 
 # the modules that call torchao's pattern export by a name of their own (``from ... import``)
 PATTERN_USERS = ("torchao.quantization.pt2e.utils", "torchao.quantization.pt2e.qat_utils",
@@ -84,9 +85,10 @@ def _pattern_key(pattern: Callable, example_inputs: tuple, is_cuda: bool, kwargs
         return None
     try:
         closed = tuple(cell.cell_contents for cell in fn.__closure__ or ())
-        if any(isinstance(v, torch.Tensor) for v in closed):
+        defaults = fn.__defaults__, tuple(sorted((fn.__kwdefaults__ or {}).items()))
+        if any(isinstance(v, torch.Tensor) for v in tree_leaves((closed, defaults))):
             return None
-        key = (type(pattern), fn.__code__, closed, fn.__defaults__, tuple(map(_described, example_inputs)), is_cuda,
+        key = (type(pattern), fn.__code__, closed, defaults, tuple(map(_described, example_inputs)), is_cuda,
                tuple(sorted((k, _described(v)) for k, v in kwargs.items())))
         hash(key)
     except (TypeError, ValueError):  # an unhashable value; an empty cell
