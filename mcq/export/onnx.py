@@ -27,6 +27,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable
+from unittest.mock import patch
 
 import numpy as np
 import onnx
@@ -190,12 +191,8 @@ def _calibration_in_priority_order():
         self.infer_session = ort.InferenceSession(self.augmented_model_path, sess_options=options,
                                                   providers=self.execution_providers)
 
-    original = CalibraterBase.create_inference_session
-    CalibraterBase.create_inference_session = create_inference_session
-    try:
+    with patch.object(CalibraterBase, "create_inference_session", create_inference_session):
         yield
-    finally:
-        CalibraterBase.create_inference_session = original
 
 
 def _export_fp32(model: torch.nn.Module, example: torch.Tensor, path: Path, output: str) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from types import FunctionType
 from typing import Any, Callable, Hashable
+from unittest.mock import patch
 
 import torch
 from torch.fx.traceback import NodeSource
@@ -37,28 +38,13 @@ _PATTERNS: dict[Hashable, torch.fx.GraphModule] = {}
 @contextmanager
 def faster_passes() -> Iterator[None]:
     """Within the block, provenance is shared and pattern graphs are reused (see the module's docstring)."""
+    reusing = _reusing(importlib.import_module(PATTERN_USERS[0])._get_aten_graph_module_for_pattern)
     with ExitStack() as stack:
-        stack.enter_context(_patched(NodeSource, "__deepcopy__", lambda self, memo: self))
-        exporter = importlib.import_module(PATTERN_USERS[0])._get_aten_graph_module_for_pattern
+        stack.enter_context(patch.object(NodeSource, "__deepcopy__", lambda self, memo: self, create=True))
         for name in PATTERN_USERS:
-            stack.enter_context(_patched(importlib.import_module(name), "_get_aten_graph_module_for_pattern",
-                                         _reusing(exporter)))
+            stack.enter_context(patch.object(importlib.import_module(name), "_get_aten_graph_module_for_pattern",
+                                             reusing))
         yield
-
-
-@contextmanager
-def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    """``owner.name`` set to ``value`` within the block, then as it was (absent if it was absent)."""
-    missing = object()
-    previous = vars(owner).get(name, missing)
-    setattr(owner, name, value)
-    try:
-        yield
-    finally:
-        if previous is missing:
-            delattr(owner, name)
-        else:
-            setattr(owner, name, previous)
 
 
 def _reusing(export: Callable[..., torch.fx.GraphModule]) -> Callable[..., torch.fx.GraphModule]:
