@@ -109,7 +109,8 @@ def diff_state(own: Mapping[str, torch.Tensor], theirs: Mapping[str, Any]) -> St
         if k not in theirs:
             diff.missing.append(k)
         elif getattr(theirs[k], "shape", None) != v.shape:
-            diff.mismatched.append(f"{k}: checkpoint {tuple(getattr(theirs[k], 'shape', ()))} vs model {tuple(v.shape)}")
+            diff.mismatched.append(f"{k}: checkpoint {tuple(getattr(theirs[k], 'shape', ()))} "
+                                   f"vs model {tuple(v.shape)}")
         else:
             diff.matched.append(k)
     return diff

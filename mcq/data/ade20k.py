@@ -116,5 +116,6 @@ class ADE20K(Dataset):
         image = read_image(self.images[i])
         mask = read_mask(self.masks[i], self.num_classes)
         if image.size != (mask.shape[1], mask.shape[0]):
-            raise McqError(f"{self.masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]}, image is {image.size[0]}x{image.size[1]}")
+            raise McqError(f"{self.masks[i]}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+                           f"image is {image.size[0]}x{image.size[1]}")
         return self.transform(image, mask) if self.transform else (image, mask)

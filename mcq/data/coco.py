@@ -55,7 +55,8 @@ def load_coco(path: Path):
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise McqError(f"{path}: not a JSON annotation file ({e})") from e
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
+                                             for k in ("images", "annotations", "categories")):
         raise McqError(f"{path}: not a COCO instances file (needs lists 'images', 'annotations', 'categories')")
     if not data["images"]:
         raise McqError(f"{path}: empty image list")
@@ -161,10 +162,12 @@ class COCODetection(Dataset):
         image = read_image(path)
         w, h = info["width"], info["height"]
         if image.size != (w, h):
-            raise McqError(f"{path}: image is {image.size[0]}x{image.size[1]}, {self.annotation_file.name} says {w}x{h}")
+            raise McqError(f"{path}: image is {image.size[0]}x{image.size[1]}, "
+                           f"{self.annotation_file.name} says {w}x{h}")
         anns = [a for a in self.coco.imgToAnns[image_id] if _usable(a)]
         try:
-            masks = np.stack([decode_mask(a["segmentation"], h, w) for a in anns]) if anns else np.zeros((0, h, w), np.uint8)
+            masks = (np.stack([decode_mask(a["segmentation"], h, w) for a in anns]) if anns
+                     else np.zeros((0, h, w), np.uint8))
         except Exception as e:  # noqa: BLE001 - pycocotools' errors on malformed polygons / RLE
             raise McqError(f"{self.annotation_file}: a segmentation of image {image_id} ({info['file_name']}) does not "
                            f"decode ({type(e).__name__}: {e})") from e

@@ -1,7 +1,8 @@
 """NYU Depth v2 in the layout BTS and GLPDepth use, or any dataset laid out the same way.
 
     ROOT/sync/<scene>/rgb_NNNNN.jpg, sync_depth_NNNNN.png            training frames
-    ROOT/nyudepthv2_train_files_with_gt.txt                          BTS's list: "/<scene>/rgb_N.jpg /<scene>/sync_depth_N.png FOCAL"
+    ROOT/nyudepthv2_train_files_with_gt.txt                          BTS's list:
+        "/<scene>/rgb_N.jpg /<scene>/sync_depth_N.png FOCAL"
     ROOT/official_splits/test/<scene>/rgb_NNNNN.jpg, sync_depth_NNNNN.png   the 654 test frames
 
 Depth PNGs are 16-bit, single channel, in millimetres (0 = no measurement); samples hold metres.
@@ -61,7 +62,8 @@ def _train_pairs(root: Path) -> list[tuple[Path, Path]]:
 def _test_pairs(root: Path) -> list[tuple[Path, Path]]:
     test = root / TEST_DIR
     if not test.is_dir():
-        raise McqError(f"{test}: missing; a NYUv2 dataset needs official_splits/test/<scene>/rgb_*.jpg + sync_depth_*.png")
+        raise McqError(f"{test}: missing; a NYUv2 dataset needs "
+                       "official_splits/test/<scene>/rgb_*.jpg + sync_depth_*.png")
     images = sorted(test.glob("*/rgb_*.jpg"))
     if not images:
         raise McqError(f"{test}: no test frames (<scene>/rgb_*.jpg)")
@@ -91,5 +93,6 @@ class NYUv2(Dataset):
         image_path, depth_path = self.pairs[i]
         image, depth = read_image(image_path), read_depth(depth_path)
         if image.size != (depth.shape[1], depth.shape[0]):
-            raise McqError(f"{depth_path}: depth is {depth.shape[1]}x{depth.shape[0]}, image is {image.size[0]}x{image.size[1]}")
+            raise McqError(f"{depth_path}: depth is {depth.shape[1]}x{depth.shape[0]}, "
+                           f"image is {image.size[0]}x{image.size[1]}")
         return self.transform(image, depth) if self.transform else (image, depth)

@@ -149,7 +149,8 @@ def synth_room(width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     f = NYU_FOCAL * width / NYU_WIDTH
     v, u = np.mgrid[:h, :width].astype(np.float64)
     dx, dy = (u - width / 2 + 0.5) / f, -(v - h / 2 + 0.5) / f  # ray (dx, dy, 1), y up
-    half_w, cam_h, room_h, back = rng.uniform(1.4, 3.0), rng.uniform(1.0, 1.6), rng.uniform(2.4, 3.2), rng.uniform(4.0, 9.0)
+    half_w, cam_h, room_h, back = (rng.uniform(1.4, 3.0), rng.uniform(1.0, 1.6), rng.uniform(2.4, 3.2),
+                                   rng.uniform(4.0, 9.0))
     with np.errstate(divide="ignore"):
         planes = {  # depth at which each ray meets each surface (inf: never)
             "wall": np.where(dx != 0, half_w / np.abs(dx), np.inf),
@@ -252,8 +253,8 @@ def synth_object(cls: str, size: int, rng: np.random.Generator) -> np.ndarray:
         "hstripes": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((yy // period) % 2 == 0),
         "vstripes": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((xx // period) % 2 == 0),
         "checker": (np.maximum(np.abs(u), np.abs(v)) < 1) & (((xx // period) + (yy // period)) % 2 == 0),
-        "dots": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((xx % period - period / 2) ** 2 + (yy % period - period / 2) ** 2
-                                                          < (period / 3) ** 2),
+        "dots": (np.maximum(np.abs(u), np.abs(v)) < 1) & ((xx % period - period / 2) ** 2
+                                                          + (yy % period - period / 2) ** 2 < (period / 3) ** 2),
     }[cls]
     hue = rng.uniform()
     img = np.empty((size, size, 3))
@@ -272,7 +273,8 @@ def synth_cls(out: str | Path, n_train: int = 100, n_val: int = 20, size: int = 
             for cls in tqdm(CLS_CLASSES, desc=f"synth cls {split}", unit="class", leave=False):
                 (tmp / split / cls).mkdir(parents=True)
                 for i in range(n):
-                    Image.fromarray(synth_object(cls, size, rng)).save(tmp / split / cls / f"{cls}_{i:05d}.JPEG", quality=95)
+                    Image.fromarray(synth_object(cls, size, rng)).save(tmp / split / cls / f"{cls}_{i:05d}.JPEG",
+                                                                       quality=95)
     return out
 
 

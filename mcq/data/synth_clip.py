@@ -113,11 +113,13 @@ def synthetic_captions(objects: list[SceneObject], ground: str, rng: np.random.G
     return [templates[i].format(objs=_listing(objects, rng), ground=ground) for i in picks]
 
 
-def web_caption(objects: list[SceneObject], rng: np.random.Generator, noise: float) -> tuple[str, list[SceneObject] | None]:
+def web_caption(objects: list[SceneObject], rng: np.random.Generator,
+                noise: float) -> tuple[str, list[SceneObject] | None]:
     """A noisy web-like caption and the objects it describes (``None``: it describes nothing)."""
     if rng.random() >= noise:
         o = objects[int(rng.integers(len(objects)))]
-        return str(rng.choice([f"{o.colour} {o.cls}", f"my {o.cls}", f"{o.cls} photo", f"nice {o.colour} {o.cls}"])), [o]
+        return str(rng.choice([f"{o.colour} {o.cls}", f"my {o.cls}", f"{o.cls} photo",
+                               f"nice {o.colour} {o.cls}"])), [o]
     kind = rng.choice(["wrong", "unrelated", "empty"])
     if kind == "wrong":
         o = objects[int(rng.integers(len(objects)))]
@@ -187,7 +189,8 @@ def _sample(i: int, split: str, img: np.ndarray, objects: list[SceneObject], gro
              text_emb=np.stack([teacher.embed(said, rng)] + [teacher.embed(objects, rng) for _ in syn]))
     key = f"{split}{i:08d}"
     return {"__key__": key, "jpg": jpg.getvalue(), "txt": txt, "syn.json": {"syn_text": syn},
-            "json": {"uid": hashlib.md5(key.encode()).hexdigest(), "sha256": hashlib.sha256(jpg.getvalue()).hexdigest()},
+            "json": {"uid": hashlib.md5(key.encode()).hexdigest(),
+                     "sha256": hashlib.sha256(jpg.getvalue()).hexdigest()},
             "npz": emb.getvalue(), "paug.json": {"param_aug": paug}}
 
 

@@ -24,12 +24,14 @@ class SegTransform:
     ):
         self.train = train
         geometric = (
-            [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)), v2.RandomHorizontalFlip()]
+            [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)),
+             v2.RandomHorizontalFlip()]
             if train else [v2.Resize((img_size, img_size))]
         )
         photometric = [v2.ColorJitter(brightness=0.125, contrast=0.5, saturation=0.5, hue=0.05)] if train else []
         self.geometric = v2.Compose(geometric)
-        self.pixels = v2.Compose(photometric + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+        self.pixels = v2.Compose(photometric + [v2.ToDtype(torch.float32, scale=True),
+                                                v2.Normalize(list(mean), list(std))])
 
     def __call__(self, image: Image.Image, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.train:
@@ -73,10 +75,12 @@ class ClsTransform:
 
     def __init__(
         self, img_size: int, train: bool, mean: Sequence[float], std: Sequence[float],
-        crop_scale: Sequence[float] = (0.08, 1.0), crop_ratio: Sequence[float] = (0.75, 1.3333), crop_pct: float = 0.875,
+        crop_scale: Sequence[float] = (0.08, 1.0), crop_ratio: Sequence[float] = (0.75, 1.3333),
+        crop_pct: float = 0.875,
     ):
         geometric = (
-            [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)), v2.RandomHorizontalFlip()]
+            [v2.RandomResizedCrop(img_size, scale=tuple(crop_scale), ratio=tuple(crop_ratio)),
+             v2.RandomHorizontalFlip()]
             if train else [v2.Resize(round(img_size / crop_pct)), v2.CenterCrop(img_size)]
         )
         self.transform = v2.Compose([v2.PILToTensor(), *geometric, v2.ToDtype(torch.float32, scale=True),

@@ -1,7 +1,7 @@
 """Where an export diverges: error maps per image, and the first layer whose output drifts from PyTorch.
 
-``error_maps`` draws, for each parity image of a segmentation model, the image, PyTorch's classes, the artifact's classes and the
-pixels where they differ. ``layer_drift`` exports the model again with the output of every leaf module
+``error_maps`` draws, for each parity image of a segmentation model, the image, PyTorch's classes, the artifact's
+classes and the pixels where they differ. ``layer_drift`` exports the model again with the output of every leaf module
 (convolution, activation, upsampling, ...) exposed as an extra output, through the same format code and
 precision (the same quantization and calibration for int8), runs it in the format's own runtime next to
 PyTorch, and compares the two layer by layer in call order. Drift is the signal-to-noise ratio of the
@@ -150,7 +150,8 @@ def error_map(image: Image.Image, ref: np.ndarray, out: np.ndarray, palette: lis
     differ = ref != out
     grey = np.asarray(image.convert("L").convert("RGB")) // 2
     grey[differ] = (255, 0, 0)
-    panels = [image, colourize(ref, palette).convert("RGB"), colourize(out, palette).convert("RGB"), Image.fromarray(grey)]
+    panels = [image, colourize(ref, palette).convert("RGB"), colourize(out, palette).convert("RGB"),
+              Image.fromarray(grey)]
     titles = ["image", "PyTorch", "artifact", f"differs: {100 * differ.mean():.2f}%"]
     sheet = Image.new("RGB", (4 * w, h + 14), "white")
     draw = ImageDraw.Draw(sheet)

@@ -28,7 +28,8 @@ def format_parity_table(reports: list[dict]) -> str:
     for r in reports:
         p = r.get("parity", {})
         if p.get("numerics") == "compared":
-            agree = f"{100 * p['agreement']:>9.3f}" if "agreement" in p else f"{'rel ' + format(p['mean_rel'], '.0e'):>9}"
+            agree = (f"{100 * p['agreement']:>9.3f}" if "agreement" in p
+                     else f"{'rel ' + format(p['mean_rel'], '.0e'):>9}")
             errors = f"{p['max_abs']:>9.2e} {p['max_rel']:>9.2e}" if "max_abs" in p else f"{'-':>9} {'-':>9}"
             nums = f"{errors} {agree}"
         else:

@@ -64,7 +64,8 @@ def create_clip_model(cfg: dict, img_size: int) -> torch.nn.Module:
 
 def tokenizer_for(name: str, context_length: int):
     """open_clip's tokenizer for architecture ``name`` (mcq encoders use ``BASE_ARCH``'s)."""
-    return open_clip.get_tokenizer(name if open_clip.get_model_config(name) else BASE_ARCH, context_length=context_length)
+    return open_clip.get_tokenizer(name if open_clip.get_model_config(name) else BASE_ARCH,
+                                   context_length=context_length)
 
 
 def save_openclip_checkpoint(model: torch.nn.Module, path: str | Path, name: str, epoch: int, cfg: dict,

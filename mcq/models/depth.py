@@ -43,7 +43,8 @@ class DepthHead(nn.Module):
         layers += _bn_relu(nn.Conv2d(f, f, 3, padding=1, bias=False), f)
         self.decode = nn.Sequential(*layers)
         self.upscale = stride // 2**cfg.num_deconv
-        self.predict = nn.Sequential(nn.Conv2d(f, f, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(f, 1, 3, padding=1))
+        self.predict = nn.Sequential(nn.Conv2d(f, f, 3, padding=1), nn.ReLU(inplace=True),
+                                     nn.Conv2d(f, 1, 3, padding=1))
         self.max_depth = cfg.max_depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -178,7 +178,8 @@ _mci("mci3", "fastvit_mci3", 5, "MobileCLIP2-S3 image encoder (MCi3), five stage
 _mci("mci4", "fastvit_mci4", 5, "MobileCLIP2-S4 image encoder (MCi4), five stages to stride 64")
 
 
-_VIT_B16 = EncoderInfo("vit_b16", "vit_base_mci_224", "upernet", "ViT-B/16 (MobileCLIP-B) + ViTDet simple feature pyramid")
+_VIT_B16 = EncoderInfo("vit_b16", "vit_base_mci_224", "upernet",
+                       "ViT-B/16 (MobileCLIP-B) + ViTDet simple feature pyramid")
 
 
 @register_encoder(_VIT_B16)

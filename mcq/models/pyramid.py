@@ -23,7 +23,8 @@ class SimpleFeaturePyramid(nn.Module):
             nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), LayerNorm2d(dim // 2), nn.GELU(),
             nn.ConvTranspose2d(dim // 2, dim // 4, 2, stride=2),
         )
-        self.scales = nn.ModuleList([up4, nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), nn.Identity(), nn.MaxPool2d(2)])
+        self.scales = nn.ModuleList([up4, nn.ConvTranspose2d(dim, dim // 2, 2, stride=2), nn.Identity(),
+                                     nn.MaxPool2d(2)])
         self.outs = nn.ModuleList(_out_conv(c, out_channels) for c in (dim // 4, dim // 2, dim, dim))
         self.channels = [out_channels] * 4
         self.strides = [patch_stride // 4, patch_stride // 2, patch_stride, patch_stride * 2]

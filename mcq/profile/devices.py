@@ -42,7 +42,8 @@ def parse_minibench(path: str | Path) -> tuple[list[dict], dict]:
     from mcq.profile.accuracy import read_json
 
     rows = read_json(path, "minibench benchmark_results.json")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"benchmarkModel", "metric", "actualValue"} <= set(r)
+    if not isinstance(rows, list) or not all(isinstance(r, dict)
+                                             and {"benchmarkModel", "metric", "actualValue"} <= set(r)
                                              for r in rows):
         raise McqError(f"{path}: not a minibench benchmark_results.json (a list of {{benchmarkModel, metric, "
                        "actualValue, ...}})")

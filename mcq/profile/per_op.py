@@ -4,9 +4,9 @@ Every function runs the model ``warmup`` times untimed, then ``runs`` times unde
 returns rows ``{"op", "delegated", "ms", "share", "calls"}``: one per kind of op as the runtime names it, ``ms``
 its time per call of the model (mean over the runs), ``share`` that over the mean time of the whole call in the
 same trace, ``calls`` how many times the op ran per call of the model. Sorted by ``ms``; past ``top`` the rest
-is summed into ``(other ops)`` rows (one for the delegated ops, one for the rest), and the time of the call no op accounts for (the runtime's own work
-between ops: dispatch, the delegate's entry, input and output copies; in eager PyTorch, Python) is the row
-``(not in an op)``. Shares therefore sum to 1.
+is summed into ``(other ops)`` rows (one for the delegated ops, one for the rest), and the time of the call no
+op accounts for (the runtime's own work between ops: dispatch, the delegate's entry, input and output copies; in
+eager PyTorch, Python) is the row ``(not in an op)``. Shares therefore sum to 1.
 
 - ExecuTorch: the program loaded with ETDump (``enable_etdump=True``, no debug buffer, so that no tensor is
   copied), read by ``executorch.devtools.Inspector`` from the ETDump alone (no ETRecord needed). Ops are the

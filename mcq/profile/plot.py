@@ -35,7 +35,8 @@ def plot_accuracy_latency(profile: dict, path: str | Path) -> None:
         if c.get("parity_failed"):
             ax.scatter(c["median_ms"], c["accuracy"]["value"], marker="x", color="0.2", s=30, linewidths=1)
     for c in _labelled(cells, by_size):
-        ax.annotate(c["encoder"] + (f" {c['img_size']}" if len(sizes) > 1 else ""), (c["median_ms"], c["accuracy"]["value"]),
+        ax.annotate(c["encoder"] + (f" {c['img_size']}" if len(sizes) > 1 else ""),
+                    (c["median_ms"], c["accuracy"]["value"]),
                     fontsize=7, xytext=(-4, 6), textcoords="offset points", ha="right")
     front = front_cells(profile["cells"])
     if len(front) > 1:

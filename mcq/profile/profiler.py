@@ -100,7 +100,8 @@ def profile(cfg: ProfileConfig) -> dict:
     from mcq.profile.report import write_outputs
 
     cfg.check()
-    measured, published = [load_eval(p) for p in cfg.accuracy], load_baselines(cfg.baselines)  # fail before the long loop
+    # fail before the long loop
+    measured, published = [load_eval(p) for p in cfg.accuracy], load_baselines(cfg.baselines)
     torch.set_num_threads(cfg.threads)
     device = describe_device(cfg.threads)
     out = Path(cfg.out or Path("profiles") / device_slug(device))

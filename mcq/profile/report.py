@@ -102,7 +102,8 @@ def format_table(profile: dict) -> str:
     widths = [max([w, *(len(f(c)) for c in profile["cells"])]) for _, w, f in COLUMNS]  # a long name widens its column
     head = " ".join(f"{h:<{w}}" if i < 4 else f"{h:>{w}}" for i, ((h, _, _), w) in enumerate(zip(COLUMNS, widths))) \
         + "  status"
-    rows = [" ".join(f"{f(c):<{w}}" if i < 4 else f"{f(c):>{w}}" for i, ((_, _, f), w) in enumerate(zip(COLUMNS, widths)))
+    rows = [" ".join(f"{f(c):<{w}}" if i < 4 else f"{f(c):>{w}}"
+                     for i, ((_, _, f), w) in enumerate(zip(COLUMNS, widths)))
             + "  " + status_text(c) for c in profile["cells"]]
     s = profile["settings"]
     notes = [device_line(profile["device"]),
@@ -174,18 +175,19 @@ def format_per_op(cells: list[dict]) -> list[str]:
     from mcq.profile.per_op import cut
 
     lines = ["", "## Per-op", "",
-             "Where each call's time goes, from each runtime's own profiler in runs after the timed ones (mean per call "
-             "of the same number of runs; ExecuTorch: ETDump, onnxruntime: its profiler, torch: torch.profiler, ops' "
-             "self time). delegated: the op ran inside ExecuTorch's XNNPACK delegate (yes) or as a kernel outside it "
-             "(no); for onnxruntime, in an execution provider other than the CPU's; - for eager PyTorch. share: of the "
-             "call's total in the same trace; (not in an op): the runtime's own time between ops (and Python, for "
+             "Where each call's time goes, from each runtime's own profiler in runs after the timed ones (mean per "
+             "call of the same number of runs; ExecuTorch: ETDump, onnxruntime: its profiler, torch: torch.profiler, "
+             "ops' self time). delegated: the op ran inside ExecuTorch's XNNPACK delegate (yes) or as a kernel outside "
+             "it (no); for onnxruntime, in an execution provider other than the CPU's; - for eager PyTorch. share: of "
+             "the call's total in the same trace; (not in an op): the runtime's own time between ops (and Python, for "
              f"torch). The top {PER_OP_TOP} per cell; all of them in `ops/<cell>.csv`."]
     for c in _per_op_cells(cells):
         title = f"{c['model']} {c['img_size']} px {runtime_label(c)} {c['precision']}"
         if not c.get("per_op"):
             lines += ["", f"{title}: {c['per_op_note']}."]
             continue
-        lines += ["", f"### {title} (`ops/{cell_name(c)}.csv`)", "", "| op | delegated | ms | share |", "|---|---|---:|---:|"]
+        lines += ["", f"### {title} (`ops/{cell_name(c)}.csv`)", "", "| op | delegated | ms | share |",
+                  "|---|---|---:|---:|"]
         lines += [f"| {r['op']} | {_delegated(r['delegated'])} | {r['ms']:.3f} | {100 * r['share']:.1f}% |"
                   for r in cut(c["per_op"], PER_OP_TOP)]
     return lines

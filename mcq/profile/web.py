@@ -52,6 +52,7 @@ def measure_in_browser(path: Path, image: Image.Image, cfg: ProfileConfig, backe
         return {"status": CellStatus.FAILED, **found, "why": f"web: {found['why']}"}
     if "unavailable" in got:
         return {"status": CellStatus.CANNOT_RUN, "why": got["unavailable"]}
-    return {"status": CellStatus.RAN, "load_ms": got["loadMs"], "first_run_ms": got["firstRunMs"], "threads": got["threads"],
+    return {"status": CellStatus.RAN, "load_ms": got["loadMs"], "first_run_ms": got["firstRunMs"],
+            "threads": got["threads"],
             "pre_ms": statistics.median(got["preMs"]), "post_ms": statistics.median(got["postMs"]),
             **summarize(got["runsMs"])}

@@ -35,7 +35,8 @@ class Recipe:
     val_every: int | None
 
     def resolve(self, steps_per_epoch: int) -> "Recipe":
-        """The recipe with ``max_steps``, ``warmup_steps`` and ``val_every`` in iterations (iteration recipes: as is)."""
+        """The recipe with ``max_steps``, ``warmup_steps`` and ``val_every`` in iterations
+        (iteration recipes: as is)."""
         return self
 
 
@@ -55,7 +56,8 @@ class EpochRecipe(Recipe):
         full = self.epochs * steps_per_epoch
         total = self.max_steps or full
         warmup = round(total * self.warmup_epochs / self.epochs)  # a shortened run keeps the warm-up's share
-        return replace(self, max_steps=total, warmup_steps=warmup, val_every=self.val_every or min(steps_per_epoch, total))
+        return replace(self, max_steps=total, warmup_steps=warmup,
+                       val_every=self.val_every or min(steps_per_epoch, total))
 
 
 @dataclass(frozen=True)

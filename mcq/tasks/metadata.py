@@ -66,8 +66,8 @@ def _outputs(task: Trained, shape: tuple[int, int]) -> dict:
 
 
 def task_metadata(task: Trained, shape: tuple[int, int], checkpoint: str | Path) -> dict:
-    """Everything an app or ``mcq predict`` needs to use an artifact of ``task`` (a trained model, ``mcq.tasks.checkpoint``) that
-    takes one RGB image of ``shape`` (height, width); nothing else is assumed."""
+    """Everything an app or ``mcq predict`` needs to use an artifact of ``task`` (a trained model,
+    ``mcq.tasks.checkpoint``) that takes one RGB image of ``shape`` (height, width); nothing else is assumed."""
     model, recipe = task.model, task.recipe
     names = task.class_names
     head = {"seg": getattr(model.cfg, "head", ""), "cls": "linear", "depth": "depth", "det": "maskrcnn"}[task.task]

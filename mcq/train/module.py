@@ -99,7 +99,8 @@ class TaskModule(L.LightningModule):
         """AdamW parameter groups; layer-wise lr decay over the trunk when the recipe has ``layer_decay``."""
         o = self.hparams.optim
         if o.get("layer_decay"):
-            return layer_decay_groups(self.model, self.model.encoder.trunk, o["lr"], o["weight_decay"], o["layer_decay"])
+            return layer_decay_groups(self.model, self.model.encoder.trunk, o["lr"], o["weight_decay"],
+                                      o["layer_decay"])
         return param_groups_weight_decay(self.model, o["weight_decay"])
 
     def configure_optimizers(self):

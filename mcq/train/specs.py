@@ -125,8 +125,8 @@ class SegTrain(TrainSpec):
         return load_recipe("seg", cfg.head or encoder_info(cfg.backbone).default_head)
 
     def build(self, cfg: TrainConfig, recipe: Recipe, train_set: ADE20K) -> SegTask:
-        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, head=recipe.head, drop_path=recipe.drop_path,
-                     freeze_encoder=cfg.freeze_encoder)
+        model = dict(encoder=cfg.backbone, num_classes=train_set.num_classes, head=recipe.head,
+                     drop_path=recipe.drop_path, freeze_encoder=cfg.freeze_encoder)
         return SegTask(model=model, class_names=train_set.class_names, optim=asdict(recipe))
 
     def loaders(self, data: Path, recipe: Recipe, cfg: TrainConfig,

@@ -76,7 +76,8 @@ def _prepare_run(cfg: TrainConfig) -> tuple[Path, bool]:
         return run, False
     if run.exists() and any(run.iterdir()):
         if not cfg.exist_ok:
-            raise McqError(f"{run}: already holds a run; pass --resume to continue it, --exist-ok to overwrite, or another --out")
+            raise McqError(f"{run}: already holds a run; pass --resume to continue it, --exist-ok to overwrite, "
+                           "or another --out")
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     return run, True
